@@ -1,3 +1,29 @@
-"""alphagrad: train and run GPT-style language models on a CPU."""
+"""alphagrad: train and run GPT-style language models on a CPU.
+
+    >>> import alphagrad as ag
+    >>> x = ag.randn(3, requires_grad=True)
+    >>> (x.exp() * 2).sum().backward()
+"""
 
 __version__ = "0.1.0"
+
+from alphagrad.autograd import (  # noqa: E402
+    Tensor, arange, enable_grad, from_numpy, full, gradcheck, is_grad_enabled, no_grad, ones, ones_like,
+    rand, randint, randn, tensor, zeros, zeros_like,
+)
+from alphagrad.autograd import functional  # noqa: E402
+from alphagrad.autograd.functional import cat, matmul, maximum, minimum, stack, where  # noqa: E402
+from alphagrad.tensor import (  # noqa: E402
+    get_default_dtype, get_num_threads, get_rng_state, manual_seed, set_default_dtype, set_num_threads,
+    set_rng_state,
+)
+
+float32, float64, int64, bool_ = "float32", "float64", "int64", "bool"
+
+__all__ = [
+    "Tensor", "arange", "bool_", "cat", "enable_grad", "float32", "float64", "from_numpy", "full",
+    "functional", "get_default_dtype", "get_num_threads", "get_rng_state", "gradcheck", "int64",
+    "is_grad_enabled", "manual_seed", "matmul", "maximum", "minimum", "no_grad", "ones", "ones_like",
+    "rand", "randint", "randn", "set_default_dtype", "set_num_threads", "set_rng_state", "stack",
+    "tensor", "where", "zeros", "zeros_like",
+]

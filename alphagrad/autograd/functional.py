@@ -1,0 +1,596 @@
+"""The differentiable functions, PyTorch's names and argument orders (``import alphagrad.functional as F``).
+
+Each is also a ``Tensor`` method where PyTorch has one (``x.exp()``, ``x.sum(dim=1)``).
+Arguments are normalised here, once; the ops in ``ops/`` see plain arrays.
+
+    >>> import alphagrad as ag, alphagrad.functional as F
+    >>> x = ag.randn(4, 10, requires_grad=True)
+    >>> F.cross_entropy(x, ag.tensor([1, 0, 3, 9])).backward()
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+from typing import Sequence
+
+import numpy as np
+
+from alphagrad.autograd.ops import elementwise as ew
+from alphagrad.autograd.ops import matmul as mm
+from alphagrad.autograd.ops import movement as mv
+from alphagrad.autograd.ops import nn as nnops
+from alphagrad.autograd.ops import reduce as rd
+from alphagrad.autograd.tensor import Tensor, _size
+from alphagrad.tensor.dtypes import get_default_dtype, is_float
+
+Number = (int, float, bool, np.number)
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def _lift(value, like: Tensor) -> Tensor:
+    """A Python number as a 0-d tensor of ``like``'s dtype (float if the number is)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, Number):
+        dtype = like.dtype
+        if isinstance(value, (float, np.floating)) and not is_float(dtype):
+            dtype = get_default_dtype()
+        return Tensor._wrap(np.asarray(value, dtype=dtype), False)
+    if isinstance(value, np.ndarray):
+        return Tensor(value)
+    raise TypeError(f"expected a Tensor or a number, got {type(value).__name__}")
+
+
+def _binary(op, a, b, name: str) -> Tensor:
+    a = _lift(a, b) if not isinstance(a, Tensor) else a
+    b = _lift(b, a)
+    try:
+        return op.apply(a, b)
+    except ValueError as e:
+        if a.ndim and b.ndim and "broadcast" in str(e):
+            raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise
+
+
+def _axes(dim, ndim: int) -> tuple[int, ...] | None:
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not isinstance(d, (int, np.integer)):
+            raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
+        if not -builtins.max(ndim, 1) <= d < builtins.max(ndim, 1):
+            raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dims")
+        out.append(int(d) % builtins.max(ndim, 1))
+    return tuple(sorted(set(out))) if ndim else None
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def add(a, b) -> Tensor:
+    return _binary(ew.Add, a, b, "add")
+
+
+def sub(a, b) -> Tensor:
+    return add(a, neg(_lift(b, a)))
+
+
+def mul(a, b) -> Tensor:
+    return _binary(ew.Mul, a, b, "mul")
+
+
+def div(a, b) -> Tensor:
+    b = _lift(b, a)
+    if not isinstance(a, Tensor):
+        a = _lift(a, b)
+    if not is_float(a.dtype) and not is_float(b.dtype):  # true division, as in PyTorch
+        a = a.to(get_default_dtype())
+    return mul(a, reciprocal(b))
+
+
+def neg(x: Tensor) -> Tensor:
+    return ew.Neg.apply(x)
+
+
+def reciprocal(x: Tensor) -> Tensor:
+    return pow(x.to(get_default_dtype()) if not is_float(x.dtype) else x, -1)
+
+
+def pow(x, exponent) -> Tensor:
+    """``x ** exponent``: a number exponent is a primitive, a tensor one goes through exp and log."""
+    if isinstance(x, Tensor) and isinstance(exponent, Number):
+        if not is_float(x.dtype) and (exponent < 0 or isinstance(exponent, float)):
+            x = x.to(get_default_dtype())
+        return ew.Pow.apply(x, exponent=exponent)
+    if not isinstance(x, Tensor):
+        x = _lift(x, exponent)
+    return exp(mul(_lift(exponent, x), log(x)))
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product with NumPy's rules (1-D promotion, broadcast batch axes)."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least one dim, got shapes {a.shape} and {b.shape}")
+    inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if a.shape[-1] != inner_b:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({a.shape[-1]} != {inner_b})")
+    return mm.MatMul.apply(a, b)
+
+
+def exp(x: Tensor) -> Tensor:
+    return ew.Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return ew.Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return ew.Sqrt.apply(x)
+
+
+def rsqrt(x: Tensor) -> Tensor:
+    return pow(x, -0.5)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return ew.Tanh.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return ew.Sigmoid.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ew.Relu.apply(x)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU; ``approximate="tanh"`` is GPT-2's form, ``"none"`` the exact erf form (PyTorch's default)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return ew.Gelu.apply(x, approximate=approximate)
+
+
+def silu(x: Tensor) -> Tensor:
+    return mul(x, sigmoid(x))
+
+
+def abs(x: Tensor) -> Tensor:
+    return ew.Abs.apply(x)
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    return ew.Clamp.apply(x, low=min, high=max)
+
+
+def maximum(a: Tensor, b: Tensor) -> Tensor:
+    return _binary(ew.Maximum, a, b, "maximum")
+
+
+def minimum(a: Tensor, b: Tensor) -> Tensor:
+    return neg(maximum(neg(_lift(a, b)), neg(_lift(b, a))))
+
+
+def where(condition, a, b) -> Tensor:
+    """Elements of ``a`` where ``condition`` holds, else of ``b``."""
+    condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, bool)
+    a = _lift(a, b) if not isinstance(a, Tensor) else a
+    b = _lift(b, a)
+    return ew.Where.apply(a, b, condition=condition)
+
+
+# ----------------------------------------------------------------------------- reductions
+def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return rd.Sum.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)
+
+
+def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    axes = _axes(dim, x.ndim)
+    count = x.numel() if axes is None else math.prod(x.shape[a] for a in axes)
+    total = sum(x if is_float(x.dtype) else x.to(get_default_dtype()), dim, keepdim)
+    return mul(total, 1.0 / count) if count else mul(total, float("nan"))
+
+
+def _extremum(x: Tensor, dim, keepdim: bool, largest: bool):
+    if x.numel() == 0:
+        raise ValueError(f"{'max' if largest else 'min'}: the tensor is empty (shape {x.shape})")
+    values = rd.Extremum.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim, largest=largest)
+    if not isinstance(dim, int):
+        return values
+    pick = np.argmax if largest else np.argmin
+    indices = pick(x.data, axis=dim, keepdims=keepdim) if x.ndim else np.asarray(0)
+    return ValuesIndices(values, Tensor._wrap(np.asarray(indices, np.int64), False))
+
+
+def max(x: Tensor, dim=None, keepdim: bool = False):
+    """The largest element, or ``(values, indices)`` along an int ``dim`` (as ``torch.max``)."""
+    return _extremum(x, dim, keepdim, True)
+
+
+def min(x: Tensor, dim=None, keepdim: bool = False):
+    """The smallest element, or ``(values, indices)`` along an int ``dim`` (as ``torch.min``)."""
+    return _extremum(x, dim, keepdim, False)
+
+
+def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return rd.Extremum.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim, largest=True)
+
+
+def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    return rd.Extremum.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim, largest=False)
+
+
+def var(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: int | None = None) -> Tensor:
+    """Variance with Bessel's correction by default (``correction=1``), as PyTorch."""
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    axes = _axes(dim, x.ndim)
+    count = x.numel() if axes is None else math.prod(x.shape[a] for a in axes)
+    centred = sub(x, mean(x, dim, keepdim=True))
+    dof = count - correction
+    return mul(sum(mul(centred, centred), dim, keepdim), 1.0 / dof if dof > 0 else float("nan"))
+
+
+def std(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: int | None = None) -> Tensor:
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    out = np.argmax(x.data, axis=dim, keepdims=keepdim if dim is not None else False)
+    return Tensor._wrap(np.asarray(out, np.int64), False)
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    out = np.argmin(x.data, axis=dim, keepdims=keepdim if dim is not None else False)
+    return Tensor._wrap(np.asarray(out, np.int64), False)
+
+
+def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
+    shift = Tensor._wrap(np.max(x.data, axis=_axes(dim, x.ndim), keepdims=True), False)
+    out = add(log(sum(exp(sub(x, shift)), dim, keepdim=True)), shift)
+    return out if keepdim else squeeze(out, dim)
+
+
+# ----------------------------------------------------------------------------- shape
+def reshape(x: Tensor, *shape) -> Tensor:
+    shape = _size(shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    known = math.prod(n for n in shape if n != -1)
+    if (-1 in shape and (known == 0 or x.numel() % known)) or (-1 not in shape and known != x.numel()):
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.numel()} elements) to {shape}")
+    return mv.Reshape.apply(x, shape=shape)
+
+
+view = reshape
+
+
+def permute(x: Tensor, *dims) -> Tensor:
+    dims = _size(dims)
+    if sorted(d % builtins.max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of shape {x.shape}")
+    return mv.Permute.apply(x, dims=tuple(d % x.ndim for d in dims))
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    a, b = (_axes(d, x.ndim)[0] for d in (dim0, dim1))
+    dims = list(range(x.ndim))
+    dims[a], dims[b] = dims[b], dims[a]
+    return mv.Permute.apply(x, dims=tuple(dims))
+
+
+def expand(x: Tensor, *sizes) -> Tensor:
+    sizes = _size(sizes)
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: {sizes} has fewer dims than the tensor's shape {x.shape}")
+    shape = tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(sizes))
+    for i, n in enumerate(x.shape):
+        if n != 1 and n != shape[lead + i]:
+            raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}")
+    return mv.Expand.apply(x, shape=shape)
+
+
+def squeeze(x: Tensor, dim=None) -> Tensor:
+    axes = _axes(dim, x.ndim)
+    if axes is None:
+        shape = tuple(n for n in x.shape if n != 1)
+    else:
+        shape = tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1))
+    return reshape(x, shape)
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor with {x.ndim} dims")
+    dim = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start, end = start_dim % x.ndim, end_dim % x.ndim
+    return reshape(x, x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
+
+
+def contiguous(x: Tensor) -> Tensor:
+    return x if x.data.flags.c_contiguous else mv.Contiguous.apply(x)
+
+
+def _index_part(part):
+    if isinstance(part, Tensor):
+        part = part.data
+    if isinstance(part, (list, np.ndarray)):
+        array = np.asarray(part)
+        if array.dtype.kind not in "iub" and array.size:
+            raise TypeError(f"index arrays must hold integers or booleans, got {array.dtype}")
+        return array if array.dtype.kind == "b" else array.astype(np.int64)
+    if part is None or part is Ellipsis or isinstance(part, (slice, int, np.integer)) and not isinstance(part, bool):
+        return part
+    raise TypeError(
+        f"tensor indices must be ints, slices, None, ..., or integer/boolean tensors; got {type(part).__name__}"
+    )
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    index = tuple(_index_part(p) for p in (index if isinstance(index, tuple) else (index,)))
+    advanced = builtins.any(isinstance(p, np.ndarray) and p.dtype.kind != "b" for p in index)
+    try:
+        return mv.GetItem.apply(x, index=index, advanced=advanced)
+    except IndexError as e:
+        raise IndexError(f"index into a tensor of shape {x.shape}: {e}") from None
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along an existing dim (as ``torch.cat``)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    first = tensors[0]
+    axis = _axes(dim, first.ndim)[0]
+    for t in tensors[1:]:
+        if t.ndim != first.ndim or builtins.any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis
+        ):
+            raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {dim}")
+    return mv.Cat.apply(*tensors, axis=axis)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join same-shape tensors along a new dim (as ``torch.stack``)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: all tensors need one shape, got {tensors[0].shape} and {t.shape}")
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+
+def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces of size ``split_size`` (the last may be smaller), or of the listed sizes."""
+    axis = _axes(dim, x.ndim)[0]
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise ValueError(f"split: split_size must be positive, got {step}")
+        sizes = [builtins.min(step, n - s) for s in range(0, n, step)]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n}, the length of dim {dim}")
+    pieces, start = [], 0
+    for size in sizes:
+        index = (slice(None),) * axis + (slice(start, start + size),)
+        pieces.append(getitem(x, index))
+        start += size
+    return tuple(pieces)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    n = x.shape[_axes(dim, x.ndim)[0]]
+    return split(x, -(-n // chunks) if n else 1, dim)
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    return mv.Triangle.apply(x, diagonal=diagonal, lower=True)
+
+
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    return mv.Triangle.apply(x, diagonal=diagonal, lower=False)
+
+
+def masked_fill(x: Tensor, mask, value: float) -> Tensor:
+    mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+    return mv.MaskedFill.apply(x, mask=mask, value=value)
+
+
+# ----------------------------------------------------------------------------- neural-network ops
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    axis = _axes(dim, x.ndim)[0] if x.ndim else 0
+    if axis == x.ndim - 1 or x.ndim == 0:
+        return nnops.Softmax.apply(x)
+    return transpose(nnops.Softmax.apply(transpose(x, axis, -1)), axis, -1)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return sub(x, logsumexp(x, dim, keepdim=True))
+
+
+def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` dims, then scale and shift."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
+        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} does not end the input shape {x.shape}")
+    if len(normalized_shape) == 1:
+        return nnops.LayerNorm.apply(x, weight, bias, eps=eps)
+    flat = (math.prod(normalized_shape),)
+    out = nnops.LayerNorm.apply(
+        reshape(x, x.shape[: x.ndim - len(normalized_shape)] + flat),
+        None if weight is None else reshape(weight, flat),
+        None if bias is None else reshape(bias, flat),
+        eps=eps,
+    )
+    return reshape(out, x.shape)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` with weight (out_features, in_features)."""
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"linear: input shape {x.shape} does not fit weight shape {weight.shape}")
+    return mm.Linear.apply(x, weight, bias)
+
+
+def embedding(input: Tensor, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` picked by the integer tensor ``input``."""
+    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got {idx.dtype}")
+    return nnops.Embedding.apply(weight, idx=idx.astype(np.int64, copy=False))
+
+
+def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy between logits ``input`` (N, C) or (C,) and class indices ``target`` (N,) or ()."""
+    targets = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold class indices (integers), got {targets.dtype}")
+    if input.ndim == 1 and targets.ndim == 0:  # one sample
+        losses = cross_entropy(reshape(input, 1, -1), targets.reshape(1), ignore_index, reduction, label_smoothing)
+        return reshape(losses, ()) if reduction == "none" else losses
+    if input.ndim != 2 or targets.shape != input.shape[:1]:
+        raise ValueError(
+            f"cross_entropy: expected input (N, C) and target (N,), got {input.shape} and {targets.shape}; "
+            "flatten first, e.g. logits.view(-1, logits.size(-1)), targets.view(-1)"
+        )
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    return nnops.CrossEntropy.apply(
+        input, targets=targets.astype(np.int64, copy=False), ignore_index=ignore_index,
+        reduction=reduction, label_smoothing=float(label_smoothing),
+    )
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero elements with probability ``p`` and scale the rest by ``1/(1-p)`` while training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return mul(x, 0.0)
+    return nnops.Dropout.apply(x, p=p)
+
+
+def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+    """Fused causal attention over (B, NH, T, hs); with fewer queries than keys (a KV cache), query i
+    sees keys up to i + Tk − Tq (the queries are the last ones)."""
+    if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] \
+            or q.shape[2] > k.shape[2]:
+        raise ValueError(f"causal_attention: expected q (B, NH, Tq, hs), k and v (B, NH, Tk, hs) with Tq <= Tk, "
+                         f"got {q.shape}, {k.shape}, {v.shape}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return nnops.CausalAttention.apply(q, k, v, scale=scale)
+
+
+def fused_self_attention(qkv: Tensor, n_head: int) -> Tensor:
+    """Causal self-attention from a fused projection qkv (B, T, 3·C) to (B, T, C), heads split inside."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(f"fused_self_attention: qkv shape {qkv.shape} is not (B, T, 3·C) with C divisible by "
+                         f"n_head={n_head}")
+    return nnops.FusedSelfAttention.apply(qkv, n_head=n_head)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None) -> Tensor:
+    """softmax(q kᵀ · scale + mask) v, as ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Causal attention without a mask or dropout over (B, NH, T, hs) runs as one fused kernel.
+    """
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if is_causal and attn_mask is None and dropout_p == 0.0 and query.ndim == 4 \
+            and query.shape[-2] == key.shape[-2]:
+        return causal_attention(query, key, value, scale)
+    scores = mul(matmul(query, transpose(key, -2, -1)), scale)
+    if is_causal:
+        Tq, Tk = query.shape[-2], key.shape[-2]
+        scores = masked_fill(scores, ~np.tril(np.ones((Tq, Tk), dtype=bool)), float("-inf"))
+    if attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        scores = masked_fill(scores, ~mask, float("-inf")) if mask.dtype == np.bool_ else add(scores, attn_mask)
+    weights = dropout(softmax(scores, -1), dropout_p, training=dropout_p > 0)
+    return matmul(weights, value)
+
+
+# ----------------------------------------------------------------------------- casts and comparisons
+def to(x: Tensor, dtype) -> Tensor:
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if not is_float(dtype) or not x.requires_grad:
+        return Tensor._wrap(x.data.astype(dtype), x.requires_grad and is_float(dtype))
+    return ew.Cast.apply(x, dtype=dtype)
+
+
+def clone(x: Tensor) -> Tensor:
+    return ew.Cast.apply(x, dtype=x.dtype)
+
+
+def _compare(ufunc):
+    def compare(a, b) -> Tensor:
+        b = b.data if isinstance(b, Tensor) else b
+        return Tensor._wrap(np.asarray(ufunc(a.data, b)), False)
+
+    return compare
+
+
+eq, ne, lt, le, gt, ge = (_compare(u) for u in (np.equal, np.not_equal, np.less, np.less_equal,
+                                                 np.greater, np.greater_equal))
+
+
+
+def _reflect(fn):
+    return lambda self, other: fn(_lift(other, self), self)
+
+
+_METHODS = {
+    "__add__": add, "__radd__": _reflect(add), "__sub__": sub, "__rsub__": _reflect(sub),
+    "__mul__": mul, "__rmul__": _reflect(mul), "__truediv__": div, "__rtruediv__": _reflect(div),
+    "__pow__": pow, "__rpow__": _reflect(pow), "__matmul__": matmul, "__rmatmul__": _reflect(matmul),
+    "__neg__": neg, "__getitem__": getitem, "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le,
+    "__gt__": gt, "__ge__": ge, "__abs__": abs,
+    "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "neg": neg, "matmul": matmul,
+    "reciprocal": reciprocal, "exp": exp, "log": log, "sqrt": sqrt, "rsqrt": rsqrt, "tanh": tanh,
+    "sigmoid": sigmoid, "relu": relu, "abs": abs, "clamp": clamp, "maximum": maximum, "minimum": minimum,
+    "sum": sum, "mean": mean, "max": max, "min": min, "amax": amax, "amin": amin, "var": var, "std": std,
+    "argmax": argmax, "argmin": argmin, "logsumexp": logsumexp, "reshape": reshape, "view": view,
+    "permute": permute, "transpose": transpose, "expand": expand, "squeeze": squeeze,
+    "unsqueeze": unsqueeze, "flatten": flatten, "contiguous": contiguous, "split": split, "chunk": chunk,
+    "tril": tril, "triu": triu, "masked_fill": masked_fill, "softmax": softmax, "log_softmax": log_softmax,
+    "to": to, "clone": clone, "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge,
+}
+for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, _fn)
+Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
+Tensor.float = lambda self: to(self, np.float32)
+Tensor.double = lambda self: to(self, np.float64)
+Tensor.long = lambda self: to(self, np.int64)
+Tensor.bool = lambda self: to(self, np.bool_)
+Tensor.type_as = lambda self, other: to(self, other.dtype)
+Tensor.expand_as = lambda self, other: expand(self, other.shape)
+Tensor.view_as = lambda self, other: reshape(self, other.shape)

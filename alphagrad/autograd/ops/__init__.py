@@ -1,0 +1,1 @@
+"""Op definitions: one ``Function`` per primitive, forward directly above backward."""

@@ -1,0 +1,59 @@
+"""Matrix products through BLAS (NumPy's ``@``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alphagrad.autograd.function import Function
+
+
+def _swap(x: np.ndarray) -> np.ndarray:
+    return np.swapaxes(x, -1, -2)
+
+
+class MatMul(Function):
+    """``a @ b`` with NumPy's rules: 1-D operands are promoted, batch axes broadcast."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.a, ctx.b = a, b
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.a, ctx.b
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            grad = np.expand_dims(grad, -2)
+        if b.ndim == 1:
+            grad = np.expand_dims(grad, -1)
+        da = db = None
+        if ctx.needs_grad(0):
+            da = grad @ _swap(b2)
+            da = da.reshape(da.shape[:-2] + (da.shape[-1],)) if a.ndim == 1 else da
+        if ctx.needs_grad(1):
+            db = _swap(a2) @ grad
+            db = db[..., 0] if b.ndim == 1 else db
+        return da, db
+
+
+class Linear(Function):
+    """``x @ weight.T + bias`` with weight (out, in), fused so each product is one BLAS call."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
+        out = x @ weight.T  # (..., out)
+        if bias is not None:
+            out += bias
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.x, ctx.weight
+        grad2 = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        dx = (grad2 @ weight).reshape(x.shape) if ctx.needs_grad(0) else None
+        dweight = grad2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_grad(1) else None
+        dbias = grad2.sum(axis=0) if ctx.has_bias and ctx.needs_grad(2) else None
+        return dx, dweight, dbias
