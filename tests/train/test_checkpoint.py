@@ -37,19 +37,19 @@ def make_fields(seed=0):
     }
     agt.manual_seed(seed)
     agt.generator().random(3)
-    return dict(
-        model_kind="gpt",
-        model_config={"n_layer": 2, "n_embd": 4, "bias": True, "dropout": 0.0},
-        model_state=state,
-        tied={"lm_head.weight": "transformer.wte.weight"},
-        optimizer={"kind": "adamw", "lr": 1e-3, "betas": (0.9, 0.99), "step": np.int64(7),
+    return {
+        "model_kind": "gpt",
+        "model_config": {"n_layer": 2, "n_embd": 4, "bias": True, "dropout": 0.0},
+        "model_state": state,
+        "tied": {"lm_head.weight": "transformer.wte.weight"},
+        "optimizer": {"kind": "adamw", "lr": 1e-3, "betas": (0.9, 0.99), "step": np.int64(7),
                    "state": {0: {"m": rng.standard_normal(5), "v": np.ones((2, 2), np.float32)},
                              1: {"m": None}}},
-        train_state={"step": 7, "tokens_seen": 2**40, "best_val_loss": float("inf"),
+        "train_state": {"step": 7, "tokens_seen": 2**40, "best_val_loss": float("inf"),
                      "rng": agt.get_rng_state(), "loader": {"offsets": np.arange(3)}},
-        tokenizer={"kind": "bpe", "merges": [[b"a", b"b"], [b"ab", b"c"]], "special": {}},
-        metrics={"val_loss": 2.5, "train_loss": 2.25},
-    )
+        "tokenizer": {"kind": "bpe", "merges": [[b"a", b"b"], [b"ab", b"c"]], "special": {}},
+        "metrics": {"val_loss": 2.5, "train_loss": 2.25},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_damage_is_located(tmp_path, valid_bytes):
 
 
 def test_save_rejects_what_it_cannot_store(tmp_path):
-    base = dict(model_kind="m", model_config={}, model_state={"w": np.zeros(2)})
+    base = {"model_kind": "m", "model_config": {}, "model_state": {"w": np.zeros(2)}}
     with pytest.raises(TypeError, match=r"model_state\['o'\] has dtype object"):
         save_checkpoint(tmp_path / "x", **{**base, "model_state": {"o": np.array([None])}})
     with pytest.raises(TypeError, match="complex"):
@@ -303,15 +303,13 @@ def test_crash_mid_write_keeps_the_old_checkpoint(tmp_path, monkeypatch, where):
 def test_atomic_text_writer(tmp_path):
     atomic.atomic_write_text(tmp_path / "t.txt", "héllo\n")
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo\n"
-    with pytest.raises(RuntimeError):
-        with atomic.atomic_writer(tmp_path / "t.txt", "w") as f:
-            f.write("partial")
-            raise RuntimeError("stop")
+    with pytest.raises(RuntimeError), atomic.atomic_writer(tmp_path / "t.txt", "w") as f:
+        f.write("partial")
+        raise RuntimeError("stop")
     assert os.listdir(tmp_path) == ["t.txt"]
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo\n"
-    with pytest.raises(ValueError, match="mode must be"):
-        with atomic.atomic_writer(tmp_path / "t.txt", "a"):
-            pass
+    with pytest.raises(ValueError, match="mode must be"), atomic.atomic_writer(tmp_path / "t", "a"):
+        pass
 
 
 def test_manager_keeps_the_last_k_and_the_best(tmp_path):
