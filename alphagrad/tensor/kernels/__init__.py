@@ -1,0 +1,12 @@
+"""Numba kernels over ndarrays: forward/backward pairs that the autograd layer calls.
+
+Each public function checks dtypes and shapes, then runs a private jitted kernel; the plain-NumPy
+``reference`` module holds the same functions written from the math, for the tests.
+"""
+
+from alphagrad.tensor.kernels.adamw import adamw_step
+from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
+from alphagrad.tensor.kernels.embedding import embedding_backward, embedding_forward
+from alphagrad.tensor.kernels.gelu import gelu_backward, gelu_forward
+from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
+from alphagrad.tensor.kernels.softmax import softmax_backward, softmax_forward

@@ -39,3 +39,100 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dq = dscores @ k
     dk = dscores.swapaxes(-1, -2) @ q
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
+
+
+def gelu_forward(x: np.ndarray) -> np.ndarray:
+    """0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))."""
+    u = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)
+    return (0.5 * x * (1.0 + np.tanh(u))).astype(x.dtype)
+
+
+def gelu_backward(x: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """dout · d/dx of the GELU above, by the product and chain rules on its tanh form."""
+    t = np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))
+    du = np.sqrt(2.0 / np.pi) * (1.0 + 3 * 0.044715 * x**2)
+    return (dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * du)).astype(x.dtype)
+
+
+def softmax_forward(x: np.ndarray) -> np.ndarray:
+    """exp(x) / sum(exp(x)) over the last axis, shifted by the row max."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(x.dtype)
+
+
+def softmax_backward(out: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """Jacobian-vector product of softmax: (diag(s) - s sᵀ) dout, row by row."""
+    jacobian = out[..., :, None] * (np.eye(out.shape[-1]) - out[..., None, :])  # (..., C, C)
+    return (jacobian @ dout[..., :, None])[..., 0].astype(out.dtype)
+
+
+def layernorm_forward(x: np.ndarray, weight, bias, eps: float = 1e-5):
+    """(x - mean) / sqrt(var + eps) · weight + bias over the last axis; also mean and rstd."""
+    mean = x.mean(axis=-1)
+    rstd = 1.0 / np.sqrt(x.var(axis=-1) + eps)
+    out = (x - mean[..., None]) * rstd[..., None]
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out.astype(x.dtype), mean.astype(x.dtype), rstd.astype(x.dtype)
+
+
+def layernorm_backward(dout: np.ndarray, x: np.ndarray, weight, mean: np.ndarray, rstd):
+    """(dx, dweight, dbias): the normalisation's Jacobian applied to dout · weight, per row."""
+    C = x.shape[-1]
+    xhat = (x - mean[..., None]) * rstd[..., None]
+    g = dout * weight if weight is not None else dout
+    # d xhat_j / d x_k = rstd · (δjk - 1/C - xhat_j xhat_k / C)
+    jacobian = rstd[..., None, None] * (
+        np.eye(C) - 1.0 / C - xhat[..., :, None] * xhat[..., None, :] / C
+    )  # (..., C, C)
+    dx = (g[..., None, :] @ jacobian)[..., 0, :].astype(x.dtype)
+    if weight is None:
+        return dx, None, None
+    lead = tuple(range(x.ndim - 1))
+    return dx, (dout * xhat).sum(axis=lead).astype(x.dtype), dout.sum(axis=lead).astype(x.dtype)
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.0):
+    """Per-row -log softmax(x)[t], mixed with the mean over classes by label smoothing; lse."""
+    lse = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
+    lse += logits.max(axis=1)
+    logp = logits - lse[:, None]  # (N, V)
+    kept = targets != ignore_index
+    nll = -logp[np.arange(len(targets)), np.where(kept, targets, 0)]
+    losses = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
+    return np.where(kept, losses, 0.0).astype(logits.dtype), lse.astype(logits.dtype)
+
+
+def cross_entropy_backward(logits, targets, lse, dlosses, ignore_index=-100,
+                           label_smoothing=0.0):
+    """(softmax(x) - ((1 - eps)·onehot(t) + eps/V)) · dloss per row; zero for ignored rows."""
+    N, V = logits.shape
+    kept = targets != ignore_index
+    target = np.full((N, V), label_smoothing / V)
+    target[np.arange(N)[kept], targets[kept]] += 1 - label_smoothing
+    probs = np.exp(logits - lse[:, None])
+    dlogits = (probs - target) * np.where(kept, dlosses, 0.0)[:, None]
+    return dlogits.astype(logits.dtype)
+
+
+def embedding_forward(weight: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The rows of weight picked by idx."""
+    return weight[idx]
+
+
+def embedding_backward(dout: np.ndarray, idx: np.ndarray, num_embeddings: int) -> np.ndarray:
+    """onehot(idx)ᵀ · dout: row v sums dout over the positions holding id v."""
+    onehot = (idx.reshape(-1)[:, None] == np.arange(num_embeddings)).astype(dout.dtype)
+    return onehot.T @ dout.reshape(idx.size, -1)
+
+
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    """AdamW in place (decoupled decay, then Adam with bias corrections), as PyTorch does it."""
+    param *= 1 - lr * weight_decay
+    exp_avg[:] = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq[:] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    m_hat = exp_avg / (1 - beta1**step)
+    v_hat = exp_avg_sq / (1 - beta2**step)
+    param -= lr * m_hat / (np.sqrt(v_hat) + eps)

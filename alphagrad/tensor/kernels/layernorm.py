@@ -1,0 +1,134 @@
+"""Layer normalisation over the last axis, llm.c style: the forward saves mean and rstd per row."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from alphagrad._jit import kernel
+from alphagrad.tensor.kernels._checks import float_array, rows, same_shape
+from alphagrad.tensor.threads import get_num_threads
+
+
+@kernel(parallel=True)
+def _layernorm_forward(x, weight, bias, eps, out, mean, rstd):
+    # x, out: (R, C); weight, bias: (C,) or None; saves mean, rstd: (R,)
+    R, C = x.shape
+    for i in prange(R):
+        total = x.dtype.type(0.0)
+        for j in range(C):
+            total += x[i, j]
+        m = total / C
+        sq = x.dtype.type(0.0)
+        for j in range(C):
+            d = x[i, j] - m
+            sq += d * d
+        s = x.dtype.type(1.0) / math.sqrt(sq / C + eps)
+        for j in range(C):
+            y = (x[i, j] - m) * s
+            if weight is not None:
+                y *= weight[j]
+            if bias is not None:
+                y += bias[j]
+            out[i, j] = y
+        mean[i] = m
+        rstd[i] = s
+
+
+@kernel(parallel=True)
+def _layernorm_backward(dout, x, weight, mean, rstd, P, dx, dweight_parts, dbias_parts):
+    # dout, x, dx: (R, C); weight: (C,) or None; mean, rstd: (R,). The rows are split in P chunks
+    # and chunk p sums its dweight, dbias into row p of dweight_parts, dbias_parts: (P, C), so no
+    # two threads add into one element. Both are None when weight is.
+    R, C = x.shape
+    for p in prange(P):
+        for i in range(p * R // P, (p + 1) * R // P):
+            m, s = mean[i], rstd[i]
+            # dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = weight * dout
+            g_mean = x.dtype.type(0.0)
+            gx_mean = x.dtype.type(0.0)
+            for j in range(C):
+                g = dout[i, j] * weight[j] if weight is not None else dout[i, j]
+                g_mean += g
+                gx_mean += g * (x[i, j] - m) * s
+            g_mean /= C
+            gx_mean /= C
+            for j in range(C):
+                xhat = (x[i, j] - m) * s
+                g = dout[i, j] * weight[j] if weight is not None else dout[i, j]
+                dx[i, j] = (g - g_mean - xhat * gx_mean) * s
+                if weight is not None:
+                    dweight_parts[p, j] += dout[i, j] * xhat
+                    dbias_parts[p, j] += dout[i, j]
+
+
+def layernorm_forward(
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalise ``x`` over its last axis C, then scale by ``weight`` and shift by ``bias``.
+
+    ``weight`` and ``bias`` are (C,) or None. Returns ``(out, mean, rstd)``; mean and rstd have
+    shape ``x.shape[:-1]`` and are what ``layernorm_backward`` needs.
+
+    >>> out, mean, rstd = layernorm_forward(np.array([[1.0, 3.0]]), None, None, eps=0.0)
+    >>> out, mean, rstd
+    (array([[-1.,  1.]]), array([2.]), array([1.]))
+    """
+    op = "layernorm_forward"
+    x = float_array(op, "x", x)
+    x2 = rows(op, "x", x)
+    weight = _per_channel(op, "weight", weight, x)
+    bias = _per_channel(op, "bias", bias, x)
+    out = np.empty_like(x)
+    mean = np.empty(x.shape[:-1], x.dtype)
+    rstd = np.empty(x.shape[:-1], x.dtype)
+    _layernorm_forward(
+        x2, weight, bias, x.dtype.type(eps), out.reshape(x2.shape), mean.reshape(-1),
+        rstd.reshape(-1),
+    )
+    return out, mean, rstd
+
+
+def layernorm_backward(
+    dout: np.ndarray, x: np.ndarray, weight: np.ndarray | None, mean: np.ndarray,
+    rstd: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gradients ``(dx, dweight, dbias)`` of ``layernorm_forward``, from its saved mean and rstd.
+
+    dweight and dbias are None when ``weight`` is None; otherwise both are computed (the caller
+    drops dbias if the layer has no bias).
+    """
+    op = "layernorm_backward"
+    x = float_array(op, "x", x)
+    x2 = rows(op, "x", x)
+    dout = float_array(op, "dout", dout, x.dtype)
+    same_shape(op, "dout", dout, x.shape)
+    weight = _per_channel(op, "weight", weight, x)
+    mean = float_array(op, "mean", mean, x.dtype)
+    rstd = float_array(op, "rstd", rstd, x.dtype)
+    same_shape(op, "mean", mean, x.shape[:-1])
+    same_shape(op, "rstd", rstd, x.shape[:-1])
+    # One chunk of rows per thread: every thread is busy and the partial sums stay few.
+    parts = max(1, min(x2.shape[0], get_num_threads()))
+    dweight_parts = dbias_parts = None
+    if weight is not None:
+        dweight_parts = np.zeros((parts, x2.shape[1]), x.dtype)
+        dbias_parts = np.zeros((parts, x2.shape[1]), x.dtype)
+    dx = np.empty_like(x)
+    _layernorm_backward(
+        dout.reshape(x2.shape), x2, weight, mean.reshape(-1), rstd.reshape(-1), parts,
+        dx.reshape(x2.shape), dweight_parts, dbias_parts,
+    )
+    if weight is None:
+        return dx, None, None
+    return dx, dweight_parts.sum(axis=0), dbias_parts.sum(axis=0)
+
+
+def _per_channel(op: str, name: str, a, x: np.ndarray) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = float_array(op, name, a, x.dtype)
+    same_shape(op, name, a, x.shape[-1:])
+    return a
