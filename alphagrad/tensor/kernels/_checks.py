@@ -17,7 +17,7 @@ def float_array(op: str, name: str, a, dtype: np.dtype | None = None) -> np.ndar
         raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{op}: {name} is {a.dtype} but the other inputs are {dtype}")
-    return np.ascontiguousarray(a)
+    return np.asarray(a, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
 
 
 def index_array(op: str, name: str, a) -> np.ndarray:
@@ -25,7 +25,7 @@ def index_array(op: str, name: str, a) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "iu":
         kind = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{op}: {name} must be an integer numpy.ndarray (int64), got {kind}")
-    return np.ascontiguousarray(a, dtype=INDEX_DTYPE)
+    return np.asarray(a, dtype=INDEX_DTYPE, order="C")
 
 
 def same_shape(op: str, name: str, a: np.ndarray, shape: tuple[int, ...]) -> None:

@@ -45,7 +45,7 @@ def gelu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """GELU (tanh approximation) of ``x``, any shape.
 
     >>> gelu_forward(np.array([0.0, 1.0], np.float32))
-    array([0.       , 0.8411920], dtype=float32)
+    array([0.      , 0.841192], dtype=float32)
     """
     x = float_array("gelu_forward", "x", x)
     out = output("gelu_forward", out, x.shape, x.dtype)

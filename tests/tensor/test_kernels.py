@@ -1,0 +1,376 @@
+"""The Numba kernel pairs against their plain-NumPy references and against finite differences."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor import kernels as K
+from alphagrad.tensor.kernels import reference as R
+from alphagrad.tensor.kernels._exp import fast_exp
+
+DTYPES = [np.float32, np.float64]
+ROW_SHAPES = [(1, 1), (1, 7), (5, 1), (3, 65), (2, 3, 5), (4, 2, 33)]
+
+
+@pytest.fixture(params=[1, "all"], ids=["1thread", "allthreads"])
+def threads(request):
+    before = get_num_threads()
+    set_num_threads(1 if request.param == 1 else numba.config.NUMBA_NUM_THREADS)
+    yield
+    set_num_threads(before)
+
+
+def assert_close(actual, expected, scale=1.0):
+    """float32 results against the float64 truth at ~1e-5; float64 results tightly."""
+    tol = 1e-5 if actual.dtype == np.float32 else 1e-11
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale)
+
+
+def randn(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def exact(*arrays):
+    """The float64 copies the references compute the truth from."""
+    return [None if a is None else a.astype(np.float64) for a in arrays]
+
+
+def numeric_grad(loss, x, h=1e-6):
+    """Central differences of the scalar ``loss()`` with respect to every element of ``x``."""
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        keep = flat[i]
+        flat[i] = keep + h
+        up = loss()
+        flat[i] = keep - h
+        down = loss()
+        flat[i] = keep
+        gflat[i] = (up - down) / (2 * h)
+    return grad
+
+
+# GELU
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (7,), (3, 65), (2, 3, 5), (1000,)])
+def test_gelu(threads, dtype, shape):
+    rng = np.random.default_rng(0)
+    x, dout = randn(rng, shape, dtype, 3.0), randn(rng, shape, dtype)
+    out = K.gelu_forward(x)
+    assert out.dtype == dtype and out.flags.c_contiguous
+    assert_close(out, R.gelu_forward(*exact(x)), scale=3.0)
+    assert_close(K.gelu_backward(x, dout), R.gelu_backward(*exact(x, dout)))
+
+
+@numba.njit
+def _fast_exp_all(x, out):
+    for i in range(x.size):
+        out[i] = fast_exp(x[i])
+
+
+def test_fast_exp_float32():
+    x = np.concatenate([np.linspace(-87.3, 88.0, 200001), [0.0, -1e-8, 1e-8]]).astype(np.float32)
+    out = np.empty_like(x)
+    _fast_exp_all(x, out)
+    np.testing.assert_allclose(out, np.exp(x.astype(np.float64)), rtol=5e-7, atol=0)
+    special = np.array([-np.inf, -1000.0, np.nan], np.float32)
+    _fast_exp_all(special, out[:3])
+    assert out[0] == 0 and out[1] == 0 and np.isnan(out[2])
+
+
+def test_gelu_float32_stays_accurate():
+    # float32 GELU runs the polynomial exp, float64 GELU libm's. Far left the float32 rounding of
+    # the exponent's argument (up to ~25) dominates, hence the looser bound there. (The reference
+    # cannot be the yardstick out here: its 1 + tanh(u) cancels for x < -6.) The derivative
+    # crosses zero near x = -0.75, so it gets an absolute bound on its O(1) scale.
+    for lo, rtol in ((-3.0, 1e-6), (-6.0, 3e-6)):
+        x = np.linspace(lo, 6, 20001, dtype=np.float32)
+        ones = np.ones_like(x)
+        np.testing.assert_allclose(K.gelu_forward(x), K.gelu_forward(x.astype(np.float64)),
+                                   rtol=rtol, atol=1e-30)
+        np.testing.assert_allclose(K.gelu_backward(x, ones),
+                                   K.gelu_backward(*exact(x, ones)), rtol=rtol, atol=3e-6)
+
+
+def test_gelu_known_values():
+    # gelu(1) = 0.5·(1 + tanh(sqrt(2/π)·1.044715)) = 0.841192 (GPT-2's approximation)
+    np.testing.assert_allclose(K.gelu_forward(np.array([0.0, 1.0, -1.0])),
+                               [0.0, 0.8411919906, -0.1588080094], rtol=1e-9)
+
+
+# softmax
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax(threads, dtype, shape):
+    rng = np.random.default_rng(1)
+    x, dout = randn(rng, shape, dtype, 4.0), randn(rng, shape, dtype)
+    out = K.softmax_forward(x)
+    assert_close(out, R.softmax_forward(*exact(x)))
+    assert_close(K.softmax_backward(out, dout), R.softmax_backward(*exact(out, dout)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_masked_and_huge_entries(dtype):
+    x = np.array([[0.0, -np.inf, 1.0, -np.inf], [1000.0, 999.0, -1000.0, -np.inf]], dtype)
+    out = K.softmax_forward(x)
+    assert out[0, 1] == 0 and out[0, 3] == 0 and out[1, 3] == 0
+    assert_close(out, R.softmax_forward(*exact(x)))
+
+
+def test_softmax_propagates_nan():
+    x = np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]], np.float32)
+    out = K.softmax_forward(x)
+    assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+
+
+# layer norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES + [(1, 384)])
+@pytest.mark.parametrize("affine", ["weight+bias", "weight", "none"])
+def test_layernorm(threads, dtype, shape, affine):
+    rng = np.random.default_rng(2)
+    C = shape[-1]
+    x, dout = randn(rng, shape, dtype, 2.0) + dtype(0.5), randn(rng, shape, dtype)
+    weight = randn(rng, C, dtype) if affine != "none" else None
+    bias = randn(rng, C, dtype) if affine == "weight+bias" else None
+    out, mean, rstd = K.layernorm_forward(x, weight, bias)
+    ref_out, ref_mean, ref_rstd = R.layernorm_forward(*exact(x, weight, bias))
+    assert mean.shape == rstd.shape == shape[:-1]
+    assert_close(out, ref_out, scale=3.0)
+    assert_close(mean, ref_mean)
+    assert_close(rstd, ref_rstd)
+    dx, dweight, dbias = K.layernorm_backward(dout, x, weight, mean, rstd)
+    ref = R.layernorm_backward(*exact(dout, x, weight, mean, rstd))
+    rows = max(1, x.size // C)
+    assert_close(dx, ref[0], scale=3.0)
+    if weight is None:
+        assert dweight is None and dbias is None
+    else:
+        assert_close(dweight, ref[1], scale=rows)
+        assert_close(dbias, ref[2], scale=rows)
+
+
+# cross-entropy
+
+
+CE_CASES = [(1, 1), (1, 5), (4, 1), (7, 13), (9, 64), (3, 1000)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,V", CE_CASES)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy(threads, dtype, N, V, smoothing):
+    rng = np.random.default_rng(3)
+    logits = randn(rng, (N, V), dtype, 3.0)
+    targets = rng.integers(0, V, N)
+    if N > 1:
+        targets[::3] = -100
+    dlosses = randn(rng, N, dtype)
+    losses, lse = K.cross_entropy_forward(logits, targets, label_smoothing=smoothing)
+    ref_losses, ref_lse = R.cross_entropy_forward(*exact(logits), targets, -100, smoothing)
+    assert_close(losses, ref_losses, scale=10.0)
+    assert_close(lse, ref_lse, scale=10.0)
+    assert np.all(losses[targets == -100] == 0)
+    dlogits = K.cross_entropy_backward(logits, targets, lse, dlosses, label_smoothing=smoothing)
+    expected = R.cross_entropy_backward(*exact(logits), targets, *exact(lse, dlosses), -100,
+                                        smoothing)
+    assert_close(dlogits, expected)
+    assert np.all(dlogits[targets == -100] == 0)
+
+
+def test_cross_entropy_custom_ignore_index_and_known_value():
+    logits = np.zeros((2, 4))
+    losses, lse = K.cross_entropy_forward(logits, np.array([1, 3]), ignore_index=3)
+    np.testing.assert_allclose(losses, [np.log(4.0), 0.0], rtol=1e-12)
+    np.testing.assert_allclose(lse, [np.log(4.0)] * 2, rtol=1e-12)
+
+
+# embedding
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("V,C,idx_shape", [(1, 1, (3,)), (5, 65, (2, 7)), (50, 40, (4, 9)),
+                                           (3, 17, ()), (10, 33, (1, 1))])
+def test_embedding(threads, dtype, V, C, idx_shape):
+    rng = np.random.default_rng(4)
+    weight = randn(rng, (V, C), dtype)
+    idx = rng.integers(0, V, idx_shape)
+    out = K.embedding_forward(weight, idx)
+    assert out.shape == idx_shape + (C,)
+    np.testing.assert_array_equal(out, R.embedding_forward(weight, idx))
+    dout = randn(rng, idx_shape + (C,), dtype)
+    assert_close(K.embedding_backward(dout, idx, V), R.embedding_backward(*exact(dout), idx, V),
+                 scale=4.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_backward_accumulates_repeated_ids(threads, dtype):
+    idx = np.array([[2, 2, 2], [0, 2, 2]])
+    dout = np.ones((2, 3, 48), dtype) * np.arange(1, 4, dtype=dtype)[None, :, None]
+    dweight = K.embedding_backward(dout, idx, 4)
+    np.testing.assert_array_equal(dweight[:, 0], [1.0, 0.0, 1 + 2 + 3 + 2 + 3, 0.0])
+    assert np.all(dweight == dweight[:, :1])
+
+
+# AdamW
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 1001])
+def test_adamw_matches_reference_over_steps(threads, dtype, n):
+    rng = np.random.default_rng(5)
+    ours = [randn(rng, n, dtype), np.zeros(n, dtype), np.zeros(n, dtype)]
+    ref = [a.copy() for a in ours]
+    for step in range(1, 6):
+        grad = randn(rng, n, dtype)
+        K.adamw_step(*ours[:1], grad, *ours[1:], step, 3e-3, 0.9, 0.95, 1e-8, 0.1)
+        R.adamw_step(*ref[:1], grad, *ref[1:], step, 3e-3, 0.9, 0.95, 1e-8, 0.1)
+    for a, b in zip(ours, ref):
+        assert_close(a, b)
+
+
+def test_adamw_first_step_worked_example():
+    # step 1: m̂ = g and v̂ = g², so p ← p·(1 - lr·wd) - lr·g/(|g| + eps)
+    param, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
+    K.adamw_step(param, np.array([0.5, -4.0]), m, v, 1, 0.1, 0.9, 0.999, 0.0, 0.5)
+    np.testing.assert_allclose(param, [1.0 * 0.95 - 0.1, -2.0 * 0.95 + 0.1], rtol=1e-12)
+    np.testing.assert_allclose(m, [0.05, -0.4], rtol=1e-12)
+    np.testing.assert_allclose(v, [0.00025, 0.016], rtol=1e-12)
+
+
+# gradients of the reference forwards by finite differences (float64, tiny cases)
+
+
+def test_backward_kernels_match_finite_differences():
+    rng = np.random.default_rng(6)
+    x, dout = rng.standard_normal((2, 5)) * 2, rng.standard_normal((2, 5))
+    fd = numeric_grad(lambda: np.sum(R.gelu_forward(x) * dout), x)
+    np.testing.assert_allclose(K.gelu_backward(x, dout), fd, rtol=1e-6, atol=1e-8)
+
+    fd = numeric_grad(lambda: np.sum(R.softmax_forward(x) * dout), x)
+    np.testing.assert_allclose(K.softmax_backward(K.softmax_forward(x), dout), fd, atol=1e-8)
+
+    weight, bias = rng.standard_normal(5), rng.standard_normal(5)
+    _, mean, rstd = K.layernorm_forward(x, weight, bias)
+    dx, dweight, dbias = K.layernorm_backward(dout, x, weight, mean, rstd)
+    for param, grad in ((x, dx), (weight, dweight), (bias, dbias)):
+        fd = numeric_grad(lambda: np.sum(R.layernorm_forward(x, weight, bias)[0] * dout), param)
+        np.testing.assert_allclose(grad, fd, atol=1e-7)
+
+    logits, targets, dlosses = rng.standard_normal((3, 6)), np.array([4, -100, 0]), rng.random(3)
+    _, lse = K.cross_entropy_forward(logits, targets, label_smoothing=0.2)
+    fd = numeric_grad(
+        lambda: np.sum(R.cross_entropy_forward(logits, targets, -100, 0.2)[0] * dlosses), logits
+    )
+    dlogits = K.cross_entropy_backward(logits, targets, lse, dlosses, label_smoothing=0.2)
+    np.testing.assert_allclose(dlogits, fd, atol=1e-8)
+
+    table, idx, dout3 = rng.standard_normal((4, 3)), np.array([[3, 1, 3]]), rng.random((1, 3, 3))
+    fd = numeric_grad(lambda: np.sum(R.embedding_forward(table, idx) * dout3), table)
+    np.testing.assert_allclose(K.embedding_backward(dout3, idx, 4), fd, atol=1e-8)
+
+
+# shapes drawn by hypothesis
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 6), C=st.integers(1, 40), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from(DTYPES))
+def test_row_kernels_on_drawn_shapes(rows, C, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x, dout = randn(rng, (rows, C), dtype, 3.0), randn(rng, (rows, C), dtype)
+    assert_close(K.softmax_forward(x), R.softmax_forward(*exact(x)))
+    out, mean, rstd = K.layernorm_forward(x, None, None)
+    assert_close(out, R.layernorm_forward(*exact(x), None, None)[0], scale=3.0)
+    dx = K.layernorm_backward(dout, x, None, mean, rstd)[0]
+    assert_close(dx, R.layernorm_backward(*exact(dout, x), None, *exact(mean, rstd))[0], 3.0)
+    targets = rng.integers(0, C, rows)
+    losses, _ = K.cross_entropy_forward(x, targets)
+    assert_close(losses, R.cross_entropy_forward(*exact(x), targets)[0], scale=10.0)
+
+
+# inputs that are not contiguous, and out=
+
+
+def test_strided_inputs_are_made_contiguous():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 8)).astype(np.float32)[:, ::2].T  # (4, 6), strided
+    assert_close(K.softmax_forward(x), R.softmax_forward(*exact(x)))
+    assert_close(K.gelu_forward(x), R.gelu_forward(*exact(x)))
+    table = rng.standard_normal((10, 4))[::2]
+    np.testing.assert_array_equal(K.embedding_forward(table, np.array([4, 0])), table[[4, 0]])
+
+
+def test_out_is_written_and_returned():
+    x = np.linspace(-3, 3, 12).reshape(3, 4)
+    buf = np.empty_like(x)
+    assert K.gelu_forward(x, out=buf) is buf
+    np.testing.assert_allclose(buf, R.gelu_forward(x), rtol=1e-12)
+    assert K.softmax_forward(x, out=buf) is buf
+    np.testing.assert_allclose(buf, R.softmax_forward(x), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"out must be a float64 array of shape \(3, 4\)"):
+        K.gelu_forward(x, out=np.empty((4, 3)))
+
+
+# errors
+
+
+def test_wrong_dtypes_raise_type_error():
+    with pytest.raises(TypeError, match="gelu_forward: x must be float32 or float64, got int64"):
+        K.gelu_forward(np.arange(3))
+    with pytest.raises(TypeError, match="dout is float64 but the other inputs are float32"):
+        K.gelu_backward(np.zeros(3, np.float32), np.zeros(3))
+    with pytest.raises(TypeError, match="targets must be an integer"):
+        K.cross_entropy_forward(np.zeros((2, 3)), np.zeros(2))
+    with pytest.raises(TypeError, match="weight is float32 but the other inputs are float64"):
+        K.layernorm_forward(np.zeros((2, 3)), np.ones(3, np.float32), None)
+
+
+def test_mismatched_shapes_raise_value_error():
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 4\), expected \(2, 3\)"):
+        K.softmax_backward(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"weight has shape \(4,\), expected \(3,\)"):
+        K.layernorm_forward(np.zeros((2, 3)), np.ones(4), None)
+    with pytest.raises(ValueError, match=r"targets has shape \(3,\), expected \(2,\)"):
+        K.cross_entropy_forward(np.zeros((2, 5)), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="non-empty last axis"):
+        K.softmax_forward(np.zeros((2, 0)))
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 5\), expected \(3,\) \+ \(C,\)"):
+        K.embedding_backward(np.zeros((2, 5)), np.zeros(3, np.int64), 4)
+
+
+def test_bad_targets_and_ids_raise_index_error():
+    with pytest.raises(IndexError, match="target 5 in row 1 is out of range for V=5"):
+        K.cross_entropy_forward(np.zeros((3, 5)), np.array([0, 5, -100]))
+    with pytest.raises(IndexError, match="target -3 in row 0"):
+        K.cross_entropy_backward(np.zeros((1, 5)), np.array([-3]), np.zeros(1), np.ones(1))
+    with pytest.raises(IndexError, match="id 7 is out of range for an embedding of V=7 rows"):
+        K.embedding_forward(np.zeros((7, 2)), np.array([[0, 7]]))
+    with pytest.raises(IndexError, match="id -1 is out of range"):
+        K.embedding_backward(np.zeros((1, 2)), np.array([-1]), 3)
+
+
+def test_adamw_rejects_bad_buffers_and_step():
+    bufs = [np.zeros(4, np.float32) for _ in range(4)]
+    with pytest.raises(ValueError, match="step counts from 1, got 0"):
+        K.adamw_step(*bufs, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(ValueError, match="exp_avg must be C-contiguous"):
+        K.adamw_step(bufs[0], bufs[1], np.zeros(8, np.float32)[::2], bufs[3], 1, 1e-3, 0.9,
+                     0.999, 1e-8, 0.0)
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\), expected 1-D like param"):
+        K.adamw_step(bufs[0], np.zeros(3, np.float32), bufs[2], bufs[3], 1, 1e-3, 0.9, 0.999,
+                     1e-8, 0.0)
+    with pytest.raises(TypeError, match="exp_avg_sq is float64 but the other inputs are float32"):
+        K.adamw_step(*bufs[:3], np.zeros(4), 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
