@@ -42,7 +42,7 @@ def _exp_float32(x):
     p = ((((((_C7 * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2) * r + _ONE) * r + _ONE
     two_n = np.int32((np.int64(n) + 127) << 23).view(np.float32)
     y = _ZERO if x < _LO else p * two_n
-    return y if x == x else x  # NaN stays NaN
+    return x if math.isnan(x) else y
 
 
 @overload(fast_exp, jit_options={"fastmath": set(FASTMATH)})
