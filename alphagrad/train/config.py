@@ -1,0 +1,228 @@
+"""TrainConfig: every training knob, with nanoGPT-like defaults, read from and written to TOML.
+
+    config = TrainConfig.from_toml("train.toml").with_overrides(["learning_rate=3e-4"])
+    config.validate()
+    Path("run/config.toml").write_text(config.to_toml())
+
+The TOML file is flat (``key = value`` lines); a key left out keeps its default, and a knob whose
+value is None (meaning "derive it", see ``resolved``) is simply not written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+_TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a string"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. ``None`` means: derive from another field (see ``resolved``) or off."""
+
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    # data
+    data_dir: str | None = None
+    out_dir: str | None = None  # None: a new folder under runs/
+    batch_size: int = 12
+    grad_accum_steps: int = 1
+    # optimisation
+    max_iters: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None: max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0: no clipping
+    # evaluation
+    eval_interval: int = 250
+    eval_iters: int = 20
+    patience: int | None = None  # evaluations without improvement before stopping; None: never
+    # logging, checkpoints, samples
+    log_interval: int = 10
+    checkpoint_interval: int | None = None  # None: eval_interval
+    keep_last: int = 3
+    sample_interval: int | None = None  # None: no samples during training
+    sample_tokens: int = 200
+    # runtime
+    seed: int = 1337
+    num_threads: int | None = None  # None: all cores
+    dtype: str = "float32"
+    preset: str | None = None
+
+    # ---- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "the config") -> TrainConfig:
+        """A checked config from ``{field: value}``; missing fields keep their defaults."""
+        return cls(**_coerce_all(values, source)).validate()
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        """Read a flat TOML file; unknown keys and wrongly typed values are errors."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path} is not valid TOML: {e}") from None
+        return cls.from_dict(values, source=str(path))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied, type-checked and validated."""
+        return dataclasses.replace(self, **_coerce_all(changes, "replace()")).validate()
+
+    def with_overrides(self, overrides: Iterable[str]) -> TrainConfig:
+        """Apply ``["key=value", ...]`` strings, each parsed by its field's type.
+
+        >>> TrainConfig().with_overrides(["n_layer=6", "patience=none"]).n_layer
+        6
+        """
+        changes: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, text = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise ValueError(f"override {item!r} must look like key=value")
+            _check_known(key, "the overrides")
+            changes[key] = _parse(key, text.strip())
+        return self.replace(**changes)
+
+    # ---- output ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        lines = ["# alphagrad training config"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+    # ---- checks ----------------------------------------------------------------------
+
+    def validate(self) -> TrainConfig:
+        """Return self if the values make sense together; else one ValueError listing all."""
+        errors = []
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size",
+                     "grad_accum_steps", "max_iters", "eval_interval", "eval_iters",
+                     "log_interval", "keep_last", "sample_tokens", "lr_decay_iters", "patience",
+                     "checkpoint_interval", "sample_interval", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                errors.append(f"{name} must be positive, got {value}")
+        if self.n_head >= 1 and self.n_embd % self.n_head:
+            errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        for name, ok, rule in (
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+            ("learning_rate", 0 < self.learning_rate < math.inf, "positive"),
+            ("min_lr", 0 <= self.min_lr <= self.learning_rate, "in [0, learning_rate]"),
+            ("warmup_iters", self.warmup_iters >= 0, "non-negative"),
+            ("weight_decay", 0 <= self.weight_decay < math.inf, "non-negative"),
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
+            ("grad_clip", 0 <= self.grad_clip < math.inf, "non-negative (0 turns it off)"),
+            ("seed", self.seed >= 0, "non-negative"),
+            ("dtype", self.dtype in ("float32", "float64"), "'float32' or 'float64'"),
+        ):
+            if not ok:
+                errors.append(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if errors:
+            raise ValueError("invalid training config: " + "; ".join(errors))
+        return self
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the derived knobs filled in (lr_decay_iters, checkpoint_interval)."""
+        return dataclasses.replace(
+            self,
+            lr_decay_iters=self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters,
+            checkpoint_interval=self.checkpoint_interval or self.eval_interval)
+
+
+@functools.cache
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """Each field's base type and whether it may be None."""
+    out = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        out[name] = (next(a for a in args if a is not type(None)), True) if args else (hint, False)
+    return out
+
+
+def _check_known(key: str, source: str) -> None:
+    if key not in _field_types():
+        raise ValueError(f"unknown key {key!r} in {source}; known keys: "
+                         f"{', '.join(_field_types())}")
+
+
+def _type_error(key: str, value: Any, source: str) -> ValueError:
+    kind, optional = _field_types()[key]
+    return ValueError(f"{key!r} must be {_TYPE_NAMES[kind]}{' or none' if optional else ''}, "
+                      f"got {value!r} (in {source})")
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    kind, optional = _field_types()[key]
+    if value is None and optional:
+        return None
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise _type_error(key, value, source)
+
+
+def _coerce_all(values: dict[str, Any], source: str) -> dict[str, Any]:
+    for key in values:
+        _check_known(key, source)
+    return {key: _coerce(key, value, source) for key, value in values.items()}
+
+
+def _parse(key: str, text: str) -> Any:
+    kind, optional = _field_types()[key]
+    if optional and text.lower() in ("none", "null"):
+        return None
+    if kind is str:
+        return text
+    if kind is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+    else:
+        with contextlib.suppress(ValueError):
+            return kind(text)
+    raise _type_error(key, text, "the overrides")
+
+
+def _toml_value(value: bool | float | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # TOML reads Python's float repr, inf and nan included
+    if isinstance(value, int):
+        return str(value)
+    escaped = "".join(
+        "\\" + ch if ch in '"\\' else f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f" else ch
+        for ch in value)
+    return f'"{escaped}"'

@@ -1,0 +1,118 @@
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alphagrad.train.config import TrainConfig
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+def test_defaults_are_the_documented_ones():
+    c = TrainConfig()
+    assert (c.n_layer, c.n_head, c.n_embd, c.block_size, c.dropout, c.bias) == (
+        4, 4, 128, 64, 0.0, True)
+    assert (c.batch_size, c.grad_accum_steps, c.max_iters, c.learning_rate, c.min_lr) == (
+        12, 1, 2000, 1e-3, 1e-4)
+    assert (c.warmup_iters, c.weight_decay, c.beta1, c.beta2, c.grad_clip) == (
+        100, 0.1, 0.9, 0.99, 1.0)
+    assert (c.eval_interval, c.eval_iters, c.log_interval, c.keep_last, c.seed) == (
+        250, 20, 10, 3, 1337)
+    assert c.lr_decay_iters is None and c.checkpoint_interval is None and c.patience is None
+    assert c.validate() is c
+    r = c.resolved()
+    assert r.lr_decay_iters == 2000 and r.checkpoint_interval == 250
+
+
+def test_toml_round_trip_and_independent_parse(tmp_path):
+    c = TrainConfig().replace(data_dir='data/"quoted" \\ dir\n\ttab é \x7f', patience=3,
+                              learning_rate=3e-5, dropout=0.1, bias=False, num_threads=2,
+                              preset="char-tiny", min_lr=0.0)
+    text = c.to_toml()
+    parsed = tomllib.loads(text)
+    assert parsed == {k: v for k, v in c.to_dict().items() if v is not None}
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    assert TrainConfig.from_toml(tmp_path / "c.toml") == c
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=20), lr=st.floats(1e-12, 10.0), n_head=st.integers(1, 8),
+       decay=st.none() | st.integers(1, 10**12))
+def test_toml_round_trip_fuzz(tmp_path_factory, text, lr, n_head, decay):
+    c = TrainConfig(out_dir=text, learning_rate=lr, min_lr=0.0, n_head=n_head,
+                    n_embd=16 * n_head, lr_decay_iters=decay)
+    path = tmp_path_factory.mktemp("toml") / "c.toml"
+    path.write_text(c.to_toml(), encoding="utf-8")
+    assert TrainConfig.from_toml(path) == c
+
+
+def write(tmp_path, text):
+    path = tmp_path / "train.toml"
+    path.write_text(text)
+    return path
+
+
+def test_from_toml_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown key 'lr' in .*train.toml; known keys: n_layer"):
+        TrainConfig.from_toml(write(tmp_path, "lr = 0.1\n"))
+    with pytest.raises(ValueError, match=r"'learning_rate' must be a float, got 'abc'"):
+        TrainConfig.from_toml(write(tmp_path, 'learning_rate = "abc"\n'))
+    with pytest.raises(ValueError, match=r"'n_layer' must be an int, got True"):
+        TrainConfig.from_toml(write(tmp_path, "n_layer = true\n"))
+    with pytest.raises(ValueError, match=r"'patience' must be an int or none, got 1.5"):
+        TrainConfig.from_toml(write(tmp_path, "patience = 1.5\n"))
+    with pytest.raises(ValueError, match="unknown key 'model'"):
+        TrainConfig.from_toml(write(tmp_path, "[model]\nn_layer = 2\n"))
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        TrainConfig.from_toml(write(tmp_path, "n_layer = = 2\n"))
+    with pytest.raises(ValueError, match=r"n_embd \(130\) must be divisible by n_head \(4\)"):
+        TrainConfig.from_toml(write(tmp_path, "n_embd = 130\n"))
+    with pytest.raises(FileNotFoundError, match="missing.toml"):
+        TrainConfig.from_toml(tmp_path / "missing.toml")
+    c = TrainConfig.from_toml(write(tmp_path, "learning_rate = 1\nn_layer = 2\n"))
+    assert c.learning_rate == 1.0 and isinstance(c.learning_rate, float) and c.n_layer == 2
+
+
+def test_overrides_parse_by_field_type():
+    c = TrainConfig(patience=5).with_overrides(
+        ["n_layer=6", "learning-rate = 3e-4", "bias=no", "patience=none", "data_dir=a=b",
+         "dropout=0", "lr_decay_iters=1_000"])
+    assert (c.n_layer, c.learning_rate, c.bias, c.patience, c.data_dir, c.dropout) == (
+        6, 3e-4, False, None, "a=b", 0.0)
+    assert c.lr_decay_iters == 1000 and isinstance(c.dropout, float)
+    with pytest.raises(ValueError, match=r"'learning_rate' must be a float, got 'abc'"):
+        c.with_overrides(["learning_rate=abc"])
+    with pytest.raises(ValueError, match=r"'n_layer' must be an int, got '2.5'"):
+        c.with_overrides(["n_layer=2.5"])
+    with pytest.raises(ValueError, match=r"'bias' must be a bool, got 'maybe'"):
+        c.with_overrides(["bias=maybe"])
+    with pytest.raises(ValueError, match="'n_layer' must be an int, got 'none'"):
+        c.with_overrides(["n_layer=none"])
+    with pytest.raises(ValueError, match="must look like key=value"):
+        c.with_overrides(["n_layer"])
+    with pytest.raises(ValueError, match="unknown key 'layers' in the overrides"):
+        c.with_overrides(["layers=3"])
+
+
+def test_validate_lists_every_problem():
+    bad = dataclasses.replace(TrainConfig(), n_embd=130, dropout=1.0, min_lr=0.1, batch_size=0,
+                              beta2=1.0, grad_clip=-1.0, dtype="float16", patience=0)
+    with pytest.raises(ValueError) as info:
+        bad.validate()
+    message = str(info.value)
+    for part in ("n_embd (130) must be divisible by n_head (4)", "dropout must be in [0, 1)",
+                 "min_lr must be in [0, learning_rate]", "batch_size must be positive, got 0",
+                 "beta2 must be in [0, 1)", "grad_clip must be non-negative",
+                 "dtype must be 'float32' or 'float64'", "patience must be positive"):
+        assert part in message
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        TrainConfig().replace(learning_rate=math.nan)
+    with pytest.raises(ValueError, match="unknown key 'lr' in replace"):
+        TrainConfig().replace(lr=1.0)
+    assert TrainConfig().replace(n_head=5, n_embd=10).n_embd == 10
