@@ -61,9 +61,8 @@ def softmax_forward(x: np.ndarray) -> np.ndarray:
 
 
 def softmax_backward(out: np.ndarray, dout: np.ndarray) -> np.ndarray:
-    """Jacobian-vector product of softmax: (diag(s) - s sᵀ) dout, row by row."""
-    jacobian = out[..., :, None] * (np.eye(out.shape[-1]) - out[..., None, :])  # (..., C, C)
-    return (jacobian @ dout[..., :, None])[..., 0].astype(out.dtype)
+    """The softmax Jacobian (diag(s) - s sᵀ) applied to dout: s · (dout - <s, dout>) per row."""
+    return (out * (dout - (out * dout).sum(axis=-1, keepdims=True))).astype(out.dtype)
 
 
 def layernorm_forward(x: np.ndarray, weight, bias, eps: float = 1e-5):
@@ -80,14 +79,13 @@ def layernorm_forward(x: np.ndarray, weight, bias, eps: float = 1e-5):
 
 def layernorm_backward(dout: np.ndarray, x: np.ndarray, weight, mean: np.ndarray, rstd):
     """(dx, dweight, dbias): the normalisation's Jacobian applied to dout · weight, per row."""
-    C = x.shape[-1]
     xhat = (x - mean[..., None]) * rstd[..., None]
     g = dout * weight if weight is not None else dout
-    # d xhat_j / d x_k = rstd · (δjk - 1/C - xhat_j xhat_k / C)
-    jacobian = rstd[..., None, None] * (
-        np.eye(C) - 1.0 / C - xhat[..., :, None] * xhat[..., None, :] / C
-    )  # (..., C, C)
-    dx = (g[..., None, :] @ jacobian)[..., 0, :].astype(x.dtype)
+    # d xhat_j / d x_k = rstd · (δjk - 1/C - xhat_j xhat_k / C), summed against g over j
+    dx = rstd[..., None] * (
+        g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True)
+    )
+    dx = dx.astype(x.dtype)
     if weight is None:
         return dx, None, None
     lead = tuple(range(x.ndim - 1))
@@ -123,9 +121,10 @@ def embedding_forward(weight: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def embedding_backward(dout: np.ndarray, idx: np.ndarray, num_embeddings: int) -> np.ndarray:
-    """onehot(idx)ᵀ · dout: row v sums dout over the positions holding id v."""
-    onehot = (idx.reshape(-1)[:, None] == np.arange(num_embeddings)).astype(dout.dtype)
-    return onehot.T @ dout.reshape(idx.size, -1)
+    """Row v sums dout over the positions holding id v (unbuffered, so repeats all count)."""
+    dweight = np.zeros((num_embeddings, dout.shape[-1]), dout.dtype)
+    np.add.at(dweight, idx.reshape(-1), dout.reshape(idx.size, -1))
+    return dweight
 
 
 def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
