@@ -1,0 +1,99 @@
+"""What every tokenizer shares: the file format, atomic saving, fingerprints and text stats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT = "alphagrad.tokenizer"
+VERSION = 1
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def canonical_json(d: dict) -> bytes:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def read_json(path: str | os.PathLike) -> object:
+    """Parsed JSON of ``path``, or a ValueError naming the file and what is wrong."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise ValueError(f"tokenizer file {os.fspath(path)!r}: cannot read ({err.strerror})") from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"tokenizer file {os.fspath(path)!r} is damaged or not JSON: {err}") from None
+
+
+def check_header(d: object, kind: str | None = None) -> dict:
+    """``d`` as an alphagrad tokenizer dict of a supported version (and ``kind``, if given)."""
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ValueError(f"not an alphagrad tokenizer (expected format {FORMAT!r})")
+    if d.get("version") != VERSION:
+        raise ValueError(f"tokenizer format version {d.get('version')!r} is not supported "
+                         f"(this alphagrad reads version {VERSION}); upgrade alphagrad")
+    if kind is not None and d.get("kind") != kind:
+        raise ValueError(f"tokenizer kind is {d.get('kind')!r}, expected {kind!r}")
+    return d
+
+
+class Tokenizer:
+    """Base class: subclasses define ``kind``, ``encode``, ``decode``, ``vocab_size``, ``to_dict``."""
+
+    kind: str = ""
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def _header(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "kind": self.kind}
+
+    def fingerprint(self) -> str:
+        """Hex sha256 of the canonical content: equal for equal tokenizers."""
+        return hashlib.sha256(canonical_json(self.to_dict())).hexdigest()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer to ``path`` (JSON), atomically."""
+        atomic_write(path, canonical_json(self.to_dict()))
+
+    def stats(self, text: str) -> dict[str, float]:
+        """Compression on ``text`` (say a held-out split): bytes, characters, words per token."""
+        ids = self.encode(text)
+        tokens = max(len(ids), 1)
+        return {
+            "tokens": len(ids),
+            "bytes_per_token": len(text.encode("utf-8", "surrogatepass")) / tokens,
+            "chars_per_token": len(text) / tokens,
+            "tokens_per_word": len(ids) / max(len(text.split()), 1),
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"

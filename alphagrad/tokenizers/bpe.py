@@ -1,0 +1,234 @@
+"""Byte-level BPE tokenizer: train, encode, decode, save, and trade files with tiktoken and
+Hugging Face."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import regex
+
+from alphagrad.tokenizers import interop
+from alphagrad.tokenizers.base import Tokenizer, atomic_write, check_header, read_json
+from alphagrad.tokenizers.counting import count_chunks
+from alphagrad.tokenizers.encoder import Encoder
+from alphagrad.tokenizers.pretokenize import PATTERNS, resolve_pattern, split
+from alphagrad.tokenizers.trainer import train_merges
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE: any text encodes, and decodes back exactly.
+
+    >>> tok = BPETokenizer.train("low lower lowest " * 50, vocab_size=260, pattern="gpt2")
+    >>> tok.decode(tok.encode("lowest")) == "lowest"
+    True
+    """
+
+    kind = "bpe"
+
+    def __init__(self, merges: Iterable[tuple[int, int, int]], pattern: str = "gpt4",
+                 special_tokens: dict[str, int] | None = None,
+                 byte_ids: Iterable[int] | None = None) -> None:
+        self.pattern = resolve_pattern(pattern)
+        self.byte_ids = list(range(256)) if byte_ids is None else [int(t) for t in byte_ids]
+        self.merges = [(int(a), int(b), int(t)) for a, b, t in merges]
+        self.special_tokens = {str(s): int(t) for s, t in (special_tokens or {}).items()}
+        self._vocab = _derive_vocab(self.byte_ids, self.merges, self.special_tokens)
+        self.vocab_size = max(self._vocab) + 1
+        merges_array = np.array(self.merges, np.int64).reshape(-1, 3)
+        self._encoder = Encoder(merges_array, np.array(self.byte_ids, np.int64))
+
+    @classmethod
+    def train(cls, source, vocab_size: int, pattern: str = "gpt4",
+              special_tokens: Iterable[str] = (), min_frequency: int = 1,
+              progress: Callable[[int, int], None] | None = None,
+              num_threads: int | None = None) -> BPETokenizer:
+        """Learn merges from ``source`` until ``vocab_size`` ids exist (special tokens included).
+
+        ``source``: a str, an ``os.PathLike`` file (streamed), or an iterable of either; each
+        item is a separate document. Ids 0-255 are the bytes, merges follow, special tokens come
+        last. ``progress(ids_so_far, vocab_size)`` is called during the merges.
+        """
+        special_tokens = list(dict.fromkeys(special_tokens))
+        if not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
+            raise ValueError(f"train: vocab_size must be an int >= 256 + {len(special_tokens)} "
+                             f"special tokens, got {vocab_size!r}")
+        if not isinstance(min_frequency, int) or min_frequency < 1:
+            raise ValueError(f"train: min_frequency must be a positive int, got {min_frequency!r}")
+        pattern = resolve_pattern(pattern)
+        counts = count_chunks(source, pattern, num_threads or os.cpu_count() or 1)
+        data, offsets, word_counts = counts.words()
+        merges = train_merges(data, offsets, word_counts, vocab_size - len(special_tokens),
+                              min_frequency, progress)
+        first = max((t for _, _, t in merges), default=255) + 1
+        specials = {s: first + k for k, s in enumerate(special_tokens)}
+        return cls(merges, pattern, specials)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of ``text``, with special-token text encoded as ordinary text."""
+        data, ends = split([text], self.pattern)
+        return self._encoder.encode(data, ends).tolist()
+
+    def encode(self, text: str, allowed_special: str | Iterable[str] = ()) -> list[int]:
+        """Ids of ``text``. Special tokens map to their ids only when listed in
+        ``allowed_special`` (or it is ``"all"``); otherwise their text encodes as ordinary text.
+
+        >>> tok = BPETokenizer([], "gpt2", {"<|eot|>": 256})
+        >>> tok.encode("hi<|eot|>", allowed_special="all")
+        [104, 105, 256]
+        """
+        if allowed_special == "all":
+            allowed = self.special_tokens
+        else:
+            allowed_special = [allowed_special] if isinstance(allowed_special, str) else allowed_special
+            unknown = [s for s in allowed_special if s not in self.special_tokens]
+            if unknown:
+                raise ValueError(f"encode: {unknown} are not special tokens of this tokenizer "
+                                 f"(it has {sorted(self.special_tokens)})")
+            allowed = {s: self.special_tokens[s] for s in allowed_special}
+        if not allowed:
+            return self.encode_ordinary(text)
+        alternatives = "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True))
+        ids: list[int] = []
+        for k, part in enumerate(regex.split(f"({alternatives})", text)):
+            if k % 2:
+                ids.append(allowed[part])
+            elif part:
+                ids += self.encode_ordinary(part)
+        return ids
+
+    def encode_batch(self, texts: Iterable[str], num_threads: int | None = None,
+                     allowed_special: str | Iterable[str] = ()) -> list[list[int]]:
+        """``encode`` of each text, spread over ``num_threads`` threads (default: all cores)."""
+        texts = list(texts)
+        workers = num_threads or os.cpu_count() or 1
+        if workers == 1 or len(texts) < 2:
+            return [self.encode(t, allowed_special) for t in texts]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda t: self.encode(t, allowed_special), texts))
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes that ``ids`` stand for."""
+        try:
+            return b"".join(map(self._vocab.__getitem__, ids))
+        except KeyError as err:
+            raise IndexError(f"decode: id {err.args[0]!r} is not in this vocabulary "
+                             f"(size {self.vocab_size})") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; byte sequences that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.decode_bytes([token_id])
+
+    def mergeable_ranks(self) -> dict[bytes, int]:
+        """Bytes of every non-special token -> its id (tiktoken's ``mergeable_ranks``)."""
+        special = set(self.special_tokens.values())
+        return {b: t for t, b in sorted(self._vocab.items()) if t not in special}
+
+    def to_dict(self) -> dict:
+        return {**self._header(), "pattern": self.pattern, "special_tokens": self.special_tokens,
+                "byte_ids": self.byte_ids, "merges": [list(m) for m in self.merges]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BPETokenizer:
+        check_header(d, "bpe")
+        try:
+            return cls(d["merges"], d["pattern"], d["special_tokens"], d["byte_ids"])
+        except KeyError as err:
+            raise ValueError(f"bpe tokenizer is missing the field {err.args[0]!r}") from None
+        except (TypeError, AttributeError) as err:
+            raise ValueError(f"bpe tokenizer has a malformed field: {err}") from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model file ``path`` and a human-readable ``<path>.vocab`` beside it."""
+        super().save(path)
+        atomic_write(f"{os.fspath(path)}.vocab", self._vocab_text().encode())
+
+    def _vocab_text(self) -> str:
+        show = interop.show_bytes
+        lines = [f"# pattern: {self.pattern}"]
+        lines += [f"{t}\t{show(self._vocab[t])}" for t in self.byte_ids]
+        lines += [f"{t}\t{show(self._vocab[t])}\t= {show(self._vocab[a])} + {show(self._vocab[b])}"
+                  for a, b, t in self.merges]
+        lines += [f"{t}\t{s}\t(special)" for s, t in self.special_tokens.items()]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPETokenizer:
+        try:
+            return cls.from_dict(read_json_dict(path))
+        except ValueError as err:
+            raise _in_file(path, err) from None
+
+    def save_tiktoken(self, path: str | os.PathLike) -> None:
+        """tiktoken's ranks file: one ``base64(token) id`` line per non-special token."""
+        atomic_write(path, interop.tiktoken_text(self.mergeable_ranks()).encode())
+
+    @classmethod
+    def from_tiktoken(cls, path: str | os.PathLike, pattern: str = "gpt4",
+                      special_tokens: dict[str, int] | None = None) -> BPETokenizer:
+        """Import a tiktoken ranks file; ids keep their ranks."""
+        try:
+            byte_ids, merges = interop.merges_from_ranks(interop.read_tiktoken(path))
+        except ValueError as err:
+            raise _in_file(path, err) from None
+        return cls(merges, pattern, special_tokens, byte_ids)
+
+    def save_huggingface(self, path: str | os.PathLike) -> None:
+        """A ``tokenizer.json`` that Hugging Face ``tokenizers`` loads and encodes identically."""
+        named = {v: k for k, v in PATTERNS.items()}.get(self.pattern)
+        d = interop.huggingface_dict(self._vocab, self.merges, self.pattern, named == "gpt2",
+                                     self.special_tokens)
+        atomic_write(path, interop.dumps(d))
+
+    @classmethod
+    def from_huggingface(cls, path: str | os.PathLike) -> BPETokenizer:
+        """Import a byte-level BPE ``tokenizer.json``; ids are kept."""
+        try:
+            pattern, specials, byte_ids, merges = interop.read_huggingface(read_json(path))
+            return cls(merges, pattern, specials, byte_ids)
+        except ValueError as err:
+            raise _in_file(path, err) from None
+
+
+def read_json_dict(path: str | os.PathLike) -> dict:
+    d = read_json(path)
+    if not isinstance(d, dict):
+        raise ValueError("expected a JSON object at the top level")
+    return d
+
+
+def _in_file(path: str | os.PathLike, err: ValueError) -> ValueError:
+    message = str(err)
+    where = f"tokenizer file {os.fspath(path)!r}"
+    return ValueError(message if message.startswith(where) else f"{where}: {message}")
+
+
+def _derive_vocab(byte_ids: list[int], merges: list[tuple[int, int, int]],
+                  special_tokens: dict[str, int]) -> dict[int, bytes]:
+    # Checks that the merges build a one-to-one id <-> bytes vocabulary.
+    if len(byte_ids) != 256 or len(set(byte_ids)) != 256 or min(byte_ids, default=0) < 0:
+        raise ValueError("byte_ids must be 256 distinct non-negative ids")
+    vocab = {t: bytes([b]) for b, t in enumerate(byte_ids)}
+    ids_of = {v: t for t, v in vocab.items()}
+    for rank, (a, b, t) in enumerate(merges):
+        if a not in vocab or b not in vocab:
+            raise ValueError(f"merge {rank} ({a}, {b}) uses an id that no earlier merge made")
+        merged = vocab[a] + vocab[b]
+        if ids_of.get(merged, t) != t or (t in vocab and vocab[t] != merged):
+            raise ValueError(f"merge {rank} gives id {t} to bytes {merged!r}, which clash with "
+                             "an existing token")
+        if t < 0:
+            raise ValueError(f"merge {rank} has a negative id {t}")
+        vocab[t] = merged
+        ids_of[merged] = t
+    for s, t in special_tokens.items():
+        if t in vocab or t < 0:
+            raise ValueError(f"special token {s!r} has id {t}, which is taken or negative")
+        vocab[t] = s.encode()
+    return vocab

@@ -1,0 +1,160 @@
+"""tiktoken ranks files and Hugging Face ``tokenizer.json``: reading, writing, converting."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import os
+
+from alphagrad.tokenizers.pretokenize import PATTERNS
+
+
+def show_bytes(b: bytes) -> str:
+    """A token's bytes for people: UTF-8 text with control characters and bad bytes escaped."""
+    return json.dumps(b.decode("utf-8", "backslashreplace"), ensure_ascii=False)[1:-1]
+
+
+def dumps(d: dict) -> bytes:
+    return json.dumps(d, ensure_ascii=False, indent=2).encode()
+
+
+def tiktoken_text(ranks: dict[bytes, int]) -> str:
+    return "".join(f"{base64.b64encode(b).decode()} {t}\n" for b, t in ranks.items())
+
+
+def read_tiktoken(path: str | os.PathLike) -> dict[bytes, int]:
+    """bytes -> rank from a tiktoken ranks file."""
+    try:
+        lines = open(path, "rb").read().splitlines()
+    except OSError as err:
+        raise ValueError(f"cannot read ({err.strerror})") from None
+    ranks = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except (ValueError, binascii.Error):
+            raise ValueError(f"line {number} is not '<base64 token> <rank>': {line[:60]!r}") from None
+    if len(set(ranks.values())) != len(ranks):
+        raise ValueError("two tokens share a rank")
+    return ranks
+
+
+def merges_from_ranks(ranks: dict[bytes, int]) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """(byte ids, ordered merges) that reproduce tiktoken's rank-ordered BPE.
+
+    Each multi-byte token is split as tiktoken would split it using only lower ranks; the two
+    final parts are its merge.
+    """
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ValueError(f"single bytes {missing[:8]} have no rank: not a byte-level vocabulary")
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) < 2:
+            continue
+        parts = [token[k : k + 1] for k in range(len(token))]
+        while len(parts) > 2:
+            candidates = [(ranks.get(parts[k] + parts[k + 1], rank), k) for k in range(len(parts) - 1)]
+            best, k = min(candidates)
+            if best >= rank:
+                break
+            parts[k : k + 2] = [parts[k] + parts[k + 1]]
+        if len(parts) != 2:
+            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two lower-rank "
+                             "tokens")
+        merges.append((ranks[parts[0]], ranks[parts[1]], rank))
+    return [ranks[bytes([b])] for b in range(256)], merges
+
+
+@functools.cache
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in character for each byte (used in ``tokenizer.json``)."""
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+               *range(ord("®"), ord("ÿ") + 1)]
+    hidden = [b for b in range(256) if b not in visible]
+    return {**{b: chr(b) for b in visible}, **{b: chr(256 + k) for k, b in enumerate(hidden)}}
+
+
+def _to_unicode(b: bytes) -> str:
+    table = byte_to_unicode()
+    return "".join(table[x] for x in b)
+
+
+def huggingface_dict(vocab: dict[int, bytes], merges: list[tuple[int, int, int]], pattern: str,
+                     is_gpt2: bool, special_tokens: dict[str, int]) -> dict:
+    special = set(special_tokens.values())
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                  "use_regex": is_gpt2}
+    if is_gpt2:
+        pre_tokenizer = byte_level
+    else:
+        pre_tokenizer = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated",
+             "invert": False},
+            {**byte_level, "use_regex": False}]}
+    added = [{"id": t, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for s, t in special_tokens.items()]
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None, "pre_tokenizer": pre_tokenizer, "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                    "use_regex": False},
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": {_to_unicode(b): t for t, b in sorted(vocab.items()) if t not in special},
+            "merges": [[_to_unicode(vocab[a]), _to_unicode(vocab[b])] for a, b, _ in merges],
+        },
+    }
+
+
+def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tuple[int, int, int]]]:
+    """(pattern, special tokens, byte ids, merges) of a byte-level BPE ``tokenizer.json``."""
+    model = d.get("model") if isinstance(d, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
+    pattern = _hf_pattern(d.get("pre_tokenizer"))
+    vocab, merges = model.get("vocab"), model.get("merges")
+    if not isinstance(vocab, dict) or not isinstance(merges, list):
+        raise ValueError("model.vocab must be an object and model.merges a list")
+    char_to_byte = {c: b for b, c in byte_to_unicode().items()}
+    try:
+        byte_ids = [vocab[byte_to_unicode()[b]] for b in range(256)]
+    except KeyError as err:
+        raise ValueError(f"byte {err.args[0]!r} is missing: not a byte-level vocabulary") from None
+    out = []
+    for rank, merge in enumerate(merges):
+        left, right = merge.split(" ") if isinstance(merge, str) else merge
+        if left not in vocab or right not in vocab or left + right not in vocab:
+            raise ValueError(f"merge {rank} {merge!r} uses a token missing from the vocabulary")
+        out.append((vocab[left], vocab[right], vocab[left + right]))
+    if any(c not in char_to_byte for token in vocab for c in token):
+        raise ValueError("vocabulary has tokens outside the byte-level alphabet")
+    specials = {t["content"]: t["id"] for t in d.get("added_tokens") or []}
+    return pattern, specials, byte_ids, out
+
+
+def _hf_pattern(pre: object) -> str:
+    steps = pre.get("pretokenizers", []) if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    byte_level = [s for s in steps if isinstance(s, dict) and s.get("type") == "ByteLevel"]
+    splits = [s for s in steps if isinstance(s, dict) and s.get("type") == "Split"]
+    if len(byte_level) != 1 or len(steps) != len(byte_level) + len(splits) or len(splits) > 1:
+        raise ValueError("pre_tokenizer must be ByteLevel, optionally after one regex Split")
+    if byte_level[0].get("add_prefix_space"):
+        raise ValueError("ByteLevel add_prefix_space=true is not supported")
+    if splits:
+        regex_pattern = splits[0].get("pattern", {}).get("Regex")
+        if regex_pattern is None or splits[0].get("behavior") != "Isolated" or splits[0].get("invert"):
+            raise ValueError("the Split pre-tokenizer must be an isolated, non-inverted Regex")
+        return regex_pattern
+    if byte_level[0].get("use_regex", True):
+        return PATTERNS["gpt2"]
+    raise ValueError("pre_tokenizer does not split text (ByteLevel use_regex=false, no Split)")
+
+
