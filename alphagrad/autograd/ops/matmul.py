@@ -24,10 +24,10 @@ class MatMul(Function):
         a, b = ctx.a, ctx.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        if b.ndim == 1:  # b first: a 1-D @ 1-D gives a 0-d grad, which becomes (1, 1)
+            grad = np.expand_dims(grad, -1)
         if a.ndim == 1:
             grad = np.expand_dims(grad, -2)
-        if b.ndim == 1:
-            grad = np.expand_dims(grad, -1)
         da = db = None
         if ctx.needs_grad(0):
             da = grad @ _swap(b2)
