@@ -357,7 +357,6 @@ class CheckpointManager:
                              f"{keep_last!r}")
         self.folder = Path(folder)
         self.keep_last = keep_last
-        self.folder.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, step: int) -> Path:
         return self.folder / f"step-{step:08d}.ckpt"
@@ -372,6 +371,7 @@ class CheckpointManager:
             raise ValueError(f"CheckpointManager.save: step must be a non-negative int, got "
                              f"{step!r}")
         data = encode_checkpoint(**checkpoint_fields)
+        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path_for(step)
         atomic_write_bytes(path, data)
         if is_best:
@@ -382,6 +382,8 @@ class CheckpointManager:
 
     def steps(self) -> list[Path]:
         """The step checkpoints on disk, oldest first."""
+        if not self.folder.is_dir():
+            return []
         found = [(int(m.group(1)), p) for p in self.folder.iterdir()
                  if (m := _STEP_FILE.fullmatch(p.name))]
         return [p for _, p in sorted(found)]

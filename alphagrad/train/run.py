@@ -80,11 +80,14 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write a {type(obj).__name__} to a run record")
 
 
-def _append_lines(path: Path, records: list[dict]) -> None:
+def _append_lines(path: Path, records: list[dict], first: bool) -> None:
+    """Append JSON lines; on the ``first`` append, a crash's torn last line is cut off first."""
     for record in records:
         if not isinstance(record, dict):
             raise TypeError(f"a run record must be a dict, got {type(record).__name__}")
     text = "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+    if first:
+        _drop_torn_line(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -106,10 +109,7 @@ def _read_lines(path: Path) -> list[dict]:
 
 
 def _drop_torn_line(path: Path) -> None:
-    """Cut a crash's partial last line, so the next append starts on a line of its own."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
+    data = path.read_bytes() if path.exists() else b""
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as f:
             f.truncate(data.rfind(b"\n") + 1)
@@ -122,6 +122,7 @@ class RunDir:
         self.path = Path(path)
         self.config = config
         self.checkpoints = CheckpointManager(self.checkpoint_dir, keep_last=config.keep_last)
+        self._appended_to: set[Path] = set()
 
     @classmethod
     def create(cls, path: str | Path, config: TrainConfig) -> RunDir:
@@ -131,7 +132,7 @@ class RunDir:
             raise ValueError(f"{path} already holds a run; reopen it with RunDir.open to resume, "
                              "or choose a new folder")
         config.validate()
-        path.mkdir(parents=True, exist_ok=True)
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(path / "config.toml", config.to_toml())
         run = cls(path, config)
         run._write_manifest({"name": path.name, "status": "running", "created": now_iso(),
@@ -146,8 +147,6 @@ class RunDir:
         for name in ("config.toml", "manifest.json"):
             if not (path / name).is_file():
                 raise ValueError(f"{path} is not an alphagrad run folder (no {name})")
-        for records in (path / "metrics.jsonl", path / "samples.jsonl"):
-            _drop_torn_line(records)
         return cls(path, TrainConfig.from_toml(path / "config.toml"))
 
     # ---- paths ---------------------------------------------------------------------------
@@ -205,14 +204,18 @@ class RunDir:
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         """Append one record, e.g. ``{"step": 100, "split": "val", "loss": 1.9}``."""
-        _append_lines(self.metrics_path, [record])
+        self._append(self.metrics_path, [record])
+
+    def _append(self, path: Path, records: list[dict]) -> None:
+        _append_lines(path, records, first=path not in self._appended_to)
+        self._appended_to.add(path)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return _read_lines(self.metrics_path)
 
     def log_samples(self, samples: list[dict[str, Any]]) -> None:
         """Append generated samples, e.g. ``[{"step": 500, "prompt": "def ", "text": ...}]``."""
-        _append_lines(self.samples_path, list(samples))
+        self._append(self.samples_path, list(samples))
 
     def read_samples(self) -> list[dict[str, Any]]:
         return _read_lines(self.samples_path)

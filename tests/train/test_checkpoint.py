@@ -315,6 +315,7 @@ def test_atomic_text_writer(tmp_path):
 def test_manager_keeps_the_last_k_and_the_best(tmp_path):
     manager = CheckpointManager(tmp_path / "checkpoints", keep_last=3)
     assert manager.latest() is None and manager.best() is None
+    manager.folder.mkdir()
     (manager.folder / "step-junk.ckpt").write_bytes(b"")
     for step in range(1, 7):
         fields = make_fields()
