@@ -1,4 +1,4 @@
-"""``alphagrad.optim``: the optimizers and schedules of ``alphagrad.nn.optim``, under PyTorch's name."""
+"""``alphagrad.optim``: ``alphagrad.nn.optim`` under PyTorch's name."""
 
 from alphagrad.nn.optim import *
 from alphagrad.nn.optim import __all__  # noqa: F401

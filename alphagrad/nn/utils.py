@@ -10,7 +10,9 @@ import numpy as np
 from alphagrad.autograd.tensor import Tensor
 
 
-def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm_type: float = 2.0) -> float:
+def clip_grad_norm_(
+    parameters: Tensor | Iterable[Tensor], max_norm: float, norm_type: float = 2.0
+) -> float:
     """Scale all gradients in place so their joint ``norm_type`` norm is at most ``max_norm``;
     return the norm before clipping (as ``torch.nn.utils.clip_grad_norm_``).
 

@@ -6,16 +6,26 @@ dtype with its own tolerance; the gradients are checked against finite differenc
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 import alphagrad as ag
 
 
-def check_op(ag_fn: Callable, np_fn: Callable, arrays: list[np.ndarray], *, atol: float = 1e-10,
-             rtol: float = 1e-7, atol32: float = 1e-4, rtol32: float = 1e-4, grad: bool = True,
-             grad_atol: float = 1e-5, grad_rtol: float = 1e-3) -> None:
+def check_op(
+    ag_fn: Callable,
+    np_fn: Callable,
+    arrays: list[np.ndarray],
+    *,
+    atol: float = 1e-10,
+    rtol: float = 1e-7,
+    atol32: float = 1e-4,
+    rtol32: float = 1e-4,
+    grad: bool = True,
+    grad_atol: float = 1e-5,
+    grad_rtol: float = 1e-3,
+) -> None:
     """``ag_fn(*tensors)`` must equal ``np_fn(*arrays)`` and have gradcheck-exact gradients."""
     arrays = [np.asarray(a, np.float64) for a in arrays]
     want = np_fn(*arrays)
@@ -23,7 +33,9 @@ def check_op(ag_fn: Callable, np_fn: Callable, arrays: list[np.ndarray], *, atol
         out = ag_fn(*[ag.tensor(a, dtype=dtype) for a in arrays])
         assert out.dtype == dtype, f"{dtype.__name__} inputs gave a {out.dtype} output"
         assert out.shape == np.shape(want), f"shape {out.shape}, NumPy gives {np.shape(want)}"
-        np.testing.assert_allclose(out.data, want, rtol=r_tol, atol=a_tol, err_msg=f"forward ({dtype.__name__})")
+        np.testing.assert_allclose(
+            out.data, want, rtol=r_tol, atol=a_tol, err_msg=f"forward ({dtype.__name__})"
+        )
     if grad:
         inputs = [ag.tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]
         assert ag.gradcheck(ag_fn, inputs, atol=grad_atol, rtol=grad_rtol)

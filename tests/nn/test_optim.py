@@ -56,22 +56,38 @@ def adam_reference(w, grads, lr, b1, b2, eps, weight_decay, decoupled):
     return w
 
 
-@pytest.mark.parametrize("momentum, dampening, weight_decay, nesterov", [
-    (0.0, 0.0, 0.0, False), (0.9, 0.0, 0.0, False), (0.9, 0.3, 0.01, False), (0.8, 0.0, 0.05, True),
-])
+@pytest.mark.parametrize(
+    "momentum, dampening, weight_decay, nesterov",
+    [
+        (0.0, 0.0, 0.0, False),
+        (0.9, 0.0, 0.0, False),
+        (0.9, 0.3, 0.01, False),
+        (0.8, 0.0, 0.05, True),
+    ],
+)
 def test_sgd_matches_numpy(momentum, dampening, weight_decay, nesterov):
     params = make_params(0)
     start = [p.data.copy() for p in params]
     grads = grads_for(0, params)
-    opt = optim.SGD(params, lr=0.1, momentum=momentum, dampening=dampening,
-                    weight_decay=weight_decay, nesterov=nesterov)
+    opt = optim.SGD(
+        params,
+        lr=0.1,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+    )
     got = run(opt, params, grads)
     for i, w0 in enumerate(start):
-        want = sgd_reference(w0, [g[i] for g in grads], 0.1, momentum, dampening, weight_decay, nesterov)
+        want = sgd_reference(
+            w0, [g[i] for g in grads], 0.1, momentum, dampening, weight_decay, nesterov
+        )
         np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cls, weight_decay", [(optim.Adam, 0.0), (optim.Adam, 0.1), (optim.AdamW, 0.1)])
+@pytest.mark.parametrize(
+    "cls, weight_decay", [(optim.Adam, 0.0), (optim.Adam, 0.1), (optim.AdamW, 0.1)]
+)
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 2e-5)])
 def test_adam_family_matches_numpy(cls, weight_decay, dtype, tol):
     params = make_params(1, dtype=dtype)
@@ -80,8 +96,16 @@ def test_adam_family_matches_numpy(cls, weight_decay, dtype, tol):
     opt = cls(params, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=weight_decay)
     got = run(opt, params, grads)
     for i, w0 in enumerate(start):
-        want = adam_reference(w0, [g[i].astype(dtype).astype(np.float64) for g in grads], 0.01, 0.8, 0.95,
-                              1e-6, weight_decay, decoupled=cls is optim.AdamW)
+        want = adam_reference(
+            w0,
+            [g[i].astype(dtype).astype(np.float64) for g in grads],
+            0.01,
+            0.8,
+            0.95,
+            1e-6,
+            weight_decay,
+            decoupled=cls is optim.AdamW,
+        )
         assert got[i].dtype == dtype
         np.testing.assert_allclose(got[i], want, rtol=tol, atol=tol)
 
@@ -100,8 +124,12 @@ def test_param_groups_with_their_own_lr():
     grads = grads_for(3, [a, b])
     opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5, "momentum": 0.9}], lr=0.1)
     got = run(opt, [a, b], grads)
-    np.testing.assert_allclose(got[0], sgd_reference(start[0], [g[0] for g in grads], 0.1), rtol=1e-12)
-    np.testing.assert_allclose(got[1], sgd_reference(start[1], [g[1] for g in grads], 0.5, 0.9), rtol=1e-12)
+    np.testing.assert_allclose(
+        got[0], sgd_reference(start[0], [g[0] for g in grads], 0.1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        got[1], sgd_reference(start[1], [g[1] for g in grads], 0.5, 0.9), rtol=1e-12
+    )
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
 
 
@@ -115,11 +143,14 @@ def test_parameters_without_grad_are_left_alone():
     assert b not in opt.state and opt.state[a]["step"] == 1
 
 
-@pytest.mark.parametrize("make", [
-    lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
-    lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.1),
-    lambda ps: optim.AdamW(ps, lr=0.01, betas=(0.9, 0.95), weight_decay=0.1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+        lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.1),
+        lambda ps: optim.AdamW(ps, lr=0.01, betas=(0.9, 0.95), weight_decay=0.1),
+    ],
+)
 def test_state_dict_round_trip_continues_identically(make):
     grads = grads_for(5, make_params(5), steps=6)
     straight = make_params(5)
@@ -199,7 +230,11 @@ def test_clip_grad_norm_matches_numpy(norm_type, max_norm):
     for p, g in zip(params, raw):
         p.grad = ag.tensor(g.copy())
     flat = np.concatenate([g.astype(np.float64).ravel() for g in raw])
-    total = np.max(np.abs(flat)) if norm_type == math.inf else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+    total = (
+        np.max(np.abs(flat))
+        if norm_type == math.inf
+        else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+    )
     got = clip_grad_norm_(params, max_norm, norm_type)
     assert got == pytest.approx(total, rel=1e-5)
     scale = min(1.0, max_norm / (total + 1e-6))

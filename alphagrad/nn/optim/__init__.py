@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules (public as ``alphagrad.optim``).
 
-    >>> from alphagrad import optim
-    >>> opt = optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.1)
+>>> from alphagrad import optim
+>>> opt = optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.1)
 """
 
 from alphagrad.nn.optim.adam import Adam, AdamW
@@ -9,4 +9,13 @@ from alphagrad.nn.optim.optimizer import Optimizer
 from alphagrad.nn.optim.schedules import LRScheduler, constant, linear, warmup_cosine
 from alphagrad.nn.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "LRScheduler", "Optimizer", "constant", "linear", "warmup_cosine"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "LRScheduler",
+    "Optimizer",
+    "constant",
+    "linear",
+    "warmup_cosine",
+]

@@ -1,10 +1,10 @@
 """Learning-rate schedules as pure functions of the step, and ``LRScheduler`` to apply one.
 
-    >>> from functools import partial
-    >>> sched = LRScheduler(opt, partial(warmup_cosine, max_lr=6e-4, min_lr=6e-5,
-    ...                                  warmup_steps=100, decay_steps=5000))
-    >>> for step in range(5000):
-    ...     ...; opt.step(); sched.step()
+>>> from functools import partial
+>>> sched = LRScheduler(opt, partial(warmup_cosine, max_lr=6e-4, min_lr=6e-5,
+...                                  warmup_steps=100, decay_steps=5000))
+>>> for step in range(5000):
+...     ...; opt.step(); sched.step()
 """
 
 from __future__ import annotations
@@ -26,15 +26,19 @@ def _warmup(step: int, max_lr: float, warmup_steps: int) -> float | None:
 def _decay_fraction(step: int, warmup_steps: int, decay_steps: int) -> float:
     """How far ``step`` is through the decay phase, in [0, 1]."""
     if decay_steps < warmup_steps:
-        raise ValueError(f"schedule: decay_steps ({decay_steps}) must be >= warmup_steps ({warmup_steps})")
+        raise ValueError(
+            f"schedule: decay_steps ({decay_steps}) must be >= warmup_steps ({warmup_steps})"
+        )
     if step >= decay_steps:
         return 1.0
     return (step - warmup_steps) / (decay_steps - warmup_steps)
 
 
-def warmup_cosine(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
-    """nanoGPT's schedule: linear warmup to ``max_lr``, cosine down to ``min_lr`` at ``decay_steps``,
-    then ``min_lr``.
+def warmup_cosine(
+    step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int
+) -> float:
+    """nanoGPT's schedule: linear warmup to ``max_lr``, cosine down to ``min_lr`` at
+    ``decay_steps``, then ``min_lr``.
 
         >>> warmup_cosine(0, 1.0, 0.1, warmup_steps=10, decay_steps=100)
         0.1
@@ -49,8 +53,8 @@ def warmup_cosine(step: int, max_lr: float, min_lr: float, warmup_steps: int, de
 def linear(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
     """Linear warmup to ``max_lr``, then a straight line down to ``min_lr`` at ``decay_steps``.
 
-        >>> linear(55, 1.0, 0.0, warmup_steps=10, decay_steps=100)
-        0.5
+    >>> linear(55, 1.0, 0.0, warmup_steps=10, decay_steps=100)
+    0.5
     """
     lr = _warmup(step, max_lr, warmup_steps)
     if lr is not None:
@@ -61,8 +65,8 @@ def linear(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_ste
 def constant(step: int, lr: float, warmup_steps: int = 0) -> float:
     """``lr`` after an optional linear warmup.
 
-        >>> constant(4, 1e-3, warmup_steps=10)
-        0.0005
+    >>> constant(4, 1e-3, warmup_steps=10)
+    0.0005
     """
     warm = _warmup(step, lr, warmup_steps)
     return lr if warm is None else warm

@@ -1,0 +1,213 @@
+"""Neural-network ops (mostly fused kernels): forward against NumPy, gradients by gradcheck."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from opcheck import check_op
+
+import alphagrad as ag
+from alphagrad import functional as F
+
+FAST = settings(max_examples=12, deadline=None)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def np_log_softmax(x, axis=-1):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+@FAST
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), seed=seeds, data=st.data())
+def test_softmax_log_softmax(shape, seed, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = np.random.default_rng(seed).standard_normal(shape) * 2
+    check_op(lambda t: F.softmax(t, dim), lambda a: np.exp(np_log_softmax(a, dim)), [x])
+    check_op(lambda t: t.log_softmax(dim), lambda a: np_log_softmax(a, dim), [x])
+
+
+def np_layer_norm(x, n, w=None, b=None, eps=1e-5):
+    axes = tuple(range(x.ndim - n, x.ndim))
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    out = (x - mean) / np.sqrt(var + eps)
+    return out * (1 if w is None else w) + (0 if b is None else b)
+
+
+@FAST
+@given(
+    lead=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+    C=st.integers(2, 6),
+    affine=st.booleans(),
+    seed=seeds,
+)
+def test_layer_norm(lead, C, affine, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(lead + (C,))
+    if affine:
+        check_op(
+            lambda t, w, b: F.layer_norm(t, C, w, b),
+            lambda a, w, b: np_layer_norm(a, 1, w, b),
+            [x, rng.standard_normal(C), rng.standard_normal(C)],
+        )
+    else:
+        check_op(lambda t: F.layer_norm(t, (C,)), lambda a: np_layer_norm(a, 1), [x])
+
+
+def test_layer_norm_over_two_dims():
+    rng = np.random.default_rng(0)
+    check_op(
+        lambda t, w: F.layer_norm(t, (2, 3), w),
+        lambda a, w: np_layer_norm(a, 2, w),
+        [rng.standard_normal((4, 2, 3)), rng.standard_normal((2, 3))],
+    )
+
+
+def np_cross_entropy(x, targets, ignore_index, reduction, smoothing):
+    logp = np_log_softmax(x)
+    keep = targets != ignore_index
+    picked = -logp[np.arange(len(targets)), np.where(keep, targets, 0)]
+    losses = np.where(keep, (1 - smoothing) * picked - smoothing * logp.mean(axis=1), 0.0)
+    if reduction == "none":
+        return losses
+    return losses.sum() / (keep.sum() if reduction == "mean" else 1)
+
+
+@FAST
+@given(
+    N=st.integers(1, 5),
+    V=st.integers(2, 6),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    smoothing=st.sampled_from([0.0, 0.1, 1.0]),
+    ignore=st.booleans(),
+    seed=seeds,
+)
+def test_cross_entropy(N, V, reduction, smoothing, ignore, seed):
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, V, N)
+    if ignore:
+        targets[rng.random(N) < 0.4] = -100
+        targets[0] = 0  # keep the mean defined
+    check_op(
+        lambda t: F.cross_entropy(
+            t, ag.tensor(targets), reduction=reduction, label_smoothing=smoothing
+        ),
+        lambda a: np_cross_entropy(a, targets, -100, reduction, smoothing),
+        [rng.standard_normal((N, V)) * 2],
+    )
+
+
+def test_cross_entropy_custom_ignore_index_and_single_sample():
+    rng = np.random.default_rng(1)
+    targets = np.array([3, 1, 3, 0])
+    check_op(
+        lambda t: F.cross_entropy(t, ag.tensor(targets), ignore_index=3),
+        lambda a: np_cross_entropy(a, targets, 3, "mean", 0.0),
+        [rng.standard_normal((4, 5))],
+    )
+    check_op(
+        lambda t: F.cross_entropy(t, ag.tensor(2)),
+        lambda a: np_cross_entropy(a[None], np.array([2]), -100, "mean", 0.0),
+        [rng.standard_normal(5)],
+    )
+
+
+@FAST
+@given(
+    idx_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+    V=st.integers(1, 5),
+    C=st.integers(1, 4),
+    seed=seeds,
+)
+def test_embedding_accumulates_repeated_rows(idx_shape, V, C, seed):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, V, idx_shape)
+    check_op(
+        lambda w: F.embedding(ag.tensor(idx), w), lambda w: w[idx], [rng.standard_normal((V, C))]
+    )
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_with_a_fixed_seed(p):
+    x = np.random.default_rng(2).uniform(0.5, 1.5, (8, 16))
+
+    def dropped(t):
+        ag.manual_seed(7)  # the same mask at every call, so finite differences see one function
+        return F.dropout(t, p)
+
+    kept = dropped(ag.tensor(x)).data != 0
+    assert 0 < kept.mean() < 1
+    check_op(dropped, lambda a: np.where(kept, a / (1 - p), 0.0), [x])
+    np.testing.assert_array_equal(F.dropout(ag.tensor(x), p, training=False).data, x)
+
+
+@pytest.mark.parametrize("x_shape", [(3,), (2, 3), (2, 2, 3)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(x_shape, bias):
+    rng = np.random.default_rng(len(x_shape))
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal((4, 3)), rng.standard_normal(4)
+    if bias:
+        check_op(F.linear, lambda x, w, b: x @ w.T + b, [x, w, b])
+    else:
+        check_op(F.linear, lambda x, w: x @ w.T, [x, w])
+
+
+def np_attention(q, k, v, mask=None, scale=None):
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ np.swapaxes(k, -1, -2) * scale
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    return np.exp(np_log_softmax(scores)) @ v
+
+
+def _qkv(rng, B, NH, Tq, Tk, hs):
+    return [
+        rng.standard_normal((B, NH, Tq, hs)),
+        rng.standard_normal((B, NH, Tk, hs)),
+        rng.standard_normal((B, NH, Tk, hs)),
+    ]
+
+
+@FAST
+@given(
+    B=st.integers(1, 2), NH=st.integers(1, 2), T=st.integers(1, 5), hs=st.integers(1, 4), seed=seeds
+)
+def test_attention_causal_fused_and_composed_paths(B, NH, T, hs, seed):
+    rng = np.random.default_rng(seed)
+    causal = np.tril(np.ones((T, T), bool))
+    inputs = _qkv(rng, B, NH, T, T, hs)
+    check_op(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        lambda q, k, v: np_attention(q, k, v, causal),
+        inputs,
+    )
+    check_op(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=ag.tensor(causal)),
+        lambda q, k, v: np_attention(q, k, v, causal),
+        inputs,
+    )
+    check_op(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=0.3),
+        lambda q, k, v: np_attention(q, k, v, scale=0.3),
+        inputs,
+    )
+
+
+def test_attention_with_fewer_queries_than_keys_and_3d_inputs():
+    rng = np.random.default_rng(3)
+    inputs = _qkv(rng, 1, 2, 2, 5, 3)
+    mask = np.tril(np.ones((2, 5), bool), 3)  # query i sees keys up to i + Tk - Tq
+    check_op(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        lambda q, k, v: np_attention(q, k, v, np.tril(np.ones((2, 5), bool))),
+        inputs,
+    )
+    check_op(F.causal_attention, lambda q, k, v: np_attention(q, k, v, mask), inputs)
+    check_op(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+        np_attention,
+        [a[0] for a in _qkv(rng, 1, 2, 3, 3, 2)],
+    )
