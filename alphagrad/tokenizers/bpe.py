@@ -69,8 +69,15 @@ class BPETokenizer(Tokenizer):
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of ``text``, with special-token text encoded as ordinary text."""
-        data, ends = split([text], self.pattern)
-        return self._encoder.encode(data, ends).tolist()
+        return self._encode_docs([text])[0]
+
+    def _encode_docs(self, texts: list[str]) -> list[list[int]]:
+        # One pass over all texts; the chunk counts per text cut the ids apart again.
+        data, ends, doc_chunks = split(texts, self.pattern)
+        ids, chunk_ids = self._encoder.encode(data, ends)
+        stops = np.concatenate([[0], chunk_ids])[doc_chunks].tolist()
+        flat = ids.tolist()
+        return [flat[a:b] for a, b in zip([0, *stops[:-1]], stops)]
 
     def encode(self, text: str, allowed_special: str | Iterable[str] = ()) -> list[int]:
         """Ids of ``text``. Special tokens map to their ids only when listed in
@@ -83,7 +90,8 @@ class BPETokenizer(Tokenizer):
         if allowed_special == "all":
             allowed = self.special_tokens
         else:
-            allowed_special = [allowed_special] if isinstance(allowed_special, str) else allowed_special
+            if isinstance(allowed_special, str):
+                allowed_special = [allowed_special]
             unknown = [s for s in allowed_special if s not in self.special_tokens]
             if unknown:
                 raise ValueError(f"encode: {unknown} are not special tokens of this tokenizer "
@@ -104,11 +112,20 @@ class BPETokenizer(Tokenizer):
                      allowed_special: str | Iterable[str] = ()) -> list[list[int]]:
         """``encode`` of each text, spread over ``num_threads`` threads (default: all cores)."""
         texts = list(texts)
-        workers = num_threads or os.cpu_count() or 1
-        if workers == 1 or len(texts) < 2:
-            return [self.encode(t, allowed_special) for t in texts]
+        encode_group = self._encode_docs
+        if allowed_special:
+            def encode_group(group: list[str]) -> list[list[int]]:
+                return [self.encode(t, allowed_special) for t in group]
+        workers = max(1, min(num_threads or os.cpu_count() or 1, len(texts)))
+        # Contiguous groups of about equal size, a few per thread to even out the load.
+        sizes = np.cumsum([len(t) for t in texts])
+        cuts = np.searchsorted(sizes, np.linspace(0, sizes[-1] if len(texts) else 0,
+                                                  4 * workers + 1)[1:-1], side="right")
+        groups = [texts[a:b] for a, b in zip([0, *cuts], [*cuts, len(texts)]) if b > a]
+        if workers == 1:
+            return [ids for group in groups for ids in encode_group(group)]
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda t: self.encode(t, allowed_special), texts))
+            return [ids for out in pool.map(encode_group, groups) for ids in out]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes that ``ids`` stand for."""

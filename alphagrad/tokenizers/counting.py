@@ -107,7 +107,7 @@ def _pow2_at_least(n: int) -> int:
 
 
 def _reduce(docs: list[str], pattern: str):
-    data, ends = split(docs, pattern)
+    data, ends, _ = split(docs, pattern)
     slots = np.full(_pow2_at_least(2 * len(ends)), _EMPTY, np.int64)
     hashes = np.empty(len(ends), np.uint64)
     starts, lens = np.empty(len(ends), np.int64), np.empty(len(ends), np.int64)

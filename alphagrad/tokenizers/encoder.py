@@ -145,8 +145,9 @@ def _bpe_heap(table, ids):
 
 @kernel()
 def _encode_chunks(data, ends, byte_ids, table, cache_slots, cache_hash, cache_meta,
-                   cache_keys, cache_vals, cache_used, scan_limit, out):
-    # data: (N,) UTF-8; ends: (C,) chunk ends; out: (N,) ids. Returns the id count.
+                   cache_keys, cache_vals, cache_used, scan_limit, out, chunk_ids):
+    # data: (N,) UTF-8; ends: (C,) chunk ends. Out: ids (N,); chunk_ids (C,) ids so far at the
+    # end of each chunk. Returns the id count.
     # Cache entry e: key bytes cache_keys[e], ids cache_vals[e], (key length, id count) cache_meta[e].
     ranks = np.empty(scan_limit, np.int64)
     width = cache_keys.shape[1]
@@ -159,6 +160,7 @@ def _encode_chunks(data, ends, byte_ids, table, cache_slots, cache_hash, cache_m
         if n == 1:
             out[m] = byte_ids[data[start]]
             m += 1
+            chunk_ids[c] = m
             start = end
             continue
         s = -1
@@ -182,6 +184,7 @@ def _encode_chunks(data, ends, byte_ids, table, cache_slots, cache_hash, cache_m
                 for k in range(cache_meta[e, 1]):
                     out[m + k] = cache_vals[e, k]
                 m += cache_meta[e, 1]
+                chunk_ids[c] = m
                 start = end
                 continue
         ids = out[m : m + n]
@@ -197,6 +200,7 @@ def _encode_chunks(data, ends, byte_ids, table, cache_slots, cache_hash, cache_m
             cache_keys[e, :n] = data[start:end]
             cache_vals[e, :k] = ids[:k]
         m += k
+        chunk_ids[c] = m
         start = end
     return m
 
@@ -227,16 +231,19 @@ class Encoder:
         self.cache_entries, self.cache_width, self.scan_limit = cache_entries, cache_width, scan_limit
         self._caches: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
 
-    def encode(self, data: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Ids of the chunks ``data[ends[i-1]:ends[i]]``, as an int64 array."""
+    def encode(self, data: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of the chunks ``data[ends[i-1]:ends[i]]`` (int64) and the id count at the end of
+        each chunk."""
         try:
             cache = self._caches.get_nowait()
         except queue.Empty:
             cache = _Cache(self.cache_entries, self.cache_width)
         try:
             out = np.empty(len(data), np.int64)
+            chunk_ids = np.empty(len(ends), np.int64)
             m = _encode_chunks(data, ends, self.byte_ids, self.table, cache.slots, cache.hashes,
-                               cache.meta, cache.keys, cache.vals, cache.used, self.scan_limit, out)
+                               cache.meta, cache.keys, cache.vals, cache.used, self.scan_limit, out,
+                               chunk_ids)
         finally:
             self._caches.put(cache)
-        return out[:m]
+        return out[:m], chunk_ids

@@ -132,9 +132,10 @@ def _match_gpt4(cps, table, i, n):
 
 
 @kernel()
-def _split_kernel(cps, doc_ends, table, scanner, byte_ends):
+def _split_kernel(cps, doc_ends, table, scanner, byte_ends, doc_chunks):
     # cps: (N,) code points; doc_ends: (D,) where each document stops (no chunk crosses one).
-    # byte_ends: (N,) out, UTF-8 byte offset where each chunk ends. Returns the chunk count.
+    # Out: byte_ends (N,) UTF-8 offset where each chunk ends; doc_chunks (D,) chunks so far at
+    # the end of each document. Returns the chunk count.
     m = 0
     i = 0
     b = 0
@@ -148,6 +149,7 @@ def _split_kernel(cps, doc_ends, table, scanner, byte_ends):
             byte_ends[m] = b
             m += 1
             i = j
+        doc_chunks[d] = m
     return m
 
 
@@ -156,12 +158,12 @@ def to_utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def split(docs: list[str], pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    """UTF-8 bytes of the concatenated ``docs`` and the byte offset where each chunk ends.
+def split(docs: list[str], pattern: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UTF-8 bytes of the concatenated ``docs``, the byte offset where each chunk ends, and the
+    number of chunks up to the end of each document (no chunk crosses from one into the next).
+    ``pattern`` is a resolved regex.
 
-    No chunk crosses from one document into the next. ``pattern`` is a resolved regex.
-
-    >>> data, ends = split(["Hello world"], GPT2_PATTERN)
+    >>> data, ends, _ = split(["Hello world"], GPT2_PATTERN)
     >>> [bytes(data[a:b]) for a, b in zip([0, *ends[:-1]], ends)]
     [b'Hello', b' world']
     """
@@ -172,14 +174,15 @@ def split(docs: list[str], pattern: str) -> tuple[np.ndarray, np.ndarray]:
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
         doc_ends = np.cumsum([len(d) for d in docs], dtype=np.int64)
         byte_ends = np.empty(len(cps), np.int64)
-        m = _split_kernel(cps, doc_ends, class_table(), scanner, byte_ends)
-        return data, byte_ends[:m]
-    return data, _regex_ends(docs, regex.compile(pattern))
+        doc_chunks = np.empty(len(docs), np.int64)
+        m = _split_kernel(cps, doc_ends, class_table(), scanner, byte_ends, doc_chunks)
+        return data, byte_ends[:m], doc_chunks
+    return (data, *_regex_ends(docs, regex.compile(pattern)))
 
 
-def _regex_ends(docs: list[str], compiled: regex.Pattern) -> np.ndarray:
+def _regex_ends(docs: list[str], compiled: regex.Pattern) -> tuple[np.ndarray, np.ndarray]:
     # Text the pattern skips becomes a chunk of its own, so nothing is ever dropped.
-    ends, b = [], 0
+    ends, doc_chunks, b = [], [], 0
     for doc in docs:
         pos = 0
         for m in compiled.finditer(doc):
@@ -194,4 +197,5 @@ def _regex_ends(docs: list[str], compiled: regex.Pattern) -> np.ndarray:
         if pos < len(doc):
             b += len(to_utf8(doc[pos:]))
             ends.append(b)
-    return np.asarray(ends, np.int64)
+        doc_chunks.append(len(ends))
+    return np.asarray(ends, np.int64), np.asarray(doc_chunks, np.int64)

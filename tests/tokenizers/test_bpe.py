@@ -97,8 +97,10 @@ def test_progress_and_bad_arguments():
 
 def test_encode_batch_matches_encode():
     tok = trained()
-    texts = [CORPUS[k : k + 300] for k in range(0, 3000, 150)]
+    texts = [CORPUS[k : k + 300] for k in range(0, 3000, 150)] + ["", "<|eot|>"]
     assert tok.encode_batch(texts, num_threads=2) == [tok.encode(t) for t in texts]
+    assert tok.encode_batch(texts, 2, allowed_special="all")[-1] == [328]
+    assert tok.encode_batch([]) == []
 
 
 def test_save_load_round_trip(tmp_path):

@@ -16,7 +16,7 @@ texts = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
 
 
 def chunks(text, pattern):
-    data, ends = split([text], pattern)
+    data, ends, _ = split([text], pattern)
     return [bytes(data[a:b]).decode() for a, b in zip([0, *ends[:-1]], ends)]
 
 
@@ -38,10 +38,10 @@ def test_known_split():
 
 
 def test_documents_never_share_a_chunk():
-    data, ends = split(["ab", "cd"], GPT2_PATTERN)
-    assert ends.tolist() == [2, 4] and bytes(data) == b"abcd"
+    data, ends, doc_chunks = split(["ab", "", "cd"], GPT2_PATTERN)
+    assert ends.tolist() == [2, 4] and doc_chunks.tolist() == [1, 1, 2] and bytes(data) == b"abcd"
 
 
 def test_custom_pattern_keeps_skipped_text():
-    data, ends = split(["a1b22"], r"\d+")
+    data, ends, _ = split(["a1b22"], r"\d+")
     assert np.diff([0, *ends]).tolist() == [1, 1, 1, 2]
