@@ -1,0 +1,113 @@
+"""Causal attention: our Numba kernels vs the NumPy reference vs PyTorch's SDPA (if installed).
+
+    python benchmarks/bench_attention.py [--threads N] [--repeats R]
+
+q, k, v are views of one (B, T, 3, NH, hs) float32 buffer, as a GPT's c_attn produces them.
+Sides run interleaved (A B C A B C ...) at the same thread count; the table shows medians in
+milliseconds and the ratios ours/reference and ours/torch (below 1 means ours is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor.kernels import attention, reference
+
+SHAPES = [(16, 4, 64, 16), (32, 4, 128, 32), (8, 6, 256, 64), (2, 12, 256, 64)]  # B, NH, T, hs
+
+
+def qkv_views(rng: np.random.Generator, B: int, NH: int, T: int, hs: int):
+    qkv = rng.standard_normal((B, T, 3, NH, hs), dtype=np.float32)
+    return [qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3)]  # 3 x (B, NH, T, hs)
+
+
+def ours(q, k, v, dout, scale, backward):
+    out, lse = attention.attention_forward(q, k, v, scale)
+    if backward:
+        attention.attention_backward(dout, q, k, v, out, lse, scale)
+
+
+def numpy_reference(q, k, v, dout, scale, backward):
+    reference.attention_forward(q, k, v, scale)
+    if backward:
+        reference.attention_backward(dout, q, k, v, scale)
+
+
+def torch_side(torch):
+    def run(q, k, v, dout, scale, backward):
+        with torch.set_grad_enabled(backward):
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                   scale=scale)
+            if backward:
+                torch.autograd.grad(out, (q, k, v), dout)
+    return run
+
+
+def first_call_seconds() -> list[str]:
+    """Time the first call of each kernel: a compile, or a load from Numba's cache."""
+    q, k, v = qkv_views(np.random.default_rng(0), 1, 1, 3, 2)
+    lines = []
+    for kernel_fn, call in (
+        (attention._attention_forward, lambda: attention.attention_forward(q, k, v, 1.0)),
+        (attention._attention_backward, lambda: attention.attention_backward(
+            q, q, k, v, *attention.attention_forward(q, k, v, 1.0), 1.0)),
+    ):
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
+        how = "cache load" if kernel_fn.stats.cache_hits else "compile"
+        lines.append(f"{kernel_fn.__name__}: first call {seconds:.2f} s ({how})")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=get_num_threads())
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    set_num_threads(args.threads)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+    print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats")
+    print("\n".join(first_call_seconds()))
+
+    header = f"{'B, NH, T, hs':>16} {'pass':>8} {'ours ms':>9} {'numpy ms':>9} {'ours/np':>8}"
+    if torch is not None:
+        header += f" {'torch ms':>9} {'ours/torch':>10}"
+    print(header)
+    rng = np.random.default_rng(0)
+    for B, NH, T, hs in SHAPES:
+        q, k, v = qkv_views(rng, B, NH, T, hs)
+        dout = rng.standard_normal((B, NH, T, hs), dtype=np.float32)
+        scale = 1 / hs ** 0.5
+        for backward in (False, True):
+            sides = {"ours": (ours, (q, k, v, dout)),
+                     "numpy": (numpy_reference, (q, k, v, dout))}
+            if torch is not None:
+                tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+                sides["torch"] = (torch_side(torch), (tq, tk, tv, torch.from_numpy(dout)))
+            times = {name: [] for name in sides}
+            for repeat in range(args.repeats + 1):
+                for name, (fn, arrays) in sides.items():
+                    start = time.perf_counter()
+                    fn(*arrays, scale, backward)
+                    if repeat:  # the first round warms caches and compiles
+                        times[name].append(time.perf_counter() - start)
+            ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+            row = (f"{str((B, NH, T, hs)):>16} {'fwd+bwd' if backward else 'fwd':>8} "
+                   f"{ms['ours']:9.3f} {ms['numpy']:9.3f} {ms['ours'] / ms['numpy']:8.3f}")
+            if torch is not None:
+                row += f" {ms['torch']:9.3f} {ms['ours'] / ms['torch']:10.3f}"
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
