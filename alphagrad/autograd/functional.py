@@ -46,6 +46,8 @@ def _lift(value, like: Tensor) -> Tensor:
 def _binary(op, a, b, name: str) -> Tensor:
     a = _lift(a, b) if not isinstance(a, Tensor) else a
     b = _lift(b, a)
+    if is_float(a.dtype) != is_float(b.dtype):  # int with float computes in the float's dtype
+        a, b = (to(a, b.dtype), b) if is_float(b.dtype) else (a, to(b, a.dtype))
     try:
         return op.apply(a, b)
     except ValueError as e:
@@ -57,7 +59,9 @@ def _binary(op, a, b, name: str) -> Tensor:
 def _axes(dim, ndim: int) -> tuple[int, ...] | None:
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if not isinstance(dim, (int, np.integer, tuple, list)):
+        raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     out = []
     for d in dims:
         if not isinstance(d, (int, np.integer)):

@@ -364,3 +364,9 @@ def test_tril_triu_masked_fill(diagonal):
     check_op(lambda t: t.triu(diagonal), lambda a: np.triu(a, diagonal), [x])
     mask = np.random.default_rng(diagonal + 5).random((3, 1)) < 0.5
     check_op(lambda t: t.masked_fill(ag.tensor(mask), -2.0), lambda a: np.where(mask, -2.0, a), [x])
+
+
+def test_pow_zero_has_zero_gradient_at_zero():
+    x = ag.tensor([0.0, 2.0], dtype="float64", requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0, 0])

@@ -51,6 +51,8 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, grad):
         x, e = ctx.x, ctx.exponent
+        if e == 0:  # x**0 is constant: 0·x**-1 would give nan at x = 0
+            return (np.zeros_like(grad),)
         return (grad * (e * x ** (e - 1)),)
 
 
