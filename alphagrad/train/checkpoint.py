@@ -15,19 +15,22 @@ so damage outside the tensors is caught too.
 
 from __future__ import annotations
 
+import io
+import itertools
 import re
+import shutil
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgpack
 import numpy as np
 
 from alphagrad import __version__
-from alphagrad.train.atomic import atomic_write_bytes
+from alphagrad.train.atomic import atomic_writer
 
 MAGIC = "alphagrad-checkpoint"
 VERSION = 1
@@ -66,7 +69,8 @@ def _tensor_record(array: np.ndarray, where: str) -> dict:
     if array.dtype.name not in DTYPES:
         raise TypeError(f"checkpoint: {where} has dtype {array.dtype}; supported: "
                         f"{', '.join(DTYPES)}")
-    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    stored = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    data = memoryview(stored.reshape(-1).view(np.uint8))  # packed as bytes, without a copy
     return {"dtype": array.dtype.name, "shape": list(array.shape), "data": data,
             "crc32": zlib.crc32(data)}
 
@@ -116,11 +120,11 @@ def _model_tensors(model_state: dict, tied: dict[str, str]) -> dict:
     return tensors
 
 
-def encode_checkpoint(*, model_kind: str, model_config: dict, model_state: dict,
-                      tied: dict[str, str] | None = None, optimizer: dict | None = None,
-                      train_state: dict | None = None, tokenizer: dict | None = None,
-                      metrics: dict | None = None) -> bytes:
-    """The bytes ``save_checkpoint`` writes (arguments as there)."""
+def _pieces(*, model_kind: str, model_config: dict, model_state: dict,
+            tied: dict[str, str] | None = None, optimizer: dict | None = None,
+            train_state: dict | None = None, tokenizer: dict | None = None,
+            metrics: dict | None = None) -> Iterator[bytes]:
+    """The file's bytes up to the final checksum, a piece at a time (one tensor per piece)."""
     tied = dict(tied or {})
     fields = {
         "magic": MAGIC, "version": VERSION, "library_version": __version__,
@@ -133,12 +137,31 @@ def encode_checkpoint(*, model_kind: str, model_config: dict, model_state: dict,
         "optimizer": _plain(optimizer, "optimizer"),
     }
     packer = msgpack.Packer(use_bin_type=True)
-    parts = [packer.pack_map_header(len(_FIELDS) + 1)]
+    yield packer.pack_map_header(len(_FIELDS) + 1)
     for key in _FIELDS:
-        parts += [packer.pack(key), packer.pack(fields[key])]
-    parts += [packer.pack("crc32"), b"\xce"]  # 0xCE: a msgpack uint32 follows
-    body = b"".join(parts)
-    return body + struct.pack(">I", zlib.crc32(body))
+        yield packer.pack(key)
+        if key == "tensors":
+            yield packer.pack_map_header(len(fields[key]))
+            for name, record in fields[key].items():
+                yield packer.pack(name) + packer.pack(record)
+        else:
+            yield packer.pack(fields[key])
+    yield packer.pack("crc32") + b"\xce"  # 0xCE: a msgpack uint32 follows
+
+
+def _write_pieces(f: IO[bytes], pieces: Iterator[bytes]) -> None:
+    crc = 0
+    for piece in pieces:
+        f.write(piece)
+        crc = zlib.crc32(piece, crc)
+    f.write(struct.pack(">I", crc))
+
+
+def encode_checkpoint(**checkpoint_fields: Any) -> bytes:
+    """The bytes ``save_checkpoint`` writes, in memory (arguments as there)."""
+    buffer = io.BytesIO()
+    _write_pieces(buffer, _pieces(**checkpoint_fields))
+    return buffer.getvalue()
 
 
 def save_checkpoint(path: str | Path, *, model_kind: str, model_config: dict, model_state: dict,
@@ -152,9 +175,12 @@ def save_checkpoint(path: str | Path, *, model_kind: str, model_config: dict, mo
     ``metrics`` are nested plain data (dict/list/str/int/float/bool/bytes/None) whose leaves may
     be ndarrays; integers wider than 64 bits must be strings.
     """
-    atomic_write_bytes(path, encode_checkpoint(
+    pieces = _pieces(
         model_kind=model_kind, model_config=model_config, model_state=model_state, tied=tied,
-        optimizer=optimizer, train_state=train_state, tokenizer=tokenizer, metrics=metrics))
+        optimizer=optimizer, train_state=train_state, tokenizer=tokenizer, metrics=metrics)
+    first = next(pieces)  # everything is checked before the old file can be touched
+    with atomic_writer(path, "wb") as f:
+        _write_pieces(f, itertools.chain([first], pieces))
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -370,12 +396,12 @@ class CheckpointManager:
         if not isinstance(step, int) or step < 0:
             raise ValueError(f"CheckpointManager.save: step must be a non-negative int, got "
                              f"{step!r}")
-        data = encode_checkpoint(**checkpoint_fields)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path_for(step)
-        atomic_write_bytes(path, data)
+        save_checkpoint(path, **checkpoint_fields)
         if is_best:
-            atomic_write_bytes(self.best_path, data)
+            with open(path, "rb") as src, atomic_writer(self.best_path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
         for old in self.steps()[:-self.keep_last]:
             old.unlink(missing_ok=True)
         return path
