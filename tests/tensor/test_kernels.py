@@ -322,6 +322,10 @@ def test_out_is_written_and_returned():
     np.testing.assert_allclose(buf, R.softmax_forward(x), rtol=1e-12)
     with pytest.raises(ValueError, match=r"out must be a float64 array of shape \(3, 4\)"):
         K.gelu_forward(x, out=np.empty((4, 3)))
+    table = np.full((5, 4), np.nan)  # rows no id touches must come back zero, not stale
+    idx = np.array([[1, 3, 1]])
+    assert K.embedding_backward(x[None, :], idx, 5, out=table) is table
+    np.testing.assert_array_equal(table, R.embedding_backward(x[None, :], idx, 5))
 
 
 # errors

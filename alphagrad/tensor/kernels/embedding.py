@@ -58,13 +58,18 @@ def embedding_backward(
     ``dout`` has shape ``idx.shape + (C,)`` and V is ``num_embeddings``.
     """
     op = "embedding_backward"
+    if not isinstance(num_embeddings, (int, np.integer)) or num_embeddings < 1:
+        raise ValueError(f"{op}: num_embeddings must be a positive int, got {num_embeddings!r}")
     dout = float_array(op, "dout", dout)
     idx = _ids(op, idx, num_embeddings)
     if dout.ndim == 0 or dout.shape[:-1] != idx.shape:
         raise ValueError(f"{op}: dout has shape {dout.shape}, expected {idx.shape} + (C,)")
     C = dout.shape[-1]
-    dweight = output(op, out, (num_embeddings, C), dout.dtype)
-    dweight.fill(0)
+    if out is None:  # calloc'd: pages of rows no id touches are never even written
+        dweight = np.zeros((num_embeddings, C), dout.dtype)
+    else:
+        dweight = output(op, out, (num_embeddings, C), dout.dtype)
+        dweight.fill(0)
     # One column block per thread; never fewer than 16 columns, so rows stay vector-wide.
     blocks = max(1, min(get_num_threads(), C // 16))
     _embedding_backward(dout.reshape(idx.size, C), idx.reshape(-1), blocks, dweight)

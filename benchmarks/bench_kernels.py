@@ -1,0 +1,243 @@
+"""The kernel pairs (GELU, softmax, layer norm, cross-entropy, embedding, AdamW): ours vs the NumPy
+reference vs PyTorch's CPU ops (if installed), float32, at one thread count on every side.
+
+    python benchmarks/bench_kernels.py [--threads N] [--rounds R]
+
+Each round runs the sides one after another (ours, numpy, torch, ours, ...); the table shows the
+median time per call in milliseconds and the ratios numpy/ours and torch/ours (above 1 means ours
+is faster). First calls, which compile or load the Numba cache, are timed apart and excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor import kernels as K
+from alphagrad.tensor.kernels import adamw, cross_entropy, embedding, gelu, layernorm, softmax
+from alphagrad.tensor.kernels import reference as R
+
+ROWS_C = [(8192, 384), (4096, 65)]
+CASES = [("gelu", s) for s in ROWS_C] + [("softmax", s) for s in ROWS_C] + \
+    [("layernorm", s) for s in ROWS_C] + [("cross_entropy", s) for s in ROWS_C + [(1024, 50304)]] + \
+    [("embedding", s) for s in ROWS_C] + [("adamw", s) for s in ROWS_C]
+VOCAB = {384: 50304, 65: 65}  # embedding tables: GPT-2's vocabulary at C=384, characters at C=65
+MIN_SECONDS = 0.02  # each timing repeats a call until it lasts about this long
+
+
+def gelu_case(rng, N, C, torch):
+    x, dout = rng.standard_normal((N, C), dtype=np.float32), rng.standard_normal((N, C), np.float32)
+    sides = {
+        "ours": (lambda: K.gelu_forward(x),
+                 lambda: (K.gelu_forward(x), K.gelu_backward(x, dout))),
+        "numpy": (lambda: R.gelu_forward(x),
+                  lambda: (R.gelu_forward(x), R.gelu_backward(x, dout))),
+    }
+    if torch:
+        F = torch.nn.functional
+        tx, tdout = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dout)
+        sides["torch"] = (
+            no_grad(torch, lambda: F.gelu(tx, approximate="tanh")),
+            lambda: torch.autograd.grad(F.gelu(tx, approximate="tanh"), tx, tdout),
+        )
+    return sides
+
+
+def softmax_case(rng, N, C, torch):
+    x, dout = rng.standard_normal((N, C), dtype=np.float32), rng.standard_normal((N, C), np.float32)
+    sides = {
+        "ours": (lambda: K.softmax_forward(x),
+                 lambda: K.softmax_backward(K.softmax_forward(x), dout)),
+        "numpy": (lambda: R.softmax_forward(x),
+                  lambda: R.softmax_backward(R.softmax_forward(x), dout)),
+    }
+    if torch:
+        tx, tdout = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dout)
+        sides["torch"] = (no_grad(torch, lambda: torch.softmax(tx, -1)),
+                          lambda: torch.autograd.grad(torch.softmax(tx, -1), tx, tdout))
+    return sides
+
+
+def layernorm_case(rng, N, C, torch):
+    x, dout = rng.standard_normal((N, C), dtype=np.float32), rng.standard_normal((N, C), np.float32)
+    w, b = rng.standard_normal(C, dtype=np.float32), rng.standard_normal(C, dtype=np.float32)
+
+    def fwd_bwd(lib):
+        def run():
+            out, mean, rstd = lib.layernorm_forward(x, w, b)
+            return lib.layernorm_backward(dout, x, w, mean, rstd)
+        return run
+
+    sides = {"ours": (lambda: K.layernorm_forward(x, w, b), fwd_bwd(K)),
+             "numpy": (lambda: R.layernorm_forward(x, w, b), fwd_bwd(R))}
+    if torch:
+        F = torch.nn.functional
+        tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        tdout = torch.from_numpy(dout)
+        sides["torch"] = (
+            no_grad(torch, lambda: F.layer_norm(tx, (C,), tw, tb)),
+            lambda: torch.autograd.grad(F.layer_norm(tx, (C,), tw, tb), (tx, tw, tb), tdout),
+        )
+    return sides
+
+
+def cross_entropy_case(rng, N, V, torch):
+    logits = rng.standard_normal((N, V), dtype=np.float32)
+    targets = rng.integers(0, V, N)
+    dlosses = np.full(N, 1.0 / N, np.float32)  # reduction="mean"
+
+    def fwd(lib):
+        return lambda: lib.cross_entropy_forward(logits, targets)[0].mean()
+
+    def fwd_bwd(lib):
+        def run():
+            losses, lse = lib.cross_entropy_forward(logits, targets)
+            return losses.mean(), lib.cross_entropy_backward(logits, targets, lse, dlosses)
+        return run
+
+    sides = {"ours": (fwd(K), fwd_bwd(K)), "numpy": (fwd(R), fwd_bwd(R))}
+    if torch:
+        F = torch.nn.functional
+        tlogits, ttargets = torch.from_numpy(logits).requires_grad_(), torch.from_numpy(targets)
+        sides["torch"] = (
+            no_grad(torch, lambda: F.cross_entropy(tlogits, ttargets)),
+            lambda: torch.autograd.grad(F.cross_entropy(tlogits, ttargets), tlogits),
+        )
+    return sides
+
+
+def embedding_case(rng, N, C, torch):
+    V = VOCAB.get(C, C)
+    weight = rng.standard_normal((V, C), dtype=np.float32)
+    idx = rng.integers(0, V, N)
+    dout = rng.standard_normal((N, C), dtype=np.float32)
+    sides = {
+        "ours": (lambda: K.embedding_forward(weight, idx),
+                 lambda: (K.embedding_forward(weight, idx), K.embedding_backward(dout, idx, V))),
+        "numpy": (lambda: R.embedding_forward(weight, idx),
+                  lambda: (R.embedding_forward(weight, idx), R.embedding_backward(dout, idx, V))),
+    }
+    if torch:
+        F = torch.nn.functional
+        tw, tidx, tdout = torch.from_numpy(weight).requires_grad_(), torch.from_numpy(idx), \
+            torch.from_numpy(dout)
+        sides["torch"] = (no_grad(torch, lambda: F.embedding(tidx, tw)),
+                          lambda: torch.autograd.grad(F.embedding(tidx, tw), tw, tdout))
+    return sides
+
+
+def adamw_case(rng, N, C, torch):
+    """One step over N·C parameters (there is no backward: the second column repeats it)."""
+    hyper = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
+
+    def stepper(lib):
+        param, grad = rng.standard_normal(N * C, dtype=np.float32), \
+            rng.standard_normal(N * C, dtype=np.float32)
+        exp_avg, exp_avg_sq, step = np.zeros_like(param), np.zeros_like(param), [0]
+
+        def run():
+            step[0] += 1
+            lib.adamw_step(param, grad, exp_avg, exp_avg_sq, step[0], **hyper)
+        return run
+
+    sides = {"ours": (stepper(K),) * 2, "numpy": (stepper(R),) * 2}
+    if torch:
+        p = torch.nn.Parameter(torch.from_numpy(rng.standard_normal(N * C, dtype=np.float32)))
+        p.grad = torch.from_numpy(rng.standard_normal(N * C, dtype=np.float32))
+        try:
+            opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+            opt.step()
+        except RuntimeError:
+            print("torch AdamW: fused=True is unavailable here, using foreach=True")
+            opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,
+                                    foreach=True)
+        sides["torch"] = (opt.step,) * 2
+    return sides
+
+
+def no_grad(torch, fn):
+    def run():
+        with torch.no_grad():
+            return fn()
+    return run
+
+
+MAKERS = {"gelu": gelu_case, "softmax": softmax_case, "layernorm": layernorm_case,
+          "cross_entropy": cross_entropy_case, "embedding": embedding_case, "adamw": adamw_case}
+KERNELS = {"gelu": gelu, "softmax": softmax, "layernorm": layernorm,
+           "cross_entropy": cross_entropy, "embedding": embedding, "adamw": adamw}
+
+
+def first_calls() -> list[str]:
+    """Run every pair once on a tiny input, timing the compile (or the load from Numba's cache)."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for name, maker in MAKERS.items():
+        calls = maker(rng, 2, 3, None)["ours"]
+        start = time.perf_counter()
+        calls[-1]()
+        seconds = time.perf_counter() - start
+        dispatchers = [f for f in vars(KERNELS[name]).values() if hasattr(f, "stats")]
+        loaded = all(d.stats.cache_hits for d in dispatchers)
+        lines.append(f"{name:>14}: first call {seconds:6.2f} s "
+                     f"({'loaded from cache' if loaded else 'compiled'})")
+    return lines
+
+
+def per_call_seconds(fn, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=get_num_threads())
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", nargs="*", choices=sorted(MAKERS), help="kernels to run")
+    args = parser.parse_args()
+    set_num_threads(args.threads)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+        version = f"torch {torch.__version__}"
+    except ImportError:
+        torch, version = None, "torch not installed"
+    print(f"threads: {get_num_threads()}, float32, {version}, medians of {args.rounds} rounds")
+    print("\n".join(first_calls()))
+
+    header = f"{'kernel':>14} {'rows, C':>14} {'pass':>8} {'ours ms':>9} {'numpy ms':>9} " \
+             f"{'np/ours':>8}"
+    if torch:
+        header += f" {'torch ms':>9} {'torch/ours':>10}"
+    print(header)
+    rng = np.random.default_rng(0)
+    for name, (N, C) in CASES:
+        if args.only and name not in args.only:
+            continue
+        sides = MAKERS[name](rng, N, C, torch)
+        for which, label in enumerate(("fwd", "fwd+bwd") if name != "adamw" else ("step",)):
+            fns = {side: calls[which] for side, calls in sides.items()}
+            reps = {}
+            for side, fn in fns.items():  # warm up, then size the repeats
+                fn()
+                reps[side] = max(1, round(MIN_SECONDS / max(per_call_seconds(fn, 1), 1e-7)))
+            times = {side: [] for side in fns}
+            for _ in range(args.rounds):
+                for side, fn in fns.items():
+                    times[side].append(per_call_seconds(fn, reps[side]))
+            ms = {side: 1e3 * statistics.median(t) for side, t in times.items()}
+            row = (f"{name:>14} {f'{N}, {C}':>14} {label:>8} {ms['ours']:9.3f} "
+                   f"{ms['numpy']:9.3f} {ms['numpy'] / ms['ours']:8.2f}")
+            if torch:
+                row += f" {ms['torch']:9.3f} {ms['torch'] / ms['ours']:10.2f}"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
