@@ -68,7 +68,7 @@ def layernorm_case(rng, N, C, torch):
 
     def fwd_bwd(lib):
         def run():
-            out, mean, rstd = lib.layernorm_forward(x, w, b)
+            _, mean, rstd = lib.layernorm_forward(x, w, b)
             return lib.layernorm_backward(dout, x, w, mean, rstd)
         return run
 
@@ -132,7 +132,7 @@ def embedding_case(rng, N, C, torch):
 
 def adamw_case(rng, N, C, torch):
     """One step over N·C parameters (there is no backward: the second column repeats it)."""
-    hyper = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
+    hyper = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
 
     def stepper(lib):
         param, grad = rng.standard_normal(N * C, dtype=np.float32), \
