@@ -1,0 +1,34 @@
+"""Neural-network building blocks: ``Module`` and its containers, layers, init, the GPT,
+generation, and weight files (safetensors, Hugging Face GPT-2 names).
+
+    >>> import alphagrad as ag
+    >>> model = ag.nn.GPT(ag.nn.GPTConfig(block_size=64, vocab_size=65, n_layer=2, n_head=4,
+    ...                                   n_embd=64))
+"""
+
+from alphagrad.nn import init, optim, utils
+from alphagrad.nn.gpt import GPT, GPTConfig
+from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
+from alphagrad.nn.module import Module, ModuleDict, ModuleList, Sequential
+from alphagrad.nn.parameter import Parameter
+from alphagrad.nn.safetensors import load_safetensors, save_safetensors
+
+__all__ = [
+    "GELU",
+    "GPT",
+    "Dropout",
+    "Embedding",
+    "GPTConfig",
+    "LayerNorm",
+    "Linear",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "Parameter",
+    "Sequential",
+    "init",
+    "load_safetensors",
+    "optim",
+    "save_safetensors",
+    "utils",
+]

@@ -1,0 +1,255 @@
+"""A GPT you can read top to bottom: nanoGPT's architecture, parameter names and GPT-2 init.
+
+    >>> config = GPTConfig(block_size=64, vocab_size=65, n_layer=2, n_head=4, n_embd=64)
+    >>> model = GPT(config)
+    >>> logits, loss = model(idx, targets)         # idx, targets: (B, T) int64
+    >>> model.generate(idx[:1, :8], max_new_tokens=20, top_k=10, seed=0)
+
+State-dict keys are nanoGPT's (``transformer.wte.weight``, ``transformer.h.0.attn.c_attn.weight``,
+..., ``lm_head.weight`` tied to ``transformer.wte.weight``), so its checkpoints map one to one;
+Hugging Face GPT-2 weights load through ``GPT.from_pretrained`` (see ``hf.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from alphagrad.autograd import functional as F
+from alphagrad.autograd.creation import from_numpy
+from alphagrad.autograd.tensor import Tensor
+from alphagrad.nn import generate, hf, init
+from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
+from alphagrad.nn.module import Module, ModuleDict, ModuleList
+from alphagrad.nn.optim import AdamW
+from alphagrad.nn.parameter import Parameter
+
+
+@dataclass
+class GPTConfig:
+    """Model shape: context length, vocabulary, depth, heads, width, dropout, biases."""
+
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig: {name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by "
+                             f"n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+
+
+class CausalSelfAttention(Module):
+    def __init__(self, config: GPTConfig):
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+
+    def forward(self, x: Tensor, kv_cache: generate.LayerKV | None = None) -> Tensor:
+        _B, _T, _C = x.shape
+        qkv = self.c_attn(x)  # (B, T, 3C)
+        if kv_cache is not None:
+            y = self._cached(qkv, kv_cache)
+        elif self.training and self.dropout > 0:
+            y = self._with_dropout(qkv)
+        else:
+            y = F.fused_self_attention(qkv, self.n_head)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def _heads(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        B, T, _ = qkv.shape
+        heads = qkv.view(B, T, 3, self.n_head, self.n_embd // self.n_head)
+        return tuple(heads[:, :, i].transpose(1, 2) for i in range(3))  # (B, NH, T, hs) each
+
+    def _with_dropout(self, qkv: Tensor) -> Tensor:
+        B, T, _ = qkv.shape
+        q, k, v = self._heads(qkv)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout, is_causal=True)
+        return y.transpose(1, 2).contiguous().view(B, T, self.n_embd)
+
+    def _cached(self, qkv: Tensor, kv_cache: generate.LayerKV) -> Tensor:
+        B, T, _ = qkv.shape
+        q, k, v = self._heads(qkv)
+        keys, values = kv_cache.extend(k.data, v.data)  # (B, NH, length, hs)
+        y = F.causal_attention(q, from_numpy(keys), from_numpy(values))  # (B, NH, T, hs)
+        return y.transpose(1, 2).reshape(B, T, self.n_embd)
+
+
+class MLP(Module):
+    def __init__(self, config: GPTConfig):
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = GELU(approximate="tanh")  # GPT-2's form, which its weights expect
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    def __init__(self, config: GPTConfig):
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, kv_cache: generate.LayerKV | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(Module):
+    """GPT-2 style language model; ``model(idx, targets) -> (logits, loss)``."""
+
+    def __init__(self, config: GPTConfig):
+        self.config = config
+        self.transformer = ModuleDict(
+            wte=Embedding(config.vocab_size, config.n_embd),
+            wpe=Embedding(config.block_size, config.n_embd),
+            drop=Dropout(config.dropout),
+            h=ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+        )
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2's init: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2·L)."""
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                init.normal_(p, std=0.02 / math.sqrt(2 * self.config.n_layer))
+            elif name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                init.ones_(p)
+            elif name.endswith(".bias"):
+                init.zeros_(p)
+            else:
+                init.normal_(p, std=0.02)
+
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; without the position embedding by default (nanoGPT's convention)."""
+        n = self.num_parameters()
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx: Any, targets: Any = None, kv_cache: list | None = None
+                ) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, V) and the mean cross-entropy against ``targets`` (B, T), whose -1
+        entries are ignored; without targets only the last position's logits, (B, 1, V).
+
+        ``kv_cache`` (from ``generate.new_kv_cache``) continues a sequence whose earlier keys and
+        values it holds: ``idx`` are then the next tokens only.
+        """
+        idx = self._check_idx(idx)
+        B, T = idx.shape
+        start = kv_cache[0].length if kv_cache else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"GPT: a sequence of length {start + T} does not fit block_size "
+                             f"{self.config.block_size}; crop it (idx[:, -block_size:])")
+        pos = np.arange(start, start + T, dtype=np.int64)  # (T,)
+        tok_emb = self.transformer.wte(idx)  # (B, T, C)
+        pos_emb = self.transformer.wpe(pos)  # (T, C)
+        x = self.transformer.drop(tok_emb + pos_emb)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache[i] if kv_cache else None)
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V)
+        logits = self.lm_head(x)  # (B, T, V)
+        targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+        if targets.shape != (B, T):
+            raise ValueError(f"GPT: targets have shape {targets.shape}, expected {(B, T)} like idx")
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=-1)
+        return logits, loss
+
+    def _check_idx(self, idx: Any) -> np.ndarray:
+        idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
+        if idx.ndim != 2 or idx.dtype.kind not in "iu":
+            raise ValueError(f"GPT: idx must be an integer array of shape (B, T), got {idx.dtype} "
+                             f"{idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise ValueError(f"GPT: token id {bad} is out of range for vocab_size "
+                             f"{self.config.vocab_size}")
+        return idx
+
+    def crop_block_size(self, block_size: int) -> None:
+        """Shrink the context length (e.g. to fine-tune GPT-2 on shorter sequences)."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(f"crop_block_size: {block_size} is not in 1..{self.config.block_size}")
+        self.config.block_size = block_size
+        wpe = self.transformer.wpe
+        wpe.weight = Parameter(wpe.weight.data[:block_size].copy())
+        wpe.num_embeddings = block_size
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas: tuple[float, float], device_type: str | None = None):
+        """AdamW with weight decay on matrices (dim >= 2) only, not on biases and norms.
+
+        ``device_type`` is accepted so nanoGPT's call works unchanged; alphagrad runs on the CPU.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return AdamW(groups, lr=learning_rate, betas=betas)
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """FLOPs of one forward+backward per token: 6·N plus attention (PaLM's estimate)."""
+        c = self.config
+        T = seq_len if seq_len is not None else c.block_size
+        return 6 * self.get_num_params() + 12 * c.n_layer * c.n_embd * T
+
+    # ----------------------------------------------------------------- generation
+    def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 use_cache: bool = True) -> Tensor:
+        """Continue each row of ``idx`` (B, T) by ``max_new_tokens`` sampled tokens: (B, T + n).
+
+        ``temperature=0`` is greedy; ``top_k`` / ``top_p`` restrict sampling to the k likeliest
+        tokens / the smallest set holding probability p; ``seed`` makes the draw repeatable.
+        """
+        return generate.generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed,
+                                 use_cache)
+
+    def stream(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+               use_cache: bool = True) -> Iterator[int]:
+        """The tokens ``generate`` would add to one sequence, yielded one at a time as ints."""
+        return generate.stream(self, idx, max_new_tokens, temperature, top_k, top_p, seed,
+                               use_cache)
+
+    # ----------------------------------------------------------------- Hugging Face interop
+    @classmethod
+    def from_hf_state_dict(cls, state_dict: dict, config: GPTConfig | None = None) -> GPT:
+        """A GPT holding Hugging Face GPT-2 weights (``transformer.`` prefix optional)."""
+        model = cls(config or GPTConfig(**hf.infer_config(state_dict)))
+        model.load_state_dict(hf.from_hf(state_dict))
+        return model
+
+    def to_hf_state_dict(self) -> dict[str, np.ndarray]:
+        """The weights under Hugging Face GPT-2 names, Conv1D weights transposed."""
+        return hf.to_hf(self.state_dict())
+
+    @classmethod
+    def from_pretrained(cls, folder: str, dropout: float = 0.0) -> GPT:
+        """Load a local Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors``)."""
+        fields, state_dict = hf.read_folder(folder)
+        return cls.from_hf_state_dict(state_dict, GPTConfig(**fields, dropout=dropout))
