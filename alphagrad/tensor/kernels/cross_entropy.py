@@ -20,7 +20,7 @@ from alphagrad.tensor.kernels._exp import fast_exp
 def _cross_entropy_forward(logits, targets, ignore_index, smoothing, losses, lse):
     # logits: (N, V); targets: (N,); saves lse: (N,) for the backward; losses: (N,)
     N, V = logits.shape
-    zero, one = logits.dtype.type(0.0), logits.dtype.type(1.0)
+    zero, one, inv_v = logits.dtype.type(0.0), logits.dtype.type(1.0), logits.dtype.type(1.0 / V)
     for i in prange(N):
         row_max = logits.dtype.type(-np.inf)
         total = zero
@@ -37,7 +37,7 @@ def _cross_entropy_forward(logits, targets, ignore_index, smoothing, losses, lse
             losses[i] = zero
         else:
             nll = row_lse - logits[i, t]
-            losses[i] = (one - smoothing) * nll + smoothing * (row_lse - total / V)
+            losses[i] = (one - smoothing) * nll + smoothing * (row_lse - total * inv_v)
 
 
 @kernel(parallel=True)

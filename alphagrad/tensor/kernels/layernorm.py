@@ -16,16 +16,17 @@ from alphagrad.tensor.threads import get_num_threads
 def _layernorm_forward(x, weight, bias, eps, out, mean, rstd):
     # x, out: (R, C); weight, bias: (C,) or None; saves mean, rstd: (R,)
     R, C = x.shape
+    inv_c = x.dtype.type(1.0 / C)  # dividing by the int C would promote float32 to float64
     for i in prange(R):
         total = x.dtype.type(0.0)
         for j in range(C):
             total += x[i, j]
-        m = total / C
+        m = total * inv_c
         sq = x.dtype.type(0.0)
         for j in range(C):
             d = x[i, j] - m
             sq += d * d
-        s = x.dtype.type(1.0) / math.sqrt(sq / C + eps)
+        s = x.dtype.type(1.0) / math.sqrt(sq * inv_c + eps)
         for j in range(C):
             y = (x[i, j] - m) * s
             if weight is not None:
@@ -43,6 +44,7 @@ def _layernorm_backward(dout, x, weight, mean, rstd, P, dx, dweight_parts, dbias
     # and chunk p sums its dweight, dbias into row p of dweight_parts, dbias_parts: (P, C), so no
     # two threads add into one element. Both are None when weight is.
     R, C = x.shape
+    inv_c = x.dtype.type(1.0 / C)
     for p in prange(P):
         for i in range(p * R // P, (p + 1) * R // P):
             m, s = mean[i], rstd[i]
@@ -53,8 +55,8 @@ def _layernorm_backward(dout, x, weight, mean, rstd, P, dx, dweight_parts, dbias
                 g = dout[i, j] * weight[j] if weight is not None else dout[i, j]
                 g_mean += g
                 gx_mean += g * (x[i, j] - m) * s
-            g_mean /= C
-            gx_mean /= C
+            g_mean *= inv_c
+            gx_mean *= inv_c
             for j in range(C):
                 xhat = (x[i, j] - m) * s
                 g = dout[i, j] * weight[j] if weight is not None else dout[i, j]
