@@ -34,14 +34,15 @@ def canonical_json(d: dict) -> bytes:
 
 def read_json(path: str | os.PathLike) -> object:
     """Parsed JSON of ``path``, or a ValueError naming the file and what is wrong."""
+    where = f"tokenizer file {os.fspath(path)!r}"
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
-        raise ValueError(f"tokenizer file {os.fspath(path)!r}: cannot read ({err.strerror})") from None
+        raise ValueError(f"{where}: cannot read ({err.strerror})") from None
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"tokenizer file {os.fspath(path)!r} is damaged or not JSON: {err}") from None
+        raise ValueError(f"{where} is damaged or not JSON: {err}") from None
 
 
 def check_header(d: object, kind: str | None = None) -> dict:
@@ -57,7 +58,8 @@ def check_header(d: object, kind: str | None = None) -> dict:
 
 
 class Tokenizer:
-    """Base class: subclasses define ``kind``, ``encode``, ``decode``, ``vocab_size``, ``to_dict``."""
+    """Base class: subclasses define ``kind``, ``encode``, ``decode``, ``vocab_size`` and
+    ``to_dict``."""
 
     kind: str = ""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import regex
@@ -178,7 +177,7 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
         try:
-            return cls.from_dict(read_json_dict(path))
+            return cls.from_dict(read_json(path))
         except ValueError as err:
             raise _in_file(path, err) from None
 
@@ -211,13 +210,6 @@ class BPETokenizer(Tokenizer):
             return cls(merges, pattern, specials, byte_ids)
         except ValueError as err:
             raise _in_file(path, err) from None
-
-
-def read_json_dict(path: str | os.PathLike) -> dict:
-    d = read_json(path)
-    if not isinstance(d, dict):
-        raise ValueError("expected a JSON object at the top level")
-    return d
 
 
 def _in_file(path: str | os.PathLike, err: ValueError) -> ValueError:

@@ -15,7 +15,7 @@ import numpy as np
 import regex
 
 from alphagrad._jit import kernel
-from alphagrad.tokenizers.pretokenize import GPT2_PATTERN, split
+from alphagrad.tokenizers.pretokenize import split
 
 # A block may end only between a letter or digit and the whitespace after it: every built-in
 # pattern splits there whatever follows, so blocks pre-tokenize exactly as the whole text would.

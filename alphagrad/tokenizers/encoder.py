@@ -148,7 +148,8 @@ def _encode_chunks(data, ends, byte_ids, table, cache_slots, cache_hash, cache_m
                    cache_keys, cache_vals, cache_used, scan_limit, out, chunk_ids):
     # data: (N,) UTF-8; ends: (C,) chunk ends. Out: ids (N,); chunk_ids (C,) ids so far at the
     # end of each chunk. Returns the id count.
-    # Cache entry e: key bytes cache_keys[e], ids cache_vals[e], (key length, id count) cache_meta[e].
+    # Cache entry e: key bytes cache_keys[e], ids cache_vals[e], and in cache_meta[e] the key
+    # length and id count.
     ranks = np.empty(scan_limit, np.int64)
     width = cache_keys.shape[1]
     mask = cache_slots.shape[0] - 1
@@ -228,7 +229,8 @@ class Encoder:
         self.table = np.full((1 << max(4, (2 * len(merges)).bit_length()), 3), -1, np.int64)
         _fill_table(self.table, np.ascontiguousarray(merges, np.int64).reshape(-1, 3))
         self.byte_ids = np.ascontiguousarray(byte_ids, np.int64)
-        self.cache_entries, self.cache_width, self.scan_limit = cache_entries, cache_width, scan_limit
+        self.cache_entries, self.cache_width = cache_entries, cache_width
+        self.scan_limit = scan_limit
         self._caches: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
 
     def encode(self, data: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import binascii
 import functools
 import json
 import os
+from pathlib import Path
 
 from alphagrad.tokenizers.pretokenize import PATTERNS
 
@@ -27,7 +28,7 @@ def tiktoken_text(ranks: dict[bytes, int]) -> str:
 def read_tiktoken(path: str | os.PathLike) -> dict[bytes, int]:
     """bytes -> rank from a tiktoken ranks file."""
     try:
-        lines = open(path, "rb").read().splitlines()
+        lines = Path(path).read_bytes().splitlines()
     except OSError as err:
         raise ValueError(f"cannot read ({err.strerror})") from None
     ranks = {}
@@ -38,7 +39,8 @@ def read_tiktoken(path: str | os.PathLike) -> dict[bytes, int]:
             token, rank = line.split()
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except (ValueError, binascii.Error):
-            raise ValueError(f"line {number} is not '<base64 token> <rank>': {line[:60]!r}") from None
+            raise ValueError(f"line {number} is not '<base64 token> <rank>': "
+                             f"{line[:60]!r}") from None
     if len(set(ranks.values())) != len(ranks):
         raise ValueError("two tokens share a rank")
     return ranks
@@ -59,8 +61,8 @@ def merges_from_ranks(ranks: dict[bytes, int]) -> tuple[list[int], list[tuple[in
             continue
         parts = [token[k : k + 1] for k in range(len(token))]
         while len(parts) > 2:
-            candidates = [(ranks.get(parts[k] + parts[k + 1], rank), k) for k in range(len(parts) - 1)]
-            best, k = min(candidates)
+            best, k = min((ranks.get(parts[k] + parts[k + 1], rank), k)
+                          for k in range(len(parts) - 1))
             if best >= rank:
                 break
             parts[k : k + 2] = [parts[k] + parts[k + 1]]
@@ -114,14 +116,19 @@ def huggingface_dict(vocab: dict[int, bytes], merges: list[tuple[int, int, int]]
     }
 
 
-def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tuple[int, int, int]]]:
-    """(pattern, special tokens, byte ids, merges) of a byte-level BPE ``tokenizer.json``."""
+def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tuple]]:
+    """(pattern, special tokens, byte ids, merges) of a byte-level BPE ``tokenizer.json``.
+
+    A foreign file is a bad value, not a programming error: ValueError, like other damage.
+    """
     model = d.get("model") if isinstance(d, dict) else None
-    if not isinstance(model, dict) or model.get("type") != "BPE":
+    is_bpe = isinstance(model, dict) and model.get("type") == "BPE"
+    if not is_bpe:
         raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
     pattern = _hf_pattern(d.get("pre_tokenizer"))
     vocab, merges = model.get("vocab"), model.get("merges")
-    if not isinstance(vocab, dict) or not isinstance(merges, list):
+    well_formed = isinstance(vocab, dict) and isinstance(merges, list)
+    if not well_formed:
         raise ValueError("model.vocab must be an object and model.merges a list")
     char_to_byte = {c: b for b, c in byte_to_unicode().items()}
     try:
@@ -141,7 +148,8 @@ def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tu
 
 
 def _hf_pattern(pre: object) -> str:
-    steps = pre.get("pretokenizers", []) if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    is_sequence = isinstance(pre, dict) and pre.get("type") == "Sequence"
+    steps = pre.get("pretokenizers", []) if is_sequence else [pre]
     byte_level = [s for s in steps if isinstance(s, dict) and s.get("type") == "ByteLevel"]
     splits = [s for s in steps if isinstance(s, dict) and s.get("type") == "Split"]
     if len(byte_level) != 1 or len(steps) != len(byte_level) + len(splits) or len(splits) > 1:
@@ -150,7 +158,8 @@ def _hf_pattern(pre: object) -> str:
         raise ValueError("ByteLevel add_prefix_space=true is not supported")
     if splits:
         regex_pattern = splits[0].get("pattern", {}).get("Regex")
-        if regex_pattern is None or splits[0].get("behavior") != "Isolated" or splits[0].get("invert"):
+        isolated = splits[0].get("behavior") == "Isolated" and not splits[0].get("invert")
+        if regex_pattern is None or not isolated:
             raise ValueError("the Split pre-tokenizer must be an isolated, non-inverted Regex")
         return regex_pattern
     if byte_level[0].get("use_regex", True):

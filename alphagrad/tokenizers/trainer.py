@@ -13,7 +13,7 @@ and byte strings stay one-to-one; such a merge adds no id.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -19,7 +19,8 @@ class VocabTokenizer(Tokenizer):
 
     def __init__(self, tokens: list[str]) -> None:
         if not tokens or tokens[0] != UNK or len(set(tokens)) != len(tokens):
-            raise ValueError(f"{self.kind} tokenizer: tokens must be distinct and start with {UNK!r}")
+            raise ValueError(f"{self.kind} tokenizer: tokens must be distinct and start "
+                             f"with {UNK!r}")
         self.tokens = list(tokens)
         self._ids = {t: i for i, t in enumerate(self.tokens)}
         self.vocab_size = len(self.tokens)
@@ -33,7 +34,8 @@ class VocabTokenizer(Tokenizer):
         """Keep the units seen at least ``min_frequency`` times, the most frequent first, up to
         ``vocab_size`` ids including ``<unk>`` (ties: the unit that sorts first)."""
         if vocab_size is not None and (not isinstance(vocab_size, int) or vocab_size < 1):
-            raise ValueError(f"train: vocab_size must be a positive int or None, got {vocab_size!r}")
+            raise ValueError(f"train: vocab_size must be a positive int or None, "
+                             f"got {vocab_size!r}")
         counts = Counter(cls.split(text))
         counts.pop(UNK, None)
         kept = sorted((u for u, c in counts.items() if c >= min_frequency),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 
 def train(words: Counter, vocab_size: int, min_frequency: int = 1) -> list[tuple[int, int, int]]:
@@ -14,7 +15,7 @@ def train(words: Counter, vocab_size: int, min_frequency: int = 1) -> list[tuple
     while len(token_bytes) < vocab_size:
         pair_counts = Counter()
         for seq, c in seqs:
-            for pair in zip(seq, seq[1:]):
+            for pair in pairwise(seq):
                 pair_counts[pair] += c
         if not pair_counts:
             break
@@ -40,7 +41,7 @@ def encode_chunk(chunk: bytes, merges: list[tuple[int, int, int]]) -> list[int]:
     rank = {(a, b): (r, t) for r, (a, b, t) in enumerate(merges)}
     ids = list(chunk)
     while True:
-        ranks = [rank.get(pair, (float("inf"), 0)) for pair in zip(ids, ids[1:])]
+        ranks = [rank.get(pair, (float("inf"), 0)) for pair in pairwise(ids)]
         if not ranks or min(ranks)[0] == float("inf"):
             return ids
         i = ranks.index(min(ranks))

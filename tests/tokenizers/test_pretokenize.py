@@ -43,5 +43,5 @@ def test_documents_never_share_a_chunk():
 
 
 def test_custom_pattern_keeps_skipped_text():
-    data, ends, _ = split(["a1b22"], r"\d+")
+    _, ends, _ = split(["a1b22"], r"\d+")
     assert np.diff([0, *ends]).tolist() == [1, 1, 1, 2]

@@ -1,16 +1,16 @@
 """The Numba trainer learns exactly the merges of the slow reference trainer."""
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_bpe import train as reference_train
 
 from alphagrad.tokenizers.counting import blocks, count_chunks
 from alphagrad.tokenizers.pretokenize import GPT2_PATTERN, GPT4_PATTERN
 from alphagrad.tokenizers.trainer import train_merges
-
-from reference_bpe import train as reference_train
 
 
 def numba_train(text, vocab_size, pattern=GPT2_PATTERN, min_frequency=1):
@@ -56,7 +56,7 @@ def test_counts_are_the_same_however_the_source_is_cut(tmp_path):
 
 
 def test_deterministic():
-    text = open(__file__).read()
+    text = Path(__file__).read_text()
     assert numba_train(text, 400) == numba_train(text, 400)
 
 
