@@ -5,8 +5,10 @@ Each public function checks dtypes and shapes, then runs a private jitted kernel
 """
 
 from alphagrad.tensor.kernels.adamw import adamw_step
+from alphagrad.tensor.kernels.attention import attention_backward, attention_forward
 from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from alphagrad.tensor.kernels.embedding import embedding_backward, embedding_forward
 from alphagrad.tensor.kernels.gelu import gelu_backward, gelu_forward
+from alphagrad.tensor.kernels.gelu_erf import gelu_erf_backward, gelu_erf_forward
 from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
 from alphagrad.tensor.kernels.softmax import softmax_backward, softmax_forward
