@@ -44,7 +44,7 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
         if dtype not in _NAMES:
             raise TypeError(f"save_safetensors: tensor {name!r} has dtype {array.dtype}, which "
                             f"safetensors cannot hold here ({', '.join(map(str, _NAMES))})")
-        arrays[name] = np.ascontiguousarray(array, dtype)
+        arrays[name] = np.asarray(array, dtype, order="C")
     header: dict = {}
     if metadata:
         bad = {k: v for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)}
