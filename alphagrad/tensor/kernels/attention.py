@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import prange
+from numpy.lib.stride_tricks import as_strided
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
@@ -53,6 +54,23 @@ def _matmul_add(acc, a, b, nx, ny, nz):
                 acc[x, y] += az * b[z, y]
 
 
+def _flat(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``a`` as (a 1-d buffer from its first element, its strides in bytes), for ``_view``.
+
+    Numba compiles a kernel once per argument type, and a qkv slice, a transposed buffer and a
+    plain array are three types; a 1-d buffer plus strides is one, so each kernel compiles once
+    per dtype (each compile takes seconds).
+    """
+    span = 1 + sum((n - 1) * stride for n, stride in zip(a.shape, a.strides)) // a.itemsize
+    return as_strided(a, (span,), (a.itemsize,)), a.strides
+
+
+@kernel()
+def _view(flat, B, NH, T, hs):
+    # the (B, NH, T, hs) array that _flat took apart
+    return as_strided(flat[0], (B, NH, T, hs), flat[1])
+
+
 @kernel()
 def _mask_future(st, j0, nk, i0, nq, offset):
     # st (block_k, block_q): scores of keys j0.. against query rows i0..; row i sees j <= i + offset
@@ -62,12 +80,13 @@ def _mask_future(st, j0, nk, i0, nq, offset):
 
 
 @kernel(parallel=True)
-def _attention_forward(q, k, v, scale, out, lse, block_q, block_k):
+def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k):
     # q (B, NH, Tq, hs), k, v (B, NH, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq).
     # One task = one block of query rows of one head. Tiles are stored transposed, (hs or keys,
     # query rows), so every inner loop runs along the query rows.
-    B, NH, Tq, hs = q.shape
-    Tk = k.shape[2]
+    B, NH, Tq, Tk, hs = dims
+    q, out = _view(q, B, NH, Tq, hs), _view(out, B, NH, Tq, hs)
+    k, v = _view(k, B, NH, Tk, hs), _view(v, B, NH, Tk, hs)
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
     for task in prange(B * NH * n_qblocks):
@@ -117,12 +136,15 @@ def _attention_forward(q, k, v, scale, out, lse, block_q, block_k):
 
 
 @kernel(parallel=True)
-def _attention_backward(dout, q, k, v, out, lse, scale, dq, dk, dv, block_q, block_k):
-    # dout, out (B, NH, Tq, hs), q (B, NH, Tq, hs), k, v (B, NH, Tk, hs), lse (B, NH, Tq)
-    # -> dq (B, NH, Tq, hs), dk, dv (B, NH, Tk, hs). One task = one head, which owns its dk, dv.
+def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q, block_k):
+    # dout, out, q (B, NH, Tq, hs), k, v (B, NH, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
+    # dk, dv (B, NH, Tk, hs). One task = one head, which owns its dk, dv.
     # P = exp(q kᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
-    B, NH, Tq, hs = q.shape
-    Tk = k.shape[2]
+    B, NH, Tq, Tk, hs = dims
+    dout, out = _view(dout, B, NH, Tq, hs), _view(out, B, NH, Tq, hs)
+    q, dq = _view(q, B, NH, Tq, hs), _view(dq, B, NH, Tq, hs)
+    k, dk = _view(k, B, NH, Tk, hs), _view(dk, B, NH, Tk, hs)
+    v, dv = _view(v, B, NH, Tk, hs), _view(dv, B, NH, Tk, hs)
     offset = Tk - Tq
     for task in prange(B * NH):
         b = task // NH
@@ -178,56 +200,73 @@ def _attention_backward(dout, q, k, v, out, lse, scale, dq, dk, dv, block_q, blo
                 dv[b, h, j, d] = dvt[j // block_k, d, j % block_k]
 
 
-def _check_float_dtype(name: str, arrays: dict) -> np.dtype:
-    dtype = next(iter(arrays.values())).dtype
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected float32 or float64 arrays, got {dtype}")
+def _check_inputs(op: str, **arrays) -> np.dtype:
+    """The one float dtype of ``arrays`` (TypeError if they have several or a non-float one)."""
     for key, a in arrays.items():
-        if a.dtype != dtype:
-            first = next(iter(arrays))
-            raise TypeError(f"{name}: {key} is {a.dtype} but {first} is {dtype}; use one dtype")
-    return dtype
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{op}: {key} must be a numpy.ndarray, got {type(a).__name__}")
+    (first, a), *rest = arrays.items()
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {first} must be float32 or float64, got {a.dtype}")
+    for key, b in rest:
+        if b.dtype != a.dtype:
+            raise TypeError(f"{op}: {key} is {b.dtype} but {first} is {a.dtype}")
+    return a.dtype
 
 
-def _check_shapes(name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"{name}: q, k, v must be 4-d (B, NH, T, hs), "
-                         f"got shapes {q.shape}, {k.shape}, {v.shape}")
-    if k.shape != v.shape or k.shape[:2] + k.shape[3:] != q.shape[:2] + q.shape[3:]:
-        raise ValueError(f"{name}: q {q.shape}, k {k.shape}, v {v.shape} do not agree on "
-                         "(B, NH, *, hs), or k and v differ")
-    if q.shape[2] > k.shape[2]:
-        raise ValueError(f"{name}: q has {q.shape[2]} rows but k only {k.shape[2]}; need Tq <= Tk")
+def _check_qkv(op: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+    if q.ndim != 4 or k.shape != v.shape or k.ndim != 4:
+        raise ValueError(f"{op}: q must be (B, NH, Tq, hs) and k, v (B, NH, Tk, hs), "
+                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
+    B, NH, Tq, hs = q.shape
+    if k.shape[:2] != (B, NH) or k.shape[3] != hs or not 0 < Tq <= k.shape[2] or 0 in q.shape:
+        raise ValueError(f"{op}: q {q.shape} and k, v {k.shape} need the same non-empty B, NH "
+                         "and hs, and 0 < Tq <= Tk")
 
 
-def _check_out(name: str, key: str, a: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
-    if a.shape != shape or a.dtype != dtype:
-        raise ValueError(f"{name}: {key} must be {dtype} of shape {shape}, got {a.dtype} {a.shape}")
+def _check_output(op: str, key: str, a, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A new (B, NH, T, hs) array if ``a`` is None, else ``a`` once it is fit to write into."""
+    if a is None:
+        return np.empty(shape, dtype)
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+        got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"{op}: {key} must be a {dtype} array of shape {shape}, got {got}")
+    if min(a.strides) < 0 or not a.flags.writeable:
+        raise ValueError(f"{op}: {key} must be writeable with non-negative strides")
+    return a
+
+
+def _readable(a: np.ndarray) -> np.ndarray:
+    """``a``, or a contiguous copy when a negative stride keeps ``_flat`` from viewing it."""
+    return a if min(a.strides) >= 0 else np.ascontiguousarray(a)
 
 
 def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
                       out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Causal softmax(q kᵀ · scale) v, and the row log-sum-exp the backward needs.
+    """Causal softmax(q kᵀ · scale) v, and the row log-sum-exp of the scaled scores.
 
     q is (B, NH, Tq, hs), k and v (B, NH, Tk, hs) with Tq <= Tk: query row i sees keys
-    j <= i + Tk - Tq (so a KV cache works). Views are read in place. The result is a
-    (B, NH, Tq, hs) view of a (B, Tq, NH, hs) buffer, so merging heads costs nothing.
+    j <= i + Tk - Tq, so a KV cache works. Views (e.g. slices of a qkv buffer) are read in
+    place. ``out`` is written into if given; by default it is a (B, NH, Tq, hs) view of a
+    (B, Tq, NH, hs) buffer, so ``out.transpose(0, 2, 1, 3).reshape(B, Tq, NH * hs)`` is free.
 
-    >>> q = np.ones((1, 1, 2, 4), np.float32)
-    >>> out, lse = attention_forward(q, q, np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4), 0.5)
-    >>> out[0, 0, 1]
-    array([2., 3., 4., 5.], dtype=float32)
+    >>> q = k = np.zeros((1, 1, 2, 2), np.float32)
+    >>> v = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+    >>> attention_forward(q, k, v, 1.0)[0][0, 0]  # row 1 averages both values
+    array([[1., 2.],
+           [2., 3.]], dtype=float32)
     """
-    name = "attention_forward"
-    _check_shapes(name, q, k, v)
-    dtype = _check_float_dtype(name, {"q": q, "k": k, "v": v})
+    op = "attention_forward"
+    dtype = _check_inputs(op, q=q, k=k, v=v)
+    _check_qkv(op, q, k, v)
     B, NH, Tq, hs = q.shape
     if out is None:
         out = np.empty((B, Tq, NH, hs), dtype).transpose(0, 2, 1, 3)
-    else:
-        _check_out(name, "out", out, q.shape, dtype)
+    out = _check_output(op, "out", out, q.shape, dtype)
     lse = np.empty((B, NH, Tq), dtype)
-    _attention_forward(q, k, v, dtype.type(scale), out, lse, BLOCK_Q, BLOCK_K)
+    q, k, v = _readable(q), _readable(k), _readable(v)
+    _attention_forward((B, NH, Tq, k.shape[2], hs), _flat(q), _flat(k), _flat(v), _flat(out),
+                       lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
     return out, lse
 
 
@@ -235,25 +274,23 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
                        out: np.ndarray, lse: np.ndarray, scale: float,
                        dq: np.ndarray | None = None, dk: np.ndarray | None = None,
                        dv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients (dq, dk, dv) of ``attention_forward`` given dout, its out and its lse.
+    """Gradients (dq, dk, dv) of ``attention_forward``, from dout and the forward's out and lse.
 
-    dq, dk, dv may be preallocated arrays (or views, such as slices of one qkv-shaped
-    buffer) to write into; otherwise they are allocated.
+    dq, dk, dv are written into when given (views too, e.g. slices of one (B, T, 3, NH, hs)
+    buffer, so a GPT gets d(qkv) without a copy); otherwise they are allocated.
     """
-    name = "attention_backward"
-    _check_shapes(name, q, k, v)
-    dtype = _check_float_dtype(name, {"q": q, "k": k, "v": v, "dout": dout, "out": out,
-                                      "lse": lse})
-    for key, a in (("dout", dout), ("out", out)):
-        _check_out(name, key, a, q.shape, dtype)
-    _check_out(name, "lse", lse, q.shape[:3], dtype)
-    grads = []
-    for key, grad, like in (("dq", dq, q), ("dk", dk, k), ("dv", dv, v)):
-        if grad is None:
-            grad = np.empty(like.shape, dtype)
-        else:
-            _check_out(name, key, grad, like.shape, dtype)
-        grads.append(grad)
-    dq, dk, dv = grads
-    _attention_backward(dout, q, k, v, out, lse, dtype.type(scale), dq, dk, dv, BLOCK_Q, BLOCK_K)
+    op = "attention_backward"
+    dtype = _check_inputs(op, q=q, k=k, v=v, dout=dout, out=out, lse=lse)
+    _check_qkv(op, q, k, v)
+    B, NH, Tq, hs = q.shape
+    for key, a, shape in (("dout", dout, q.shape), ("out", out, q.shape), ("lse", lse, (B, NH, Tq))):
+        if a.shape != shape:
+            raise ValueError(f"{op}: {key} has shape {a.shape}, expected {shape}")
+    dq = _check_output(op, "dq", dq, q.shape, dtype)
+    dk = _check_output(op, "dk", dk, k.shape, dtype)
+    dv = _check_output(op, "dv", dv, v.shape, dtype)
+    dout, q, k, v, out = (_readable(a) for a in (dout, q, k, v, out))
+    _attention_backward((B, NH, Tq, k.shape[2], hs), _flat(dout), _flat(q), _flat(k), _flat(v),
+                        _flat(out), np.ascontiguousarray(lse), _flat(dq), _flat(dk), _flat(dv),
+                        dtype.type(scale), BLOCK_Q, BLOCK_K)
     return dq, dk, dv
