@@ -102,7 +102,7 @@ def main() -> None:
                     if repeat:  # the first round warms caches and compiles
                         times[name].append(time.perf_counter() - start)
             ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-            row = (f"{str((B, NH, T, hs)):>16} {'fwd+bwd' if backward else 'fwd':>8} "
+            row = (f"{(B, NH, T, hs)!s:>16} {'fwd+bwd' if backward else 'fwd':>8} "
                    f"{ms['ours']:9.3f} {ms['numpy']:9.3f} {ms['ours'] / ms['numpy']:8.3f}")
             if torch is not None:
                 row += f" {ms['torch']:9.3f} {ms['ours'] / ms['torch']:10.3f}"

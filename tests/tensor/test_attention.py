@@ -11,7 +11,7 @@ from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor.kernels import reference
 from alphagrad.tensor.kernels.attention import attention_backward, attention_forward
 
-TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-11)}
+TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-5}, np.float64: {"rtol": 1e-11, "atol": 1e-11}}
 
 # (B, NH, Tq, Tk, hs): one-element, odd, hs=1, decoding (Tq=1), Tq < Tk, across tile edges (64)
 SHAPES = [(1, 1, 1, 1, 1), (2, 3, 5, 5, 4), (1, 2, 7, 7, 1), (2, 1, 1, 9, 3), (1, 2, 37, 100, 5),
@@ -60,7 +60,7 @@ def test_large_scores_stay_finite(dtype):
     # score that large carries an absolute error near 1e-5, hence the looser tolerance.
     rng = np.random.default_rng(1)
     q, k, v, dout = random_inputs(rng, 1, 2, 90, 90, 8, dtype, spread=8.0)
-    tol = dict(rtol=1e-3, atol=1e-3) if dtype == np.float32 else TOL[dtype]
+    tol = {"rtol": 1e-3, "atol": 1e-3} if dtype == np.float32 else TOL[dtype]
     check_against_reference(q, k, v, dout, 2.0, tol)
 
 
@@ -77,6 +77,7 @@ def test_views_of_a_qkv_buffer(dtype, threads):
     assert np.shares_memory(out, out_buffer)
     ref_out, ref_lse = reference.attention_forward(q, k, v, 0.3)
     np.testing.assert_allclose(out_buffer.transpose(0, 2, 1, 3), ref_out, **TOL[dtype])
+    np.testing.assert_allclose(lse, ref_lse, **TOL[dtype])
 
     dout = rng.standard_normal((B, T, NH * hs)).astype(dtype).reshape(B, T, NH, hs)
     dout = dout.transpose(0, 2, 1, 3)
