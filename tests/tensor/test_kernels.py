@@ -127,10 +127,14 @@ def test_softmax_masked_and_huge_entries(dtype):
     assert_close(out, R.softmax_forward(*exact(x)))
 
 
-def test_softmax_propagates_nan():
-    x = np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]], np.float32)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_propagates_through_softmax_and_cross_entropy(dtype):
+    # the row max skips NaN (maxnum), so it is the exp pass that must carry it
+    x = np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]], dtype)
     out = K.softmax_forward(x)
     assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+    losses, lse = K.cross_entropy_forward(x, np.array([0, 2]))
+    assert np.isnan(losses[0]) and np.isnan(lse[0]) and np.isfinite(losses[1])
 
 
 # layer norm

@@ -14,6 +14,7 @@ from numba import prange
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, index_array, output, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
+from alphagrad.tensor.kernels._maxnum import maxnum
 
 
 @kernel(parallel=True)
@@ -23,10 +24,8 @@ def _cross_entropy_forward(logits, targets, ignore_index, smoothing, losses, lse
     zero, one, inv_v = logits.dtype.type(0.0), logits.dtype.type(1.0), logits.dtype.type(1.0 / V)
     for i in prange(N):
         row_max = logits.dtype.type(-np.inf)
-        total = zero
-        for j in range(V):
-            row_max = max(row_max, logits[i, j])
-            total += logits[i, j]
+        for j in range(V):  # alone: LLVM does not vectorise this loop with a sum beside it
+            row_max = maxnum(row_max, logits[i, j])
         sum_exp = zero
         for j in range(V):
             sum_exp += fast_exp(logits[i, j] - row_max)
@@ -36,8 +35,13 @@ def _cross_entropy_forward(logits, targets, ignore_index, smoothing, losses, lse
         if t == ignore_index:
             losses[i] = zero
         else:
-            nll = row_lse - logits[i, t]
-            losses[i] = (one - smoothing) * nll + smoothing * (row_lse - total * inv_v)
+            loss = row_lse - logits[i, t]
+            if smoothing != zero:
+                total = zero
+                for j in range(V):
+                    total += logits[i, j]
+                loss = (one - smoothing) * loss + smoothing * (row_lse - total * inv_v)
+            losses[i] = loss
 
 
 @kernel(parallel=True)

@@ -8,6 +8,7 @@ from numba import prange
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, rows, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
+from alphagrad.tensor.kernels._maxnum import maxnum
 
 
 @kernel(parallel=True)
@@ -17,7 +18,7 @@ def _softmax_forward(x, out):
     for i in prange(R):
         row_max = x.dtype.type(-np.inf)
         for j in range(C):
-            row_max = max(row_max, x[i, j])
+            row_max = maxnum(row_max, x[i, j])
         total = x.dtype.type(0.0)
         for j in range(C):
             e = fast_exp(x[i, j] - row_max)
