@@ -70,7 +70,8 @@ def hf_train(docs, vocab_size):
     return tok
 
 
-def bench(name, docs, vocab_size, threads, repeats, rows):
+def bench(name, docs, vocab_size, threads, repeats) -> str:
+    """One table row."""
     import tiktoken
     from tokenizers import Tokenizer
 
@@ -101,9 +102,15 @@ def bench(name, docs, vocab_size, threads, repeats, rows):
     ours_bpt = raw / len(ours.encode(held_out))
     hf_bpt = raw / len(hf_own.encode(held_out).ids)
 
-    rows.append((f"{name} ({mb:.1f} MB)", vocab_size, threads, train["alphagrad"],
-                 train["huggingface"], {k: mb / v for k, v in encode.items()}, same, ours_bpt,
-                 hf_bpt))
+    ours_s, hf_s = train["alphagrad"], train["huggingface"]
+    mbs = {k: mb / v for k, v in encode.items()}
+    return (f"| {name} ({mb:.1f} MB) | {vocab_size} | {threads} | {ours_s:.2f} | {hf_s:.2f} "
+            f"| {hf_s / ours_s:.2f}x | {mbs['alphagrad 1']:.1f} / {mbs['alphagrad 2']:.1f} "
+            f"| {mbs['tiktoken 1']:.1f} / {mbs['tiktoken 2']:.1f} "
+            f"| {mbs['huggingface 1']:.1f} / {mbs['huggingface 2']:.1f} "
+            f"| {mbs['alphagrad 1'] / mbs['tiktoken 1']:.2f}x "
+            f"| {mbs['alphagrad 2'] / mbs['tiktoken 1']:.2f}x | {same} "
+            f"| {ours_bpt:.3f} / {hf_bpt:.3f} ({100 * (ours_bpt / hf_bpt - 1):+.2f}%) |")
 
 
 def main() -> None:
@@ -121,25 +128,15 @@ def main() -> None:
     corpora = [("stdlib", stdlib_corpus(int(args.stdlib_mb * 1e6)))]
     if args.shakespeare.exists():
         corpora.insert(0, ("tinyshakespeare", shakespeare(args.shakespeare)))
-    rows: list = []
-    for name, docs in corpora:
-        for vocab_size in args.vocab:
-            bench(name, docs, vocab_size, args.threads, args.repeats, rows)
-
     print(f"Numba compile + first call (cold cache only): {compile_s:.1f} s; "
           f"median of {args.repeats}, sides interleaved\n")
     print("| corpus | vocab | train thr | train s ours | train s HF | HF/ours "
           "| enc MB/s ours 1t / 2t | tiktoken 1t / 2t | HF 1t / all | ours/tiktoken 1t | "
           "ours 2t / tiktoken 1t | same ids | bytes/token ours / HF |")
-    print("|---" * 13 + "|")
-    for corpus, v, thr, ours_s, hf_s, mbs, same, ours_bpt, hf_bpt in rows:
-        print(f"| {corpus} | {v} | {thr} | {ours_s:.2f} | {hf_s:.2f} | {hf_s / ours_s:.2f}x "
-              f"| {mbs['alphagrad 1']:.1f} / {mbs['alphagrad 2']:.1f} "
-              f"| {mbs['tiktoken 1']:.1f} / {mbs['tiktoken 2']:.1f} "
-              f"| {mbs['huggingface 1']:.1f} / {mbs['huggingface 2']:.1f} "
-              f"| {mbs['alphagrad 1'] / mbs['tiktoken 1']:.2f}x "
-              f"| {mbs['alphagrad 2'] / mbs['tiktoken 1']:.2f}x | {same} "
-              f"| {ours_bpt:.3f} / {hf_bpt:.3f} ({100 * (ours_bpt / hf_bpt - 1):+.2f}%) |")
+    print("|---" * 13 + "|", flush=True)
+    for name, docs in corpora:
+        for vocab_size in args.vocab:
+            print(bench(name, docs, vocab_size, args.threads, args.repeats), flush=True)
 
 
 if __name__ == "__main__":
