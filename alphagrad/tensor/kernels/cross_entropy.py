@@ -63,6 +63,16 @@ def _cross_entropy_backward(logits, targets, lse, dlosses, ignore_index, smoothi
         dlogits[i, t] -= (one - smoothing) * g
 
 
+@kernel()
+def _first_bad_target(targets, V, ignore_index):
+    # one pass instead of NumPy's several temporaries: this check runs on every call
+    for i in range(targets.size):
+        t = targets[i]
+        if (t < 0 or t >= V) and t != ignore_index:
+            return i
+    return -1
+
+
 def cross_entropy_forward(
     logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100,
     label_smoothing: float = 0.0,
@@ -117,9 +127,8 @@ def _check(op: str, logits, targets, ignore_index: int, label_smoothing: float):
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     V = logits.shape[1]
-    bad = np.flatnonzero((targets != ignore_index) & ((targets < 0) | (targets >= V)))
-    if bad.size:
-        row = int(bad[0])
+    row = _first_bad_target(targets, V, ignore_index)
+    if row >= 0:
         raise IndexError(
             f"{op}: target {int(targets[row])} in row {row} is out of range for V={V} "
             f"(and is not ignore_index={ignore_index})"
