@@ -6,11 +6,18 @@ reference vs PyTorch's CPU ops (if installed), float32, at one thread count on e
 Each round runs the sides one after another (ours, numpy, torch, ours, ...); the table shows the
 median time per call in milliseconds and the ratios numpy/ours and torch/ours (above 1 means ours
 is faster). First calls, which compile or load the Numba cache, are timed apart and excluded.
+
+glibc's default allocator hands big buffers back to the OS on free and page-faults fresh, zeroed
+memory for the next one, more or less at random depending on allocation order; that cost swamps
+the kernels and lands on whichever side is unlucky. So, unless ``--malloc-default`` is given, the
+process keeps freed memory for reuse (``mallopt``: mmap and trim thresholds at 1 GiB), the same
+for every side, as the usual jemalloc/tcmalloc advice for PyTorch on CPU does.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import time
 
@@ -188,6 +195,16 @@ def first_calls() -> list[str]:
     return lines
 
 
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning big freed buffers to the OS (see the module docstring)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 def per_call_seconds(fn, reps: int) -> float:
     start = time.perf_counter()
     for _ in range(reps):
@@ -200,7 +217,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=get_num_threads())
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", nargs="*", choices=sorted(MAKERS), help="kernels to run")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's allocator thresholds alone")
     args = parser.parse_args()
+    kept = not args.malloc_default and keep_freed_memory()
     set_num_threads(args.threads)
     try:
         import torch
@@ -208,7 +228,8 @@ def main() -> None:
         version = f"torch {torch.__version__}"
     except ImportError:
         torch, version = None, "torch not installed"
-    print(f"threads: {get_num_threads()}, float32, {version}, medians of {args.rounds} rounds")
+    print(f"threads: {get_num_threads()}, float32, {version}, medians of {args.rounds} rounds, "
+          f"freed memory {'kept for reuse' if kept else 'returned to the OS (glibc default)'}")
     print("\n".join(first_calls()))
 
     header = f"{'kernel':>14} {'rows, C':>14} {'pass':>8} {'ours ms':>9} {'numpy ms':>9} " \
