@@ -3,9 +3,10 @@ reference vs PyTorch's CPU ops (if installed), float32, at one thread count on e
 
     python benchmarks/bench_kernels.py [--threads N] [--rounds R]
 
-Each round runs the sides one after another (ours, numpy, torch, ours, ...); the table shows the
-median time per call in milliseconds and the ratios numpy/ours and torch/ours (above 1 means ours
-is faster). First calls, which compile or load the Numba cache, are timed apart and excluded.
+Each round gives every side a turn of about 20 ms (ours, numpy, torch, ours, ...), timing each
+call; the table shows the median call in milliseconds and the ratios numpy/ours and torch/ours
+(above 1 means ours is faster). First calls, which compile or load the Numba cache, are timed
+apart and excluded.
 
 glibc's default allocator hands big buffers back to the OS on free and page-faults fresh, zeroed
 memory for the next one, more or less at random depending on allocation order; that cost swamps
@@ -33,7 +34,7 @@ CASES = [("gelu", s) for s in ROWS_C] + [("softmax", s) for s in ROWS_C] + \
     [("layernorm", s) for s in ROWS_C] + [("cross_entropy", s) for s in ROWS_C + [(1024, 50304)]] + \
     [("embedding", s) for s in ROWS_C] + [("adamw", s) for s in ROWS_C]
 VOCAB = {384: 50304, 65: 65}  # embedding tables: GPT-2's vocabulary at C=384, characters at C=65
-MIN_SECONDS = 0.02  # each timing repeats a call until it lasts about this long
+ROUND_SECONDS = 0.02  # each side's turn in a round repeats its call for about this long
 
 
 def gelu_case(rng, N, C, torch):
@@ -205,11 +206,15 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
-def per_call_seconds(fn, reps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(reps):
+def call_seconds(fn, calls: int) -> list[float]:
+    """Each call timed on its own, so one stalled call (a core lent to another process) is an
+    outlier the median drops rather than a share of an average."""
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / reps
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def main() -> None:
@@ -244,14 +249,14 @@ def main() -> None:
         sides = MAKERS[name](rng, N, C, torch)
         for which, label in enumerate(("fwd", "fwd+bwd") if name != "adamw" else ("step",)):
             fns = {side: calls[which] for side, calls in sides.items()}
-            reps = {}
-            for side, fn in fns.items():  # warm up, then size the repeats
+            calls = {}
+            for side, fn in fns.items():  # warm up, then size each side's turn
                 fn()
-                reps[side] = max(1, round(MIN_SECONDS / max(per_call_seconds(fn, 1), 1e-7)))
+                calls[side] = max(1, round(ROUND_SECONDS / max(min(call_seconds(fn, 3)), 1e-7)))
             times = {side: [] for side in fns}
             for _ in range(args.rounds):
                 for side, fn in fns.items():
-                    times[side].append(per_call_seconds(fn, reps[side]))
+                    times[side] += call_seconds(fn, calls[side])
             ms = {side: 1e3 * statistics.median(t) for side, t in times.items()}
             row = (f"{name:>14} {f'{N}, {C}':>14} {label:>8} {ms['ours']:9.3f} "
                    f"{ms['numpy']:9.3f} {ms['numpy'] / ms['ours']:8.2f}")
