@@ -72,11 +72,11 @@ def _view(flat, B, NH, T, hs):
 
 
 @kernel()
-def _mask_future(st, j0, nk, i0, nq, offset):
-    # st (block_k, block_q): scores of keys j0.. against query rows i0..; row i sees j <= i + offset
-    for c in range(nk):
-        for r in range(min(nq, max(0, j0 + c - offset - i0))):
-            st[c, r] = -np.inf
+def _mask_future(s, i0, nq, j0, nk, offset):
+    # s (block_q, block_k): scores of query rows i0.. against keys j0..; row i sees j <= i + offset
+    for r in range(nq):
+        for c in range(max(0, i0 + r + offset + 1 - j0), nk):
+            s[r, c] = -np.inf
 
 
 @kernel(parallel=True)
@@ -110,7 +110,7 @@ def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k):
             vb = v[b, h, j0:j0 + nk]
             st[:nk, :nq] = 0
             _matmul_add(st, kb, qt, nk, nq, hs)
-            _mask_future(st, j0, nk, i0, nq, offset)
+            _mask_future(st.T, i0, nq, j0, nk, offset)
             new_max[:nq] = row_max[:nq]
             for c in range(nk):
                 for r in range(nq):
@@ -140,60 +140,69 @@ def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_
     # dout, out, q (B, NH, Tq, hs), k, v (B, NH, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
     # dk, dv (B, NH, Tk, hs). One task = one head, which owns its dk, dv.
     # P = exp(q kᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
+    # Tiles of P and dS are (query rows, keys); k, v, dk, dv are held transposed, (hs, keys), in
+    # key tiles, so four of the five products run along the keys and one along hs.
     B, NH, Tq, Tk, hs = dims
     dout, out = _view(dout, B, NH, Tq, hs), _view(out, B, NH, Tq, hs)
     q, dq = _view(q, B, NH, Tq, hs), _view(dq, B, NH, Tq, hs)
     k, dk = _view(k, B, NH, Tk, hs), _view(dk, B, NH, Tk, hs)
     v, dv = _view(v, B, NH, Tk, hs), _view(dv, B, NH, Tk, hs)
     offset = Tk - Tq
+    n_kblocks = (Tk + block_k - 1) // block_k
     for task in prange(B * NH):
         b = task // NH
         h = task % NH
-        n_kblocks = (Tk + block_k - 1) // block_k
-        dkt = np.zeros((n_kblocks, hs, block_k), q.dtype)  # dk, transposed tile by tile
+        kr = np.empty((Tk, hs), q.dtype)  # k rows
+        kt = np.empty((n_kblocks, hs, block_k), q.dtype)
+        vt = np.empty((n_kblocks, hs, block_k), q.dtype)
+        for j in range(Tk):
+            for d in range(hs):
+                kr[j, d] = k[b, h, j, d]
+                kt[j // block_k, d, j % block_k] = kr[j, d]
+                vt[j // block_k, d, j % block_k] = v[b, h, j, d]
+        dkt = np.zeros((n_kblocks, hs, block_k), q.dtype)
         dvt = np.zeros((n_kblocks, hs, block_k), q.dtype)
-        qt = np.empty((hs, block_q), q.dtype)  # q rows times scale
-        gt = np.empty((hs, block_q), q.dtype)  # dout rows, transposed
-        dqt = np.empty((hs, block_q), q.dtype)
+        qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
+        qt = np.empty((hs, block_q), q.dtype)
+        g = np.empty((block_q, hs), q.dtype)  # dout rows
+        gt = np.empty((hs, block_q), q.dtype)
+        dq_acc = np.empty((block_q, hs), q.dtype)
+        row_lse = np.empty(block_q, q.dtype)
         delta = np.empty(block_q, q.dtype)  # rowsum(dout * out) = rowsum(dP * P)
-        pt = np.empty((block_k, block_q), q.dtype)  # P, transposed
-        dst = np.empty((block_k, block_q), q.dtype)  # dP, then dS, transposed
-        p = np.empty((block_q, block_k), q.dtype)
-        ds = np.empty((block_q, block_k), q.dtype)
+        p = np.empty((block_q, block_k), q.dtype)  # scores, then P
+        ds = np.empty((block_q, block_k), q.dtype)  # dP, then dS
         for i0 in range(0, Tq, block_q):
             nq = min(block_q, Tq - i0)
             for r in range(nq):
                 total = q.dtype.type(0)
                 for d in range(hs):
-                    qt[d, r] = q[b, h, i0 + r, d] * scale
-                    gt[d, r] = dout[b, h, i0 + r, d]
-                    total += gt[d, r] * out[b, h, i0 + r, d]
+                    qs[r, d] = q[b, h, i0 + r, d] * scale
+                    qt[d, r] = qs[r, d]
+                    g[r, d] = dout[b, h, i0 + r, d]
+                    gt[d, r] = g[r, d]
+                    total += g[r, d] * out[b, h, i0 + r, d]
                 delta[r] = total
-            dqt[:, :nq] = 0
+                row_lse[r] = lse[b, h, i0 + r]
+            dq_acc[:nq] = 0
             n_keys = i0 + nq + offset
             for j0 in range(0, n_keys, block_k):
                 nk = min(block_k, n_keys - j0)
-                kb = k[b, h, j0:j0 + nk]
-                vb = v[b, h, j0:j0 + nk]
-                pt[:nk, :nq] = 0
-                _matmul_add(pt, kb, qt, nk, nq, hs)
-                _mask_future(pt, j0, nk, i0, nq, offset)
-                dst[:nk, :nq] = 0
-                _matmul_add(dst, vb, gt, nk, nq, hs)
-                for c in range(nk):
-                    for r in range(nq):
-                        pt[c, r] = fast_exp(pt[c, r] - lse[b, h, i0 + r])
-                        dst[c, r] = pt[c, r] * (dst[c, r] - delta[r])
-                for c in range(nk):
-                    for r in range(nq):
-                        p[r, c] = pt[c, r]
-                        ds[r, c] = dst[c, r]
-                _matmul_add(dqt, kb.T, dst, hs, nq, nk)
-                _matmul_add(dvt[j0 // block_k], gt, p, hs, nk, nq)
-                _matmul_add(dkt[j0 // block_k], qt, ds, hs, nk, nq)  # qt carries dk's scale
+                jb = j0 // block_k
+                p[:nq, :nk] = 0
+                _matmul_add(p, qs, kt[jb], nq, nk, hs)
+                _mask_future(p, i0, nq, j0, nk, offset)
+                ds[:nq, :nk] = 0
+                _matmul_add(ds, g, vt[jb], nq, nk, hs)
+                for r in range(nq):
+                    for c in range(nk):
+                        p[r, c] = fast_exp(p[r, c] - row_lse[r])
+                        ds[r, c] = p[r, c] * (ds[r, c] - delta[r])
+                _matmul_add(dvt[jb], gt, p, hs, nk, nq)
+                _matmul_add(dkt[jb], qt, ds, hs, nk, nq)  # qt carries dk's scale
+                _matmul_add(dq_acc, ds, kr[j0:], nq, hs, nk)
             for r in range(nq):
                 for d in range(hs):
-                    dq[b, h, i0 + r, d] = dqt[d, r] * scale
+                    dq[b, h, i0 + r, d] = dq_acc[r, d] * scale
         for j in range(Tk):
             for d in range(hs):
                 dk[b, h, j, d] = dkt[j // block_k, d, j % block_k]
