@@ -30,9 +30,9 @@ from alphagrad.tensor.kernels import adamw, cross_entropy, embedding, gelu, laye
 from alphagrad.tensor.kernels import reference as R
 
 ROWS_C = [(8192, 384), (4096, 65)]
-CASES = [("gelu", s) for s in ROWS_C] + [("softmax", s) for s in ROWS_C] + \
-    [("layernorm", s) for s in ROWS_C] + [("cross_entropy", s) for s in ROWS_C + [(1024, 50304)]] + \
-    [("embedding", s) for s in ROWS_C] + [("adamw", s) for s in ROWS_C]
+CASES = [(name, shape) for name in ("gelu", "softmax", "layernorm", "cross_entropy", "embedding",
+                                     "adamw")
+         for shape in ROWS_C + ([(1024, 50304)] if name == "cross_entropy" else [])]
 VOCAB = {384: 50304, 65: 65}  # embedding tables: GPT-2's vocabulary at C=384, characters at C=65
 ROUND_SECONDS = 0.02  # each side's turn in a round repeats its call for about this long
 

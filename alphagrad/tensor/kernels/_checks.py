@@ -21,7 +21,7 @@ def float_array(op: str, name: str, a, dtype: np.dtype | None = None) -> np.ndar
 
 
 def index_array(op: str, name: str, a) -> np.ndarray:
-    """``a`` as a C-contiguous int64 array; any integer dtype is accepted, anything else TypeError."""
+    """``a`` as a C-contiguous int64 array; any integer dtype is accepted, else TypeError."""
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "iu":
         kind = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{op}: {name} must be an integer numpy.ndarray (int64), got {kind}")

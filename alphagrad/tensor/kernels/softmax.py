@@ -1,4 +1,4 @@
-"""Softmax over the last axis, numerically stable (the row max is subtracted; -inf entries give 0)."""
+"""Softmax over the last axis, numerically stable: the row max is subtracted; -inf gives 0."""
 
 from __future__ import annotations
 
