@@ -33,7 +33,9 @@ def _embedding_backward(dout, idx, blocks, dweight):
                 dweight[row, c] += dout[n, c]
 
 
-def embedding_forward(weight: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None):
+def embedding_forward(
+    weight: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Rows of ``weight`` (V, C) picked by the ids ``idx`` (any shape): ``idx.shape + (C,)``.
 
     >>> embedding_forward(np.eye(3), np.array([2, 0]))
