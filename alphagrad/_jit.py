@@ -7,9 +7,16 @@ Kernels are cached on disk (``cache=True``) and compiled lazily on first call, s
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numba
+
+# OpenMP worker threads spin after each parallel kernel and starve the BLAS threads of the
+# matmul that follows (measured: a GPT step several times slower on 2 cores). The workqueue
+# layer's workers sleep instead. A user's NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
