@@ -119,6 +119,7 @@ def _reduce(docs: list[str], pattern: str):
 class ChunkCounts:
     """Distinct chunks (bytes) and how often each occurs.
 
+    >>> from alphagrad.tokenizers.pretokenize import GPT2_PATTERN
     >>> cc = ChunkCounts(); cc.add(["ab ab cd"], GPT2_PATTERN); sorted(cc.items())
     [(b' ab', 1), (b' cd', 1), (b'ab', 1)]
     """
