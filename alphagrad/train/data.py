@@ -322,6 +322,8 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
                       f"{split}_bytes": sum(p.end - p.start for p in pieces)}
     stats["seconds"] = round(time.perf_counter() - started, 3)
     atomic_write_text(out_dir / "meta.json", json.dumps(stats, indent=2) + "\n")
+    if hasattr(tokenizer, "save"):  # the data's own tokenizer travels with it
+        tokenizer.save(out_dir / "tokenizer.json")
     return stats
 
 

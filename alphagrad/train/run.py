@@ -213,6 +213,13 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         return _read_lines(self.metrics_path)
 
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop the records of steps after ``after_step``: a resumed run logs those steps again."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        atomic_write_text(self.metrics_path,
+                          "".join(json.dumps(r, default=_json_default) + "\n" for r in kept))
+        self._appended_to.add(self.metrics_path)
+
     def log_samples(self, samples: list[dict[str, Any]]) -> None:
         """Append generated samples, e.g. ``[{"step": 500, "prompt": "def ", "text": ...}]``."""
         self._append(self.samples_path, list(samples))

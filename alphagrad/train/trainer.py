@@ -1,0 +1,300 @@
+"""The training loop: a GPT on prepared token data, with checkpoints that resume bit for bit.
+
+    >>> trainer = Trainer(TrainConfig(data_dir="data/shakespeare", max_iters=2000))
+    >>> trainer.fit()                                   # Ctrl-C saves a checkpoint and stops
+    >>> trainer = Trainer.resume("runs/20260101-120000")  # continues exactly where it stopped
+
+Everything random is either the library generator (init, dropout) or the batch sampler's own
+generator; both states go into every checkpoint with the model, the optimizer and the counters,
+so N steps straight and N/2 + resume + N/2 give identical weights and losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from alphagrad.autograd.creation import from_numpy
+from alphagrad.nn.gpt import GPT, GPTConfig
+from alphagrad.nn.optim.schedules import warmup_cosine
+from alphagrad.nn.utils import clip_grad_norm_
+from alphagrad.tensor.random import get_rng_state, manual_seed, set_rng_state
+from alphagrad.tensor.threads import get_num_threads, set_num_threads
+from alphagrad.train.checkpoint import Checkpoint, load_checkpoint
+from alphagrad.train.config import TrainConfig
+from alphagrad.train.data import BatchSampler, TokenDataset
+from alphagrad.train.evaluate import evaluate
+from alphagrad.train.mfu import peak_flops
+from alphagrad.train.run import RunDir, new_run_path
+from alphagrad.train.rundb import RunDB
+
+Callback = Callable[[dict[str, Any]], None]
+TIED = {"lm_head.weight": "transformer.wte.weight"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the last good checkpoint is kept."""
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
+                     n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
+                     bias=config.bias)
+
+
+def _load_tokenizer(data_dir: Path):
+    from alphagrad.tokenizers import load  # the tokenizers stand beside the training layer
+
+    path = data_dir / "tokenizer.json"
+    return load(path) if path.is_file() else None
+
+
+class Trainer:
+    """Trains ``model`` per ``config``; ``fit()`` runs to ``max_iters``, ``train_step()`` one step.
+
+    ``callbacks`` receive every record the run logs (``{"kind": "step" | "eval" | ..., ...}``):
+    the hook for progress displays.
+    """
+
+    def __init__(self, config: TrainConfig, tokenizer: Any = None, callbacks: tuple = (),
+                 run: RunDir | None = None, runs_root: str | Path | None = None):
+        self.config = config = config.resolved().validate()
+        if config.data_dir is None:
+            raise ValueError("train: data_dir is not set; prepare data first (alphagrad prepare)")
+        data_dir = Path(config.data_dir)
+        self.train_data = TokenDataset(data_dir / "train.bin")
+        self.val_data = TokenDataset(data_dir / "val.bin")
+        self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(data_dir)
+        for dataset in (self.train_data, self.val_data):
+            if self.tokenizer is not None:
+                dataset.check_tokenizer(self.tokenizer)
+        meta = data_dir / "meta.json"
+        stats = json.loads(meta.read_text()) if meta.is_file() else {}
+        self.bytes_per_token = stats.get("val_bytes", 0) / max(stats.get("val_tokens", 0), 1) or None
+        if config.num_threads:
+            set_num_threads(config.num_threads)
+        manual_seed(config.seed)
+        self.model = GPT(model_config(config, self.train_data.vocab_size))
+        if config.dtype == "float64":
+            self.model.double()
+        self.optimizer = self.model.configure_optimizers(
+            config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
+        self.sampler = BatchSampler(self.train_data, config.batch_size, config.block_size, config.seed)
+        self.step, self.tokens_seen, self.best_val_loss, self.stale_evals = 0, 0, math.inf, 0
+        if run is None:
+            out_dir = config.out_dir or new_run_path(runs_root or "runs")
+            run = RunDir.create(out_dir, config)
+        self.run = run
+        self.callbacks = list(callbacks)
+        self.db = RunDB(self.run.path.parent)
+        self.db.register_run(self.run)
+        self._stop_signal: int | None = None
+        self._step_time = None
+
+    # ------------------------------------------------------------------ resume
+    @classmethod
+    def resume(cls, path: str | Path, callbacks: tuple = (), max_iters: int | None = None) -> Trainer:
+        """Continue a run from its latest checkpoint (``path``: a run folder or a checkpoint file).
+
+        ``max_iters`` extends (or shortens) the run; everything else comes from the checkpoint.
+        """
+        path = Path(path)
+        if path.is_dir():
+            run = RunDir.open(path)
+            ckpt_path = run.checkpoints.latest()
+            if ckpt_path is None:
+                raise ValueError(f"{path} has no checkpoint to resume from")
+        else:
+            ckpt_path, run = path, RunDir.open(path.parent.parent)
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.train_state is None or ckpt.optimizer is None:
+            raise ValueError(f"{ckpt_path} holds weights only (no training state); it cannot resume")
+        config = TrainConfig.from_dict(ckpt.train_state["config"])
+        if max_iters is not None:
+            config = config.replace(max_iters=max_iters, lr_decay_iters=config.lr_decay_iters)
+        tokenizer = None
+        if ckpt.tokenizer is not None:
+            from alphagrad.tokenizers import from_dict
+
+            tokenizer = from_dict(ckpt.tokenizer)
+        trainer = cls(config, tokenizer=tokenizer, callbacks=callbacks, run=run)
+        trainer._restore(ckpt)
+        trainer.run.truncate_metrics(after_step=trainer.step)
+        return trainer
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        self.model.load_state_dict(ckpt.model_state)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        state = ckpt.train_state
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.best_val_loss, self.stale_evals = state["best_val_loss"], state["stale_evals"]
+
+    # ------------------------------------------------------------------ one step
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        return warmup_cosine(step, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters)
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step over ``grad_accum_steps`` micro-batches; returns its record."""
+        c, started = self.config, time.perf_counter()
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for _ in range(c.grad_accum_steps):
+            x, y = self.sampler.next()
+            _, loss = self.model(from_numpy(x), y)
+            (loss / c.grad_accum_steps if c.grad_accum_steps > 1 else loss).backward()
+            total += loss.item()
+        loss = total / c.grad_accum_steps
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise TrainingDiverged(
+                f"step {self.step}: loss {loss}, gradient norm {grad_norm}; training stopped. The last "
+                f"good checkpoint is in {self.run.checkpoint_dir}; resume with a lower learning_rate")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        tokens = c.batch_size * c.block_size * c.grad_accum_steps
+        self.tokens_seen += tokens
+        seconds = time.perf_counter() - started
+        self._step_time = seconds if self._step_time is None else 0.9 * self._step_time + 0.1 * seconds
+        flops = self.model.flops_per_token(c.block_size) * tokens / seconds
+        return {"kind": "step", "step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                "tokens_per_sec": tokens / seconds, "mfu": flops / peak_flops(get_num_threads()),
+                "eta_seconds": self._step_time * (c.max_iters - self.step), "seconds": seconds}
+
+    # ------------------------------------------------------------------ evaluation, samples, checkpoints
+    def evaluate(self) -> dict[str, Any]:
+        c = self.config
+        val = evaluate(self.model, self.val_data, c.batch_size, c.block_size, c.eval_iters,
+                       self.bytes_per_token)
+        train = evaluate(self.model, self.train_data, c.batch_size, c.block_size, c.eval_iters)
+        return {"kind": "eval", "step": self.step, "train_loss": train["loss"],
+                "val_loss": val["loss"], "val_perplexity": val["perplexity"],
+                **({"val_bits_per_byte": val["bits_per_byte"]} if "bits_per_byte" in val else {})}
+
+    def sample(self, prompts: tuple[str, ...] = ("\n",), max_new_tokens: int | None = None,
+               seed: int = 0) -> list[dict[str, Any]]:
+        """Seeded continuations of ``prompts`` (needs the tokenizer); leaves training RNG untouched."""
+        if self.tokenizer is None:
+            return []
+        n = max_new_tokens or self.config.sample_tokens
+        samples = []
+        was_training = self.model.training
+        self.model.eval()
+        for i, prompt in enumerate(prompts):
+            ids = self.tokenizer.encode(prompt) or [0]
+            idx = np.asarray([ids[-self.config.block_size:]], dtype=np.int64)
+            out = self.model.generate(idx, n, temperature=0.8, top_k=40, seed=seed + i)
+            text = self.tokenizer.decode(out.data[0, idx.shape[1]:].tolist())
+            samples.append({"step": self.step, "prompt": prompt, "text": text, "seed": seed + i})
+        self.model.train(was_training)
+        return samples
+
+    def save_checkpoint(self, is_best: bool = False, metrics: dict | None = None) -> Path:
+        train_state = {
+            "step": self.step, "tokens_seen": self.tokens_seen, "best_val_loss": self.best_val_loss,
+            "stale_evals": self.stale_evals, "config": self.config.to_dict(),
+            "rng": get_rng_state(), "sampler": self.sampler.state_dict(),
+        }
+        path = self.run.checkpoints.save(
+            self.step, is_best=is_best, model_kind="gpt",
+            model_config=dataclasses.asdict(self.model.config), model_state=self.model.state_dict(),
+            tied=TIED, optimizer=self.optimizer.state_dict(), train_state=train_state,
+            tokenizer=self.tokenizer.to_dict() if self.tokenizer is not None else None,
+            metrics=metrics or {})
+        val_loss = (metrics or {}).get("val_loss")
+        self.db.add_checkpoint(self.run, self.step, str(path), is_best=is_best, val_loss=val_loss)
+        self._emit({"kind": "checkpoint", "step": self.step, "path": str(path), "is_best": is_best})
+        return path
+
+    # ------------------------------------------------------------------ the loop
+    def _emit(self, record: dict[str, Any], log: bool = False) -> None:
+        if log:
+            self.run.log_metrics(record)
+            self.db.log_metrics(self.run, [record])
+        for callback in self.callbacks:
+            callback(record)
+
+    def _evaluate_and_checkpoint(self) -> bool:
+        """Evaluate, checkpoint (marking the best) and report whether patience ran out."""
+        record = self.evaluate()
+        self._emit(record, log=True)
+        improved = record["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.stale_evals = record["val_loss"], 0
+        else:
+            self.stale_evals += 1
+        self.save_checkpoint(is_best=improved, metrics=record)
+        patience = self.config.patience
+        return patience is not None and self.stale_evals >= patience
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``max_iters`` (or early stop, or a signal); returns the final metrics.
+
+        SIGINT (Ctrl-C) and SIGTERM finish the current step, save a checkpoint and stop.
+        """
+        c = self.config
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.run.update_manifest(status="running", num_threads=get_num_threads(),
+                                 parameters=self.model.num_parameters())
+        status, started = "completed", time.perf_counter()
+        try:
+            self.model.train()
+            while self.step < c.max_iters:
+                record = self.train_step()
+                if self.step % c.log_interval == 0 or self.step == 1:
+                    self._emit(record, log=True)
+                else:
+                    self._emit(record)
+                if c.sample_interval and self.step % c.sample_interval == 0:
+                    self.run.log_samples(self.sample())
+                if self.step % c.eval_interval == 0 or self.step == c.max_iters:
+                    if self._evaluate_and_checkpoint():
+                        status = "early-stopped"
+                        break
+                elif self.step % c.checkpoint_interval == 0:
+                    self.save_checkpoint()
+                if self._stop_signal is not None:
+                    self.save_checkpoint()
+                    status = "interrupted"
+                    break
+        except TrainingDiverged:
+            self._finish("diverged", started)
+            raise
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+        if status == "completed":
+            self.run.log_samples(self.sample())
+        return self._finish(status, started)
+
+    def _finish(self, status: str, started: float) -> dict[str, Any]:
+        final = {"step": self.step, "tokens_seen": self.tokens_seen,
+                 "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+                 "status": status}
+        self.run.finish(status, final_metrics=final,
+                        train_seconds=round(time.perf_counter() - started, 3))
+        self.db.finish_run(self.run, status, final)
+        return final
+
+
+def train(config: TrainConfig, **kwargs: Any) -> Trainer:
+    """Build a ``Trainer`` for ``config``, run it to the end and return it."""
+    trainer = Trainer(config, **kwargs)
+    trainer.fit()
+    return trainer

@@ -1,0 +1,152 @@
+"""The training loop: exact resume (in-process and after SIGKILL), signals, divergence, patience."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alphagrad.tokenizers import CharTokenizer
+from alphagrad.train.checkpoint import load_checkpoint
+from alphagrad.train.config import TrainConfig
+from alphagrad.train.data import prepare
+from alphagrad.train.trainer import Trainer, TrainingDiverged
+
+
+def _corpus(n_lines: int = 400) -> str:
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "grad", "tensor", "kernel", "loss"]
+    return "\n".join(" ".join(rng.choice(words, size=6)) for _ in range(n_lines)) + "\n"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    text = _corpus()
+    prepare(text, CharTokenizer.train(text), folder, val_fraction=0.2)
+    return folder
+
+
+def _config(data_dir: Path, out_dir: Path, **changes) -> TrainConfig:
+    base = dict(data_dir=str(data_dir), out_dir=str(out_dir), n_layer=1, n_head=2, n_embd=16,
+                block_size=16, batch_size=4, max_iters=8, eval_interval=4, eval_iters=2,
+                log_interval=1, warmup_iters=2, dropout=0.1, learning_rate=3e-3, min_lr=3e-4)
+    return TrainConfig(**(base | changes))
+
+
+def _losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if r["kind"] == "step"]
+
+
+def _assert_same_state(a: Trainer, b: Trainer) -> None:
+    for name, array in a.model.state_dict().items():
+        np.testing.assert_array_equal(array, b.model.state_dict()[name], err_msg=name)
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for key, value in sa[i].items():
+            np.testing.assert_array_equal(value, sb[i][key], err_msg=f"{i}.{key}")
+
+
+def test_resume_is_bit_exact(data_dir, tmp_path):
+    straight = Trainer(_config(data_dir, tmp_path / "straight"))
+    straight.fit()
+
+    first = Trainer(_config(data_dir, tmp_path / "split", max_iters=4, lr_decay_iters=8))
+    first.fit()
+    resumed = Trainer.resume(tmp_path / "split", max_iters=8)
+    assert resumed.step == 4
+    resumed.fit()
+
+    _assert_same_state(straight, resumed)
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "split")
+    assert len(_losses(tmp_path / "split")) == 8
+
+
+def test_checkpoint_is_self_contained(data_dir, tmp_path):
+    trainer = Trainer(_config(data_dir, tmp_path / "run", max_iters=4, dropout=0.0))
+    trainer.fit()
+    ckpt = load_checkpoint(trainer.run.checkpoints.latest())
+    assert ckpt.model_kind == "gpt" and ckpt.model_config["vocab_size"] == trainer.train_data.vocab_size
+    assert ckpt.tokenizer == trainer.tokenizer.to_dict()
+    assert ckpt.train_state["step"] == 4
+    assert ckpt.model_state["lm_head.weight"] is ckpt.model_state["transformer.wte.weight"]
+
+
+def test_sigint_saves_and_stops(data_dir, tmp_path):
+    def interrupt(record):
+        if record["kind"] == "step" and record["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = Trainer(_config(data_dir, tmp_path / "run"), callbacks=[interrupt])
+    final = trainer.fit()
+    assert final["status"] == "interrupted" and trainer.step == 3
+    assert load_checkpoint(trainer.run.checkpoints.latest()).train_state["step"] == 3
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    trainer = Trainer(_config(data_dir, tmp_path / "run"))
+    forward = trainer.model.forward
+
+    def poisoned(idx, targets=None, **kw):
+        logits, loss = forward(idx, targets, **kw)
+        return logits, (loss * float("nan") if trainer.step >= 5 else loss)
+
+    trainer.model.forward = poisoned
+    with pytest.raises(TrainingDiverged, match="step 5"):
+        trainer.fit()
+    assert [p.name for p in trainer.run.checkpoints.steps()] == ["step-00000004.ckpt"]
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "diverged"
+
+
+def test_patience_stops_early(data_dir, tmp_path, monkeypatch):
+    trainer = Trainer(_config(data_dir, tmp_path / "run", max_iters=40, eval_interval=2, patience=2))
+    losses = iter([3.0, 2.0, 2.5, 2.6, 1.0])
+    monkeypatch.setattr(trainer, "evaluate", lambda: {"kind": "eval", "step": trainer.step,
+                                                      "val_loss": next(losses)})
+    final = trainer.fit()
+    assert final["status"] == "early-stopped" and trainer.step == 8
+    assert final["best_val_loss"] == 2.0
+    assert trainer.run.checkpoints.best() is not None
+
+
+_CHILD = """
+import sys
+from alphagrad.train.config import TrainConfig
+from alphagrad.train.trainer import Trainer
+config = TrainConfig.from_toml(sys.argv[1])
+Trainer(config).fit()
+"""
+
+
+def test_resume_after_sigkill_is_bit_exact(data_dir, tmp_path):
+    config = _config(data_dir, tmp_path / "killed", max_iters=400, eval_interval=400,
+                     checkpoint_interval=3, keep_last=2)
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(config.to_toml())
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(config_file)])
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not list(checkpoints.glob("step-*.ckpt")) and time.time() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    resumed = Trainer.resume(tmp_path / "killed", max_iters=9)
+    start = resumed.step
+    assert start % 3 == 0 and 0 < start < 9
+    resumed.fit()
+
+    straight = Trainer(config.replace(out_dir=str(tmp_path / "straight"), max_iters=9,
+                                      lr_decay_iters=400))
+    straight.fit()
+    _assert_same_state(straight, resumed)
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "killed")
