@@ -19,6 +19,8 @@ from alphagrad.tensor.kernels._exp import fast_exp
 # of the SIMD width (64 float32 = four AVX-512 registers)
 BLOCK_Q = 64
 BLOCK_K = 64
+# the backward splits tiles on the causal diagonal into chunks of this many rows
+DIAGONAL_CHUNK = 16
 
 
 @kernel()
@@ -136,7 +138,8 @@ def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k):
 
 
 @kernel(parallel=True)
-def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q, block_k):
+def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q, block_k,
+                        diagonal_chunk):
     # dout, out, q (B, NH, Tq, hs), k, v (B, NH, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
     # dk, dv (B, NH, Tk, hs). One task = one head, which owns its dk, dv.
     # P = exp(q kᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
@@ -188,18 +191,28 @@ def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_
             for j0 in range(0, n_keys, block_k):
                 nk = min(block_k, n_keys - j0)
                 jb = j0 // block_k
-                p[:nq, :nk] = 0
-                _matmul_add(p, qs, kt[jb], nq, nk, hs)
-                _mask_future(p, i0, nq, j0, nk, offset)
-                ds[:nq, :nk] = 0
-                _matmul_add(ds, g, vt[jb], nq, nk, hs)
+                # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
+                chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
+                for r0 in range(0, nq, chunk):
+                    nr = min(chunk, nq - r0)
+                    seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
+                    p[r0:r0 + nr, :seen] = 0
+                    _matmul_add(p[r0:], qs[r0:], kt[jb], nr, seen, hs)
+                    ds[r0:r0 + nr, :seen] = 0
+                    _matmul_add(ds[r0:], g[r0:], vt[jb], nr, seen, hs)
                 for r in range(nq):
-                    for c in range(nk):
+                    seen = max(0, min(nk, i0 + r + offset + 1 - j0))
+                    for c in range(seen):
                         p[r, c] = fast_exp(p[r, c] - row_lse[r])
                         ds[r, c] = p[r, c] * (ds[r, c] - delta[r])
-                _matmul_add(dvt[jb], gt, p, hs, nk, nq)
-                _matmul_add(dkt[jb], qt, ds, hs, nk, nq)  # qt carries dk's scale
-                _matmul_add(dq_acc, ds, kr[j0:], nq, hs, nk)
+                    p[r, seen:nk] = 0
+                    ds[r, seen:nk] = 0
+                for r0 in range(0, nq, chunk):
+                    nr = min(chunk, nq - r0)
+                    seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
+                    _matmul_add(dvt[jb], gt[:, r0:], p[r0:], hs, seen, nr)
+                    _matmul_add(dkt[jb], qt[:, r0:], ds[r0:], hs, seen, nr)  # qt: dk's scale
+                    _matmul_add(dq_acc[r0:], ds[r0:], kr[j0:], nr, hs, seen)
             for r in range(nq):
                 for d in range(hs):
                     dq[b, h, i0 + r, d] = dq_acc[r, d] * scale
@@ -301,5 +314,5 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dout, q, k, v, out = (_readable(a) for a in (dout, q, k, v, out))
     _attention_backward((B, NH, Tq, k.shape[2], hs), _flat(dout), _flat(q), _flat(k), _flat(v),
                         _flat(out), np.ascontiguousarray(lse), _flat(dq), _flat(dk), _flat(dv),
-                        dtype.type(scale), BLOCK_Q, BLOCK_K)
+                        dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
     return dq, dk, dv
