@@ -32,8 +32,10 @@ from alphagrad.train.config import TrainConfig
 from alphagrad.train.data import BatchSampler, TokenDataset
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
+from alphagrad.train.presets import PRESETS
 from alphagrad.train.run import RunDir, new_run_path
 from alphagrad.train.rundb import RunDB
+from alphagrad.train.sample import sample
 
 Callback = Callable[[dict[str, Any]], None]
 TIED = {"lm_head.weight": "transformer.wte.weight"}
@@ -184,23 +186,19 @@ class Trainer:
                 "val_loss": val["loss"], "val_perplexity": val["perplexity"],
                 **({"val_bits_per_byte": val["bits_per_byte"]} if "bits_per_byte" in val else {})}
 
-    def sample(self, prompts: tuple[str, ...] = ("\n",), max_new_tokens: int | None = None,
+    def sample(self, prompts: tuple[str, ...] | None = None, max_new_tokens: int | None = None,
                seed: int = 0) -> list[dict[str, Any]]:
         """Seeded continuations of ``prompts`` (needs the tokenizer); leaves training RNG untouched."""
         if self.tokenizer is None:
             return []
+        if prompts is None:
+            preset = PRESETS.get(self.config.preset or "")
+            prompts = preset.prompts if preset else ("\n",)
         n = max_new_tokens or self.config.sample_tokens
-        samples = []
-        was_training = self.model.training
-        self.model.eval()
-        for i, prompt in enumerate(prompts):
-            ids = self.tokenizer.encode(prompt) or [0]
-            idx = np.asarray([ids[-self.config.block_size:]], dtype=np.int64)
-            out = self.model.generate(idx, n, temperature=0.8, top_k=40, seed=seed + i)
-            text = self.tokenizer.decode(out.data[0, idx.shape[1]:].tolist())
-            samples.append({"step": self.step, "prompt": prompt, "text": text, "seed": seed + i})
-        self.model.train(was_training)
-        return samples
+        loaded = (self.model, self.tokenizer, None)
+        return [{"step": self.step, "prompt": prompt, "seed": seed + i,
+                 "text": sample(loaded, prompt, n, temperature=0.8, top_k=40, seed=seed + i)}
+                for i, prompt in enumerate(prompts)]
 
     def save_checkpoint(self, is_best: bool = False, metrics: dict | None = None) -> Path:
         train_state = {
