@@ -1,0 +1,356 @@
+"""GPT training and inference speed: alphagrad against the same model in PyTorch (CPU, eager).
+
+    python benchmarks/bench_gpt.py --threads 2                  # every config, ratio table
+    python benchmarks/bench_gpt.py --config tiny --json out.json
+    python benchmarks/bench_gpt.py --config char-small --profile
+
+Both models have the same architecture, the same weights (copied from alphagrad's init) and the
+same thread count. A training step is forward, loss, backward, gradient clipping at 1.0 and an
+AdamW step; forward-only is the loss without a graph. The two sides run interleaved (A B A B)
+after a warm-up, and each figure is the median over repeats. MFU counts 6·N FLOPs per token
+plus attention, against the peak of a large float32 matrix product measured here at the same
+thread count. Peak RSS is measured for each side in a subprocess of its own.
+
+Unless ``--malloc-default`` is given, the process keeps freed memory for reuse (glibc's mmap and
+trim thresholds raised with ``mallopt``), for both sides alike: with glibc's defaults every
+large activation is a fresh mmap whose pages fault in zeroed, which costs more than some kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import ctypes
+import io
+import json
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import alphagrad as ag
+from alphagrad import nn
+
+CONFIGS = {  # name: (vocab, block T, layers, heads, n_embd, batch)
+    "tiny": (65, 64, 2, 4, 64, 16),
+    "char-small": (65, 128, 4, 4, 128, 32),
+    "char-medium": (65, 256, 6, 6, 384, 8),
+    "gpt2-124M": (50257, 256, 12, 12, 768, 2),
+}
+LR, BETAS, WEIGHT_DECAY, CLIP = 6e-4, (0.9, 0.95), 0.1, 1.0
+
+
+def gpt_config(name: str) -> tuple[nn.GPTConfig, int]:
+    vocab, T, layers, heads, width, batch = CONFIGS[name]
+    return nn.GPTConfig(block_size=T, vocab_size=vocab, n_layer=layers, n_head=heads,
+                        n_embd=width, dropout=0.0, bias=True), batch
+
+
+def make_batch(config: nn.GPTConfig, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, config.vocab_size, (batch, config.block_size + 1))
+    return data[:, :-1].copy(), data[:, 1:].copy()
+
+
+# ----------------------------------------------------------------------------- the two sides
+class AlphagradSide:
+    name = "alphagrad"
+
+    def __init__(self, config: nn.GPTConfig, x: np.ndarray, y: np.ndarray):
+        ag.manual_seed(0)
+        self.model = nn.GPT(config)
+        self.opt = self.model.configure_optimizers(WEIGHT_DECAY, LR, BETAS)
+        self.params = list(self.model.parameters())
+        self.x, self.y = x, y
+
+    def train_step(self) -> float:
+        _, loss = self.model(self.x, self.y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, CLIP)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def forward(self) -> float:
+        with ag.no_grad():
+            return self.model(self.x, self.y)[1].item()
+
+
+def torch_model(config: nn.GPTConfig):
+    """nanoGPT's model in PyTorch, with GPT-2's tanh GELU (as alphagrad's)."""
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as TF
+
+    class Attention(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = tnn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+            self.c_proj = tnn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            q, k, v = (t.view(B, T, config.n_head, C // config.n_head).transpose(1, 2)
+                       for t in (q, k, v))
+            y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+    class MLP(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc = tnn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+            self.gelu = tnn.GELU(approximate="tanh")
+            self.c_proj = tnn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+
+        def forward(self, x):
+            return self.c_proj(self.gelu(self.c_fc(x)))
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = tnn.LayerNorm(config.n_embd, bias=config.bias)
+            self.attn = Attention()
+            self.ln_2 = tnn.LayerNorm(config.n_embd, bias=config.bias)
+            self.mlp = MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class GPT(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = tnn.ModuleDict({
+                "wte": tnn.Embedding(config.vocab_size, config.n_embd),
+                "wpe": tnn.Embedding(config.block_size, config.n_embd),
+                "h": tnn.ModuleList(Block() for _ in range(config.n_layer)),
+                "ln_f": tnn.LayerNorm(config.n_embd, bias=config.bias),
+            })
+            self.lm_head = tnn.Linear(config.n_embd, config.vocab_size, bias=False)
+            self.transformer.wte.weight = self.lm_head.weight
+
+        def forward(self, idx, targets):
+            pos = torch.arange(idx.shape[1])
+            x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+            for block in self.transformer.h:
+                x = block(x)
+            logits = self.lm_head(self.transformer.ln_f(x))
+            loss = TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
+                                    ignore_index=-1)
+            return logits, loss
+
+    return GPT()
+
+
+class TorchSide:
+    name = "torch"
+
+    def __init__(self, config: nn.GPTConfig, x: np.ndarray, y: np.ndarray):
+        import torch
+
+        self.torch = torch
+        ag.manual_seed(0)
+        weights = nn.GPT(config).state_dict()  # alphagrad's init, copied across
+        self.model = torch_model(config)
+        self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
+        params = list(self.model.parameters())
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, lr=LR, betas=BETAS)
+        self.params = params
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def train_step(self) -> float:
+        _, loss = self.model(self.x, self.y)
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.params, CLIP)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def forward(self) -> float:
+        with self.torch.no_grad():
+            return self.model(self.x, self.y)[1].item()
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning large freed buffers to the OS (see the module docstring)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+def set_threads(n: int, with_torch: bool) -> None:
+    ag.set_num_threads(n)
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- measurement
+def peak_flops(threads: int, n: int = 2048) -> float:
+    """FLOP/s of the best of a few large float32 matrix products: the machine's practical peak."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    best = min(_timed(lambda: np.matmul(a, a, out=out)) for _ in range(5))
+    return 2 * n**3 / best
+
+
+def _timed(fn, count: int = 1) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        fn()
+    return (time.perf_counter() - start) / count
+
+
+def interleaved(sides: list, method: str, repeats: int, count: int) -> dict[str, float]:
+    """Median seconds per call of ``method`` on each side, sides alternating (A B A B)."""
+    for side in sides:  # warm-up: compilation, allocator, caches
+        getattr(side, method)()
+    times = {side.name: [] for side in sides}
+    for _ in range(repeats):
+        for side in sides:
+            times[side.name].append(_timed(getattr(side, method), count))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def peak_rss_mb(side: str, config_name: str, threads: int, malloc_default: bool) -> float:
+    """Peak resident memory of a fresh process doing three training steps on one side."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-worker", side, "--config", config_name,
+         "--threads", str(threads)] + (["--malloc-default"] if malloc_default else []),
+        capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_worker(side: str, config_name: str, threads: int, malloc_default: bool) -> None:
+    if not malloc_default:
+        keep_freed_memory()
+    set_threads(threads, side == "torch")
+    config, batch = gpt_config(config_name)
+    x, y = make_batch(config, batch)
+    runner = (TorchSide if side == "torch" else AlphagradSide)(config, x, y)
+    for _ in range(3):
+        runner.train_step()
+    print(vm_hwm_mb())
+
+
+def vm_hwm_mb() -> float:
+    """This process's peak RSS. Not getrusage: its maximum carries over from the forking parent."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_config(name: str, threads: int, peak: float, with_torch: bool,
+                 malloc_default: bool) -> dict:
+    config, batch = gpt_config(name)
+    x, y = make_batch(config, batch)
+    sides = [AlphagradSide(config, x, y)] + ([TorchSide(config, x, y)] if with_torch else [])
+    tokens = batch * config.block_size
+    small = tokens * config.n_embd * config.n_layer < 10_000_000
+    repeats, count = (7, 5) if small else (5, 1)
+    train = interleaved(sides, "train_step", repeats, count)
+    forward = interleaved(sides, "forward", repeats, count)
+    flops = sides[0].model.flops_per_token(config.block_size) * tokens
+    result = {"config": name, "threads": threads, "tokens_per_step": tokens}
+    for side in sides:
+        result[side.name] = {
+            "train_tokens_per_s": tokens / train[side.name],
+            "forward_tokens_per_s": tokens / forward[side.name],
+            "train_mfu": flops / train[side.name] / peak,
+            "peak_rss_mb": peak_rss_mb(side.name, name, threads, malloc_default),
+        }
+    if with_torch:
+        a, t = result["alphagrad"], result["torch"]
+        result["train_ratio"] = a["train_tokens_per_s"] / t["train_tokens_per_s"]
+        result["forward_ratio"] = a["forward_tokens_per_s"] / t["forward_tokens_per_s"]
+    return result
+
+
+def print_table(results: list[dict], peak: float, threads: int, with_torch: bool,
+                malloc_default: bool) -> None:
+    print(f"\nthreads {threads}, float32 GEMM peak {peak / 1e9:.1f} GFLOP/s, freed memory "
+          + ("returned to the OS" if malloc_default else "kept for reuse")
+          + ("" if with_torch else " (torch not installed: alphagrad only)"))
+    head = f"{'config':<12} {'side':<10} {'train tok/s':>12} {'fwd tok/s':>12} {'MFU':>6} " \
+           f"{'RSS MB':>8}"
+    print(head + (f" {'train x':>8} {'fwd x':>7}" if with_torch else ""))
+    for r in results:
+        for side in ("alphagrad", "torch") if with_torch else ("alphagrad",):
+            s = r[side]
+            line = f"{r['config']:<12} {side:<10} {s['train_tokens_per_s']:>12,.0f} " \
+                   f"{s['forward_tokens_per_s']:>12,.0f} {s['train_mfu']:>6.1%} " \
+                   f"{s['peak_rss_mb']:>8.0f}"
+            if with_torch and side == "alphagrad":
+                line += f" {r['train_ratio']:>7.2f}x {r['forward_ratio']:>6.2f}x"
+            print(line)
+
+
+def profile(name: str, steps: int = 10, top: int = 25) -> None:
+    config, batch = gpt_config(name)
+    side = AlphagradSide(config, *make_batch(config, batch))
+    side.train_step()
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: [side.train_step() for _ in range(steps)])
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    print(f"cProfile of {steps} alphagrad training steps, config {name}:\n{text.getvalue()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--profile", action="store_true", help="cProfile alphagrad's step instead")
+    parser.add_argument("--no-torch", action="store_true", help="measure alphagrad alone")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's allocator thresholds alone")
+    parser.add_argument("--rss-worker", choices=["alphagrad", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_worker:
+        return rss_worker(args.rss_worker, args.config, args.threads, args.malloc_default)
+    if not args.malloc_default:
+        keep_freed_memory()
+    with_torch = not args.no_torch and torch_available()
+    set_threads(args.threads, with_torch)
+    names = list(CONFIGS) if args.config == "all" else [args.config]
+    if args.profile:
+        for name in names:
+            profile(name)
+        return
+    peak = peak_flops(args.threads)
+    results = []
+    for name in names:
+        results.append(bench_config(name, args.threads, peak, with_torch, args.malloc_default))
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    print_table(results, peak, args.threads, with_torch, args.malloc_default)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"peak_flops": peak, "threads": args.threads,
+                       "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
