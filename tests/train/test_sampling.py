@@ -1,0 +1,68 @@
+"""Sampling and evaluation from checkpoints, checked against direct model calls."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import alphagrad as ag
+from alphagrad.nn import GPT, GPTConfig
+from alphagrad.tokenizers import BPETokenizer, CharTokenizer
+from alphagrad.train.checkpoint import CheckpointError, save_checkpoint
+from alphagrad.train.data import TokenDataset, iter_eval_batches, write_token_file
+from alphagrad.train.evaluate import evaluate
+from alphagrad.train.sample import load_model, sample
+
+TEXT = "héllo wörld — naïve café ☕ 日本語 " * 20
+
+
+def _checkpoint(tmp_path, tokenizer, tokenizer_dict=True):
+    ag.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=8))
+    path = tmp_path / "model.ckpt"
+    save_checkpoint(path, model_kind="gpt", model_config=vars(model.config), model_state=model.state_dict(),
+                    tokenizer=tokenizer.to_dict() if tokenizer_dict else None)
+    return path, model
+
+
+@pytest.mark.parametrize("make", [lambda: CharTokenizer.train(TEXT),
+                                  lambda: BPETokenizer.train(TEXT, vocab_size=300, pattern="gpt2")])
+def test_sample_matches_generate_and_streams_the_same_text(tmp_path, make):
+    tokenizer = make()
+    path, model = _checkpoint(tmp_path, tokenizer)
+    prompt = "héllo"
+    text = sample(path, prompt, max_new_tokens=30, temperature=1.0, seed=3)
+    idx = np.asarray([tokenizer.encode(prompt)], dtype=np.int64)
+    expected = model.generate(idx, 30, temperature=1.0, seed=3).data[0, idx.shape[1]:].tolist()
+    assert text == tokenizer.decode(expected)
+    assert "".join(sample(path, prompt, max_new_tokens=30, temperature=1.0, seed=3, stream=True)) == text
+
+
+def test_load_model_rejects_checkpoints_without_what_is_needed(tmp_path):
+    path, _ = _checkpoint(tmp_path, CharTokenizer.train(TEXT), tokenizer_dict=False)
+    model, tokenizer, _ = load_model(path)
+    assert tokenizer is None and not model.training
+    with pytest.raises(CheckpointError, match="no tokenizer"):
+        sample(path, "a")
+
+
+def test_evaluate_is_the_mean_token_loss_and_converts_to_bits_per_byte(tmp_path):
+    tokenizer = CharTokenizer.train(TEXT)
+    _, model = _checkpoint(tmp_path, tokenizer)
+    ids = np.asarray(tokenizer.encode(TEXT), np.int64)
+    write_token_file(tmp_path / "val.bin", ids, vocab_size=tokenizer.vocab_size,
+                     fingerprint=tokenizer.fingerprint())
+    dataset = TokenDataset(tmp_path / "val.bin")
+    result = evaluate(model, dataset, batch_size=3, block_size=16, max_batches=4, bytes_per_token=1.5)
+
+    losses = []
+    for x, y in iter_eval_batches(dataset, 3, 16, 4):
+        logits = model(x, y)[0].data.astype(np.float64)  # (B, T, V)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        losses.append(-np.take_along_axis(logp, y[..., None], -1).mean())
+    assert result["loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
+    assert result["bits_per_byte"] == pytest.approx(result["loss"] / math.log(2) / 1.5)
+    assert model.training  # evaluate restores the mode it found
