@@ -19,7 +19,7 @@ from alphagrad.tensor.kernels._exp import fast_exp
 # of the SIMD width (64 float32 = four AVX-512 registers)
 BLOCK_Q = 64
 BLOCK_K = 64
-# the backward splits tiles on the causal diagonal into chunks of this many rows
+# tiles on the causal diagonal are split into chunks of this many query rows
 DIAGONAL_CHUNK = 16
 
 
@@ -73,19 +73,12 @@ def _view(flat, B, NH, T, hs):
     return as_strided(flat[0], (B, NH, T, hs), flat[1])
 
 
-@kernel()
-def _mask_future(s, i0, nq, j0, nk, offset):
-    # s (block_q, block_k): scores of query rows i0.. against keys j0..; row i sees j <= i + offset
-    for r in range(nq):
-        for c in range(max(0, i0 + r + offset + 1 - j0), nk):
-            s[r, c] = -np.inf
-
-
 @kernel(parallel=True)
-def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k):
+def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k, diagonal_chunk):
     # q (B, NH, Tq, hs), k, v (B, NH, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq).
-    # One task = one block of query rows of one head. Tiles are stored transposed, (hs or keys,
-    # query rows), so every inner loop runs along the query rows.
+    # One task = one block of query rows of one head, walked across its key tiles with an online
+    # softmax. Score tiles are (query rows, keys) and each key tile is copied transposed, so the
+    # scores run along the keys even for a single query row (decoding).
     B, NH, Tq, Tk, hs = dims
     q, out = _view(q, B, NH, Tq, hs), _view(out, B, NH, Tq, hs)
     k, v = _view(k, B, NH, Tk, hs), _view(v, B, NH, Tk, hs)
@@ -96,44 +89,53 @@ def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k):
         h = task // n_qblocks % NH
         i0 = task % n_qblocks * block_q
         nq = min(block_q, Tq - i0)
-        qt = np.empty((hs, block_q), q.dtype)  # q rows times scale
-        st = np.empty((block_k, block_q), q.dtype)  # scores, then probabilities
-        acc = np.zeros((hs, block_q), q.dtype)
+        qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
+        kt = np.empty((hs, block_k), q.dtype)
+        vb = np.empty((block_k, hs), q.dtype)
+        s = np.empty((block_q, block_k), q.dtype)  # scores, then probabilities
+        acc = np.zeros((block_q, hs), q.dtype)
         row_max = np.full(block_q, -np.inf, q.dtype)
-        new_max = np.empty(block_q, q.dtype)
         row_sum = np.zeros(block_q, q.dtype)
         for r in range(nq):
             for d in range(hs):
-                qt[d, r] = q[b, h, i0 + r, d] * scale
+                qs[r, d] = q[b, h, i0 + r, d] * scale
         n_keys = i0 + nq + offset  # keys seen by the block's last row
         for j0 in range(0, n_keys, block_k):
             nk = min(block_k, n_keys - j0)
-            kb = k[b, h, j0:j0 + nk]  # (nk, hs) views: only their scalars are read
-            vb = v[b, h, j0:j0 + nk]
-            st[:nk, :nq] = 0
-            _matmul_add(st, kb, qt, nk, nq, hs)
-            _mask_future(st.T, i0, nq, j0, nk, offset)
-            new_max[:nq] = row_max[:nq]
             for c in range(nk):
-                for r in range(nq):
-                    new_max[r] = max(new_max[r], st[c, r])
-            for c in range(nk):
-                for r in range(nq):
-                    st[c, r] = fast_exp(st[c, r] - new_max[r])
-            for r in range(nq):
-                alpha = fast_exp(row_max[r] - new_max[r])  # rescales what earlier tiles summed
-                row_max[r] = new_max[r]
-                row_sum[r] *= alpha
                 for d in range(hs):
-                    acc[d, r] *= alpha
-            for c in range(nk):
-                for r in range(nq):
-                    row_sum[r] += st[c, r]
-            _matmul_add(acc, vb.T, st, hs, nq, nk)
+                    kt[d, c] = k[b, h, j0 + c, d]
+                    vb[c, d] = v[b, h, j0 + c, d]
+            # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
+            chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
+            for r0 in range(0, nq, chunk):
+                nr = min(chunk, nq - r0)
+                seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
+                s[r0:r0 + nr, :seen] = 0
+                _matmul_add(s[r0:], qs[r0:], kt, nr, seen, hs)
+            for r in range(nq):
+                seen = max(0, min(nk, i0 + r + offset + 1 - j0))
+                m = row_max[r]
+                for c in range(seen):
+                    m = max(m, s[r, c])
+                total = q.dtype.type(0)
+                for c in range(seen):
+                    s[r, c] = fast_exp(s[r, c] - m)
+                    total += s[r, c]
+                s[r, seen:nk] = 0
+                alpha = fast_exp(row_max[r] - m)  # rescales what earlier tiles summed
+                row_max[r] = m
+                row_sum[r] = row_sum[r] * alpha + total
+                for d in range(hs):
+                    acc[r, d] *= alpha
+            for r0 in range(0, nq, chunk):
+                nr = min(chunk, nq - r0)
+                seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
+                _matmul_add(acc[r0:], s[r0:], vb, nr, hs, seen)
         for r in range(nq):
             inv = 1 / row_sum[r]
             for d in range(hs):
-                out[b, h, i0 + r, d] = acc[d, r] * inv
+                out[b, h, i0 + r, d] = acc[r, d] * inv
             lse[b, h, i0 + r] = row_max[r] + np.log(row_sum[r])
 
 
@@ -288,7 +290,7 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     lse = np.empty((B, NH, Tq), dtype)
     q, k, v = _readable(q), _readable(k), _readable(v)
     _attention_forward((B, NH, Tq, k.shape[2], hs), _flat(q), _flat(k), _flat(v), _flat(out),
-                       lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
+                       lse, dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
     return out, lse
 
 
