@@ -1,0 +1,214 @@
+"""``alphagrad sample``, ``eval``, ``export`` and ``import-hf``: what to do with a checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from alphagrad.cli.display import table
+from alphagrad.cli.errors import UserError
+from alphagrad.cli.options import threads_option
+from alphagrad.nn import GPT
+from alphagrad.nn.hf import to_hf
+from alphagrad.nn.safetensors import save_safetensors
+from alphagrad.tokenizers import BPETokenizer, from_dict
+from alphagrad.train import CheckpointManager, TokenDataset, evaluate, load_checkpoint
+from alphagrad.train.checkpoint import save_checkpoint
+from alphagrad.train.sample import load_model, sample
+from alphagrad.train.trainer import TIED
+
+existing = click.Path(exists=True, path_type=Path)
+checkpoint_argument = click.argument("checkpoint", type=existing, metavar="CKPT")
+
+
+def checkpoint_file(path: Path) -> Path:
+    """``path`` if it is a file, else the run folder's best checkpoint (or its latest)."""
+    if path.is_file():
+        return path
+    manager = CheckpointManager(path / "checkpoints")
+    found = manager.best() or manager.latest()
+    if found is None:
+        raise ValueError(f"{path} is not a checkpoint file, nor a run folder with checkpoints")
+    return found
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, folder: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write into; renamed to ``path`` on success, removed
+    on failure, so an interrupted export leaves nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@click.command("sample")
+@checkpoint_argument
+@click.option("--prompt", default="\n", help="Text to continue (default: a line break).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+              help="0 picks the likeliest token every time.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample among the k likeliest tokens.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Sample among the likeliest tokens that make up this much probability.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed, for the same text every time.")
+@threads_option
+def sample_command(checkpoint: Path, prompt: str, max_new_tokens: int, temperature: float,
+                   top_k: int | None, top_p: float | None, seed: int | None) -> None:
+    """Continue a prompt with the model in CKPT (a checkpoint, or a run folder: its best),
+    printing tokens as they are made.
+
+    \b
+    Examples:
+      alphagrad sample runs/20260101-120000 --prompt 'def ' --seed 0
+      alphagrad sample model.ckpt --prompt 'class ' --max-new-tokens 500 --top-p 0.9
+    """
+    loaded = load_model(checkpoint_file(checkpoint))
+    click.echo(prompt, nl=False)
+    for piece in sample(loaded, prompt, max_new_tokens, temperature=temperature, top_k=top_k,
+                        top_p=top_p, seed=seed, stream=True):
+        click.echo(piece, nl=False)
+    click.echo()
+
+
+def _bytes_per_token(token_file: Path) -> float | None:
+    """Text bytes per token of a prepared split, from the ``meta.json`` beside it."""
+    meta_path = token_file.parent / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    nbytes, tokens = meta.get(f"{token_file.stem}_bytes"), meta.get(f"{token_file.stem}_tokens")
+    return nbytes / tokens if nbytes and tokens else None
+
+
+@click.command("eval")
+@checkpoint_argument
+@click.option("--data", required=True, type=existing, metavar="DIR|FILE",
+              help="A data folder (its val.bin is used) or a token file.")
+@click.option("--batches", type=click.IntRange(min=1),
+              help="Batches to average over (default: the run's eval_iters, else 20).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Sequences per batch (default: the run's batch_size, else 8).")
+@threads_option
+def eval_command(checkpoint: Path, data: Path, batches: int | None,
+                 batch_size: int | None) -> None:
+    """Loss, perplexity and bits per byte of the model in CKPT on held-out tokens.
+
+    \b
+    Examples:
+      alphagrad eval runs/20260101-120000 --data data/corpus
+      alphagrad eval model.ckpt --data data/corpus/train.bin --batches 50
+    """
+    model, tokenizer, ckpt = load_model(checkpoint_file(checkpoint))
+    token_file = data / "val.bin" if data.is_dir() else data
+    dataset = TokenDataset(token_file)
+    if tokenizer is not None:
+        dataset.check_tokenizer(tokenizer)
+    elif dataset.vocab_size > model.config.vocab_size:
+        raise ValueError(f"{token_file} has vocab_size {dataset.vocab_size}, more than the "
+                         f"model's {model.config.vocab_size}")
+    run_config = (ckpt.train_state or {}).get("config", {})
+    result = evaluate(model, dataset, batch_size or run_config.get("batch_size", 8),
+                      model.config.block_size, batches or run_config.get("eval_iters", 20),
+                      _bytes_per_token(token_file))
+    click.echo(f"{token_file}: {len(dataset):,} tokens")
+    click.echo(table(["metric", "value"], [[k.replace("_", " "), v] for k, v in result.items()]))
+
+
+def _hf_config(model_config: dict) -> dict:
+    """A Hugging Face GPT-2 config.json for our GPT (tanh GELU: their ``gelu_new``)."""
+    if not model_config.get("bias", True):
+        raise ValueError("Hugging Face GPT-2 has biases; a model with bias=False cannot be "
+                         "exported as hf (use --format safetensors)")
+    block = model_config["block_size"]
+    return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+            "vocab_size": model_config["vocab_size"], "n_positions": block, "n_ctx": block,
+            "n_embd": model_config["n_embd"], "n_layer": model_config["n_layer"],
+            "n_head": model_config["n_head"], "activation_function": "gelu_new",
+            "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True, "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+
+
+@click.command()
+@checkpoint_argument
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "hf"]), default="safetensors",
+              show_default=True, help="safetensors: one file, our weight names; hf: a Hugging "
+                                      "Face GPT-2 folder (config.json, model.safetensors).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The file (safetensors) or the new folder (hf) to write.")
+def export(checkpoint: Path, fmt: str, output: Path) -> None:
+    """Write the weights in CKPT for other tools.
+
+    \b
+    Examples:
+      alphagrad export runs/20260101-120000 -o model.safetensors
+      alphagrad export model.ckpt --format hf -o gpt2-mine/
+    """
+    ckpt = load_checkpoint(checkpoint_file(checkpoint))
+    if ckpt.model_kind != "gpt":
+        raise ValueError(f"{checkpoint} holds a {ckpt.model_kind!r} model, not a GPT")
+    weights = {k: v for k, v in ckpt.model_state.items() if k not in ckpt.tied}
+    if fmt == "safetensors":
+        with atomic_path(output) as tmp:
+            save_safetensors(tmp, weights, metadata={
+                "format": "alphagrad", "model_kind": "gpt",
+                "model_config": json.dumps(ckpt.model_config)})
+        click.echo(f"{len(weights)} tensors -> {output}")
+        return
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"{output} exists and is not an empty folder; choose a new folder")
+    hf_config = _hf_config(ckpt.model_config)
+    with atomic_path(output, folder=True) as tmp:
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+        save_safetensors(tmp / "model.safetensors",
+                         {k.removeprefix("transformer."): v for k, v in to_hf(weights).items()},
+                         metadata={"format": "pt"})
+        tokenizer = from_dict(ckpt.tokenizer) if ckpt.tokenizer is not None else None
+        if isinstance(tokenizer, BPETokenizer):
+            tokenizer.save_huggingface(tmp / "tokenizer.json")
+    note = "" if isinstance(tokenizer, BPETokenizer) else \
+        " (no tokenizer.json: only byte-level BPE tokenizers have a Hugging Face form)"
+    click.echo(f"Hugging Face GPT-2 folder -> {output}{note}")
+
+
+@click.command("import-hf")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The checkpoint file to write.")
+def import_hf(folder: Path, output: Path) -> None:
+    """Turn a local Hugging Face GPT-2 folder (config.json, model.safetensors and, if there,
+    tokenizer.json) into a checkpoint that sample and eval read.
+
+    \b
+    Example:
+      alphagrad import-hf ~/models/gpt2 -o gpt2.ckpt
+      alphagrad sample gpt2.ckpt --prompt 'Hello, I am'
+    """
+    model = GPT.from_pretrained(str(folder))
+    tokenizer_path = folder / "tokenizer.json"
+    tokenizer = BPETokenizer.from_huggingface(tokenizer_path) if tokenizer_path.is_file() else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(output, model_kind="gpt", model_config=dataclasses.asdict(model.config),
+                    model_state=model.state_dict(), tied=TIED,
+                    tokenizer=tokenizer.to_dict() if tokenizer is not None else None)
+    click.echo(f"{model.num_parameters():,} parameters"
+               + (f", tokenizer of {tokenizer.vocab_size} ids" if tokenizer else "")
+               + f" -> {output}")

@@ -1,0 +1,149 @@
+"""``alphagrad tokenizer train|encode|stats``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+
+from alphagrad.cli.display import table
+from alphagrad.cli.errors import UserError
+from alphagrad.cli.options import progress_bars, threads_option
+from alphagrad.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load
+
+KINDS = {"bpe": BPETokenizer, "char": CharTokenizer, "word": WordTokenizer}
+existing = click.Path(exists=True, path_type=Path)
+tokenizer_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def corpus_files(paths: Iterable[Path]) -> list[Path]:
+    """The files named, a folder standing for its non-hidden files (sorted, recursively)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not any(
+                part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            files.append(path)
+    if not files:
+        raise ValueError(f"no files in {', '.join(map(str, paths))}")
+    return files
+
+
+def read_text(files: list[Path]) -> str:
+    return "".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
+
+
+@click.group()
+def tokenizer() -> None:
+    """Train tokenizers, encode text with them, measure them on a corpus."""
+
+
+@tokenizer.command("train")
+@click.argument("corpus", nargs=-1, required=True, type=existing)
+@click.option("--kind", type=click.Choice(sorted(KINDS)), default="bpe", show_default=True,
+              help="Byte-level BPE, one token per character, or one per word.")
+@click.option("--vocab-size", type=click.IntRange(min=1),
+              help="Ids in the vocabulary (BPE: required, at least 256; char and word: the most "
+                   "frequent units kept, <unk> included; default every unit seen).")
+@click.option("--pattern", help="BPE split pattern: gpt2, gpt4 (the default) or a regex.")
+@click.option("--special", multiple=True, metavar="TOKEN",
+              help="A BPE special token, e.g. '<|endoftext|>' (repeatable).")
+@click.option("--min-frequency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Merge or keep only what occurs at least this often.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Tokenizer file to write (JSON).")
+@threads_option
+def train_tokenizer(corpus: tuple[Path, ...], kind: str, vocab_size: int | None,
+                    pattern: str | None, special: tuple[str, ...], min_frequency: int,
+                    output: Path) -> None:
+    """Train a tokenizer on CORPUS (files, or folders of them: each file a document).
+
+    \b
+    Examples:
+      alphagrad tokenizer train corpus/ --vocab-size 4096 -o tok.json
+      alphagrad tokenizer train input.txt --kind char -o chars.json
+      alphagrad tokenizer train a.txt b.txt --vocab-size 8192 --pattern gpt2 \\
+          --special '<|endoftext|>' -o tok.json
+    """
+    files = corpus_files(corpus)
+    started = time.perf_counter()
+    if kind == "bpe":
+        if vocab_size is None:
+            raise UserError("--vocab-size is required for --kind bpe (e.g. --vocab-size 4096)")
+        with progress_bars() as progress:
+            tok = BPETokenizer.train(
+                files, vocab_size, pattern=pattern or "gpt4", special_tokens=special,
+                min_frequency=min_frequency,
+                progress=lambda done, total: progress("merges", done, total))
+    else:
+        if pattern is not None or special:
+            raise UserError(f"--pattern and --special apply to --kind bpe, not {kind}")
+        tok = KINDS[kind].train(read_text(files), vocab_size, min_frequency)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(output)
+    click.echo(f"{kind} tokenizer: {tok.vocab_size} ids from {len(files)} file(s) in "
+               f"{time.perf_counter() - started:.1f}s -> {output}")
+
+
+def _piece(tok: Tokenizer, token_id: int) -> str:
+    if hasattr(tok, "token_bytes"):
+        return tok.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
+    return tok.decode([token_id])
+
+
+@tokenizer.command("encode")
+@click.argument("file", type=tokenizer_file)
+@click.option("--text", help="Text to encode (default: standard input).")
+@click.option("--pieces", is_flag=True, help="One line per token: its id and its text.")
+def encode(file: Path, text: str | None, pieces: bool) -> None:
+    """Encode text with the tokenizer in FILE and print the ids (a JSON list).
+
+    \b
+    Examples:
+      alphagrad tokenizer encode tok.json --text 'def main():'
+      echo 'hello' | alphagrad tokenizer encode tok.json --pieces
+    """
+    tok = load(file)
+    ids = tok.encode(click.get_text_stream("stdin").read() if text is None else text)
+    if pieces:
+        for i in ids:
+            click.echo(f"{i}\t{json.dumps(_piece(tok, i), ensure_ascii=False)}")
+    else:
+        click.echo(json.dumps(ids))
+
+
+def held_out(text: str, fraction: float) -> str:
+    """The last ``fraction`` of ``text``, starting at a line where one is near."""
+    if fraction >= 1:
+        return text
+    start = int(len(text) * (1 - fraction))
+    line = text.find("\n", start)
+    return text[line + 1:] if 0 <= line < len(text) - 1 else text[start:]
+
+
+@tokenizer.command("stats")
+@click.argument("file", type=tokenizer_file)
+@click.argument("corpus", nargs=-1, required=True, type=existing)
+@click.option("--held-out", "fraction", type=click.FloatRange(0, 1, min_open=True), default=0.1,
+              show_default=True, help="Measure on this last fraction of the corpus (1: all).")
+def stats(file: Path, corpus: tuple[Path, ...], fraction: float) -> None:
+    """Measure the tokenizer in FILE on CORPUS: bytes per token, coverage and unknown tokens.
+
+    \b
+    Examples:
+      alphagrad tokenizer stats tok.json corpus/
+      alphagrad tokenizer stats chars.json input.txt --held-out 1
+    """
+    tok = load(file)
+    text = held_out(read_text(corpus_files(corpus)), fraction)
+    measured = tok.stats(text)
+    rows = [[key, value] for key, value in measured.items()]
+    if "coverage" not in measured:  # byte-level BPE encodes any text without <unk>
+        rows += [["coverage", 1.0], ["oov_rate", 0.0]]
+    click.echo(f"{tok.kind} tokenizer, {tok.vocab_size} ids, on {len(text.encode()) / 1e6:.2f} "
+               f"MB held out")
+    click.echo(table(["metric", "value"], rows))
