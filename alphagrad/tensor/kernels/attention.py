@@ -15,7 +15,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
 from alphagrad.tensor.kernels._exp import fast_exp
 
-# query rows and keys per tile; every inner loop runs along one of these, so they are multiples
+# query rows and keys per tile; most inner loops run along the keys, so the tile is a multiple
 # of the SIMD width (64 float32 = four AVX-512 registers)
 BLOCK_Q = 64
 BLOCK_K = 64
