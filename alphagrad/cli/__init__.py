@@ -11,13 +11,8 @@ from __future__ import annotations
 import click
 
 from alphagrad import __version__
-from alphagrad.cli.bench import bench
-from alphagrad.cli.data import prepare
+from alphagrad.cli import bench, data, model, runs, tokenizer, train
 from alphagrad.cli.errors import Group
-from alphagrad.cli.model import eval_command, export, import_hf, sample_command
-from alphagrad.cli.runs import runs
-from alphagrad.cli.tokenizer import tokenizer
-from alphagrad.cli.train import train
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,8 +32,8 @@ def main() -> None:
     """
 
 
-for command in (tokenizer, prepare, train, sample_command, eval_command, runs, export, import_hf,
-                bench):
+for command in (tokenizer.tokenizer, data.prepare, train.train, model.sample_command,
+                model.eval_command, runs.runs, model.export, model.import_hf, bench.bench):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -13,11 +13,13 @@ from alphagrad.cli.errors import Failure
 
 SUITES = {"kernels": ("bench_kernels.py", "bench_attention.py"), "gpt": ("bench_gpt.py",),
           "tokenizers": ("bench_tokenizers.py",)}
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, when installed with pip -e
 
 
-def benchmarks_dir() -> Path:
-    """``benchmarks/`` beside the package: present in a source checkout, not in a wheel."""
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+def benchmarks_dir(root: Path = SOURCE_ROOT) -> Path:
+    """``root/benchmarks``, ``root`` being the folder that holds the package: present in a
+    source checkout, not in an installed wheel."""
+    folder = root / "benchmarks"
     if not (folder / SUITES["gpt"][0]).is_file():
         raise FileNotFoundError(f"the benchmark scripts are not installed here ({folder} is "
                                 "missing); run alphagrad bench from a source checkout "

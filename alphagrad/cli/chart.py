@@ -48,7 +48,7 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], width: int = 60
         labels.setdefault(height // 2, _label(y_high - (height // 2) * (y_high - y_low)
                                               / (height - 1)))
     pad = max(map(len, labels.values()))
-    lines = [f"{labels.get(r, ''):>{pad}} |{''.join(row)}" for r, row in enumerate(grid)]
+    lines = [f"{labels.get(r, ''):>{pad}} |{''.join(row)}".rstrip() for r, row in enumerate(grid)]
     lines.append(" " * pad + " +" + "-" * width)
     left, right = _label(x_low), _label(x_high)
     lines.append(" " * (pad + 2) + left + right.rjust(width - len(left)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,7 +58,7 @@ class TrainingStatus:
 
     def __init__(self, max_iters: int, log_interval: int, tty: bool | None = None):
         self.max_iters, self.log_interval = max_iters, log_interval
-        self.tty = click.get_text_stream("stdout").isatty() if tty is None else tty
+        self.tty = sys.stdout.isatty() if tty is None else tty
         self._shown = 0  # width of the status line on screen, 0 if none
         self.last_eval: dict[str, Any] | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +44,7 @@ def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
         if phase not in current:
             finish()
             current[phase] = click.progressbar(length=total, label=phase, show_pos=True,
-                                               file=click.get_text_stream("stderr")).__enter__()
+                                               file=sys.stderr).__enter__()
         bar = current[phase]
         bar.update(done - bar.pos)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import click
 
 from alphagrad.cli.chart import line_chart
-from alphagrad.cli.display import cell, table
+from alphagrad.cli.display import cell, duration, table
 from alphagrad.cli.options import runs_root_option
-from alphagrad.train import RunDB
+from alphagrad.train import RunDB, RunDir
 from alphagrad.train.rundb import DB_NAME
 
 EVAL_COLUMNS = {"train_loss": "train loss", "val_loss": "val loss",
@@ -62,6 +63,20 @@ def list_runs(runs_root: Path) -> None:
                      rows))
 
 
+def _timing(folder: Path) -> str | None:
+    """When and how long a run trained, and on what, from its manifest (if still there)."""
+    try:
+        manifest = RunDir.open(folder).manifest
+    except (OSError, ValueError):
+        return None
+    env = manifest.get("environment", {})
+    took = manifest.get("duration_seconds")
+    return (f"created {manifest.get('created')}"
+            + (f", took {duration(took)}" if took is not None else "")
+            + f", {manifest.get('num_threads', env.get('num_threads'))} threads on "
+              f"{env.get('cpu', 'an unknown CPU')}")
+
+
 @runs.command()
 @click.argument("run")
 @runs_root_option
@@ -83,9 +98,9 @@ def show(run: str, runs_root: Path, width: int, height: int) -> None:
                             "val loss": series(db, record, "eval", "val_loss")}, width, height)
         checkpoints = db.checkpoints(record["id"])
     click.echo(f"run {record['name']} ({record['status']}), {record['path']}")
-    click.echo(f"created {record['created']}, finished {record['finished'] or '-'}")
-    config = {k: v for k, v in record["config"].items() if v is not None}
-    click.echo("\nconfig: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    click.echo(_timing(Path(record["path"])) or f"created {record['created']}")
+    config = ", ".join(f"{k}={v}" for k, v in record["config"].items() if v is not None)
+    click.echo("\n" + textwrap.fill(f"config: {config}", 100, subsequent_indent="  "))
     columns = [k for k in EVAL_COLUMNS if any(k in row for row in evals.values())]
     click.echo("\n" + table(["step"] + [EVAL_COLUMNS[k] for k in columns],
                             [[step] + [row.get(k) for k in columns]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -108,7 +109,7 @@ def encode(file: Path, text: str | None, pieces: bool) -> None:
       echo 'hello' | alphagrad tokenizer encode tok.json --pieces
     """
     tok = load(file)
-    ids = tok.encode(click.get_text_stream("stdin").read() if text is None else text)
+    ids = tok.encode(sys.stdin.read() if text is None else text)
     if pieces:
         for i in ids:
             click.echo(f"{i}\t{json.dumps(_piece(tok, i), ensure_ascii=False)}")
