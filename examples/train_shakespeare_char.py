@@ -68,8 +68,8 @@ def train_and_report(config: TrainConfig, runs_root: str | Path = "runs",
 
     def record(r: dict[str, Any]) -> None:
         if r["kind"] == "eval":
-            evals.append({"step": r["step"], "train_loss": r["train_loss"],
-                          "val_loss": r["val_loss"]})
+            evals.append({k: r[k] for k in ("step", "train_loss", "val_loss", "val_bits_per_byte")
+                          if k in r})
         elif r["kind"] == "step":
             step_seconds.append(r["seconds"])
 
@@ -81,10 +81,12 @@ def train_and_report(config: TrainConfig, runs_root: str | Path = "runs",
     started = time.perf_counter()
     trainer.fit()
     wall = time.perf_counter() - started
-    final = evaluate(trainer.model, trainer.val_data, c.batch_size, c.block_size, final_eval_iters)
+    final = evaluate(trainer.model, trainer.val_data, c.batch_size, c.block_size, final_eval_iters,
+                     trainer.bytes_per_token)
     sample = trainer.sample((prompt,), sample_tokens)[0]["text"]
     tokens = len(step_seconds) * c.batch_size * c.block_size * c.grad_accum_steps
     return {"steps": trainer.step, "evals": evals, "final_val_loss": final["loss"],
+            "final_val_bits_per_byte": final.get("bits_per_byte"),
             "final_eval_iters": final_eval_iters, "step_seconds": sum(step_seconds),
             "wall_seconds": wall, "tokens_per_sec": tokens / sum(step_seconds),
             "num_threads": get_num_threads(),
@@ -92,8 +94,9 @@ def train_and_report(config: TrainConfig, runs_root: str | Path = "runs",
 
 
 def print_report(result: dict[str, Any]) -> None:
-    print(f"\nfinal val loss {result['final_val_loss']:.4f} ({result['final_eval_iters']} batches)"
-          f" after {result['steps']} steps")
+    bits = result.get("final_val_bits_per_byte")
+    print(f"\nfinal val loss {result['final_val_loss']:.4f} ({result['final_eval_iters']} batches"
+          f"{f', {bits:.3f} bits per byte' if bits else ''}) after {result['steps']} steps")
     print(f"wall time {result['wall_seconds']:.1f} s (optimizer steps {result['step_seconds']:.1f}"
           f" s, {result['tokens_per_sec']:,.0f} tokens/s) on {result['num_threads']} threads")
     print(f"\n--- sample ---\n{result['sample']}\n--------------")
