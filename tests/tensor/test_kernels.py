@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor import kernels as K
+from alphagrad.tensor.kernels import cross_entropy, softmax
 from alphagrad.tensor.kernels import reference as R
 from alphagrad.tensor.kernels._exp import fast_exp
 
@@ -17,10 +18,14 @@ DTYPES = [np.float32, np.float64]
 ROW_SHAPES = [(1, 1), (1, 7), (5, 1), (3, 65), (2, 3, 5), (4, 2, 33)]
 
 
-@pytest.fixture(params=[1, "all"], ids=["1thread", "allthreads"])
-def threads(request):
+@pytest.fixture(params=["serial", "parallel-1thread", "parallel-allthreads"])
+def threads(request, monkeypatch):
+    """Small inputs normally take the serial twins; the parallel runs force the prange kernels."""
+    if request.param != "serial":
+        for module in (softmax, cross_entropy):
+            monkeypatch.setattr(module, "PARALLEL_MIN_SIZE", 0)
     before = get_num_threads()
-    set_num_threads(1 if request.param == 1 else numba.config.NUMBA_NUM_THREADS)
+    set_num_threads(numba.config.NUMBA_NUM_THREADS if request.param.endswith("allthreads") else 1)
     yield
     set_num_threads(before)
 

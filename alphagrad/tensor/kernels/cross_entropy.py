@@ -15,6 +15,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, index_array, output, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._maxnum import maxnum
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
 
 
 @kernel(parallel=True)
@@ -63,6 +64,10 @@ def _cross_entropy_backward(logits, targets, lse, dlosses, ignore_index, smoothi
         dlogits[i, t] -= (one - smoothing) * g
 
 
+_cross_entropy_forward_serial = serial_twin(_cross_entropy_forward)
+_cross_entropy_backward_serial = serial_twin(_cross_entropy_backward)
+
+
 @kernel()
 def _first_bad_target(targets, V, ignore_index):
     # one pass instead of NumPy's several temporaries: this check runs on every call
@@ -90,7 +95,9 @@ def cross_entropy_forward(
     logits, targets = _check(op, logits, targets, ignore_index, label_smoothing)
     losses = np.empty(targets.shape, logits.dtype)
     lse = np.empty(targets.shape, logits.dtype)
-    _cross_entropy_forward(
+    run = _cross_entropy_forward if logits.size >= PARALLEL_MIN_SIZE else \
+        _cross_entropy_forward_serial
+    run(
         logits, targets, ignore_index, logits.dtype.type(label_smoothing), losses, lse
     )
     return losses, lse
@@ -112,7 +119,9 @@ def cross_entropy_backward(
     same_shape(op, "lse", lse, targets.shape)
     same_shape(op, "dlosses", dlosses, targets.shape)
     dlogits = output(op, out, logits.shape, logits.dtype)
-    _cross_entropy_backward(
+    run = _cross_entropy_backward if logits.size >= PARALLEL_MIN_SIZE else \
+        _cross_entropy_backward_serial
+    run(
         logits, targets, lse, dlosses, ignore_index, logits.dtype.type(label_smoothing), dlogits
     )
     return dlogits

@@ -9,6 +9,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, rows, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._maxnum import maxnum
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
 
 
 @kernel(parallel=True)
@@ -41,6 +42,10 @@ def _softmax_backward(out, dout, dx):
             dx[i, j] = out[i, j] * (dout[i, j] - dot)
 
 
+_softmax_forward_serial = serial_twin(_softmax_forward)
+_softmax_backward_serial = serial_twin(_softmax_backward)
+
+
 def softmax_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Softmax of ``x`` over its last axis.
 
@@ -50,7 +55,8 @@ def softmax_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     x = float_array("softmax_forward", "x", x)
     x2 = rows("softmax_forward", "x", x)
     out = output("softmax_forward", out, x.shape, x.dtype)
-    _softmax_forward(x2, out.reshape(x2.shape))
+    run = _softmax_forward if x.size >= PARALLEL_MIN_SIZE else _softmax_forward_serial
+    run(x2, out.reshape(x2.shape))
     return out
 
 
@@ -63,5 +69,6 @@ def softmax_backward(
     same_shape("softmax_backward", "dout", dout, out.shape)
     out2 = rows("softmax_backward", "out", out)
     dx = output("softmax_backward", dx, out.shape, out.dtype)
-    _softmax_backward(out2, dout.reshape(out2.shape), dx.reshape(out2.shape))
+    run = _softmax_backward if out.size >= PARALLEL_MIN_SIZE else _softmax_backward_serial
+    run(out2, dout.reshape(out2.shape), dx.reshape(out2.shape))
     return dx
