@@ -13,12 +13,18 @@ memory for the next one, more or less at random depending on allocation order; t
 the kernels and lands on whichever side is unlucky. So, unless ``--malloc-default`` is given, the
 process keeps freed memory for reuse (``mallopt``: mmap and trim thresholds at 1 GiB), the same
 for every side, as the usual jemalloc/tcmalloc advice for PyTorch on CPU does.
+
+Idle threads sleep on both sides: our kernels run on Numba's workqueue pool, whose workers sleep
+between kernels, and PyTorch's OpenMP pool gets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable
+is already set. (With OpenMP's default, torch's idle workers spin after every op and take the
+cores from whatever runs next, the other side's kernels included.)
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import statistics
 import time
 
@@ -227,10 +233,11 @@ def main() -> None:
     args = parser.parse_args()
     kept = not args.malloc_default and keep_freed_memory()
     set_num_threads(args.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch starts OpenMP
     try:
         import torch
         torch.set_num_threads(args.threads)
-        version = f"torch {torch.__version__}"
+        version = f"torch {torch.__version__} (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']})"
     except ImportError:
         torch, version = None, "torch not installed"
     print(f"threads: {get_num_threads()}, float32, {version}, medians of {args.rounds} rounds, "
