@@ -7,6 +7,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, index_array, output
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
 from alphagrad.tensor.threads import get_num_threads
 
 
@@ -33,6 +34,10 @@ def _embedding_backward(dout, idx, blocks, dweight):
                 dweight[row, c] += dout[n, c]
 
 
+_embedding_forward_serial = serial_twin(_embedding_forward)
+_embedding_backward_serial = serial_twin(_embedding_backward)
+
+
 def embedding_forward(
     weight: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -48,7 +53,8 @@ def embedding_forward(
         raise ValueError(f"{op}: weight must have shape (V, C), got {weight.shape}")
     idx = _ids(op, idx, weight.shape[0])
     out = output(op, out, idx.shape + weight.shape[1:], weight.dtype)
-    _embedding_forward(weight, idx.reshape(-1), out.reshape(idx.size, weight.shape[1]))
+    run = _embedding_forward if out.size >= PARALLEL_MIN_SIZE else _embedding_forward_serial
+    run(weight, idx.reshape(-1), out.reshape(idx.size, weight.shape[1]))
     return out
 
 
@@ -74,7 +80,8 @@ def embedding_backward(
         dweight.fill(0)
     # One column block per thread; never fewer than 16 columns, so rows stay vector-wide.
     blocks = max(1, min(get_num_threads(), C // 16))
-    _embedding_backward(dout.reshape(idx.size, C), idx.reshape(-1), blocks, dweight)
+    run = _embedding_backward if dout.size >= PARALLEL_MIN_SIZE else _embedding_backward_serial
+    run(dout.reshape(idx.size, C), idx.reshape(-1), blocks, dweight)
     return dweight
 
 
