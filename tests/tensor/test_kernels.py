@@ -64,15 +64,17 @@ def numeric_grad(loss, x, h=1e-6):
 # GELU
 
 
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (1, 1), (7,), (3, 65), (2, 3, 5), (1000,)])
-def test_gelu(threads, dtype, shape):
+def test_gelu(threads, dtype, shape, approximate):
     rng = np.random.default_rng(0)
     x, dout = randn(rng, shape, dtype, 3.0), randn(rng, shape, dtype)
-    out = K.gelu_forward(x)
+    out = K.gelu_forward(x, approximate=approximate)
     assert out.dtype == dtype and out.flags.c_contiguous
-    assert_close(out, R.gelu_forward(*exact(x)), scale=3.0)
-    assert_close(K.gelu_backward(x, dout), R.gelu_backward(*exact(x, dout)))
+    assert_close(out, R.gelu_forward(*exact(x), approximate=approximate), scale=3.0)
+    assert_close(K.gelu_backward(x, dout, approximate=approximate),
+                 R.gelu_backward(*exact(x, dout), approximate=approximate))
 
 
 @numba.njit
@@ -109,6 +111,11 @@ def test_gelu_known_values():
     # gelu(1) = 0.5·(1 + tanh(sqrt(2/π)·1.044715)) = 0.841192 (GPT-2's approximation)
     np.testing.assert_allclose(K.gelu_forward(np.array([0.0, 1.0, -1.0])),
                                [0.0, 0.8411919906, -0.1588080094], rtol=1e-9)
+    # exact: gelu(1) = Φ(1) = 0.8413447461, gelu(-1) = -Φ(-1) = -0.1586552539
+    np.testing.assert_allclose(K.gelu_forward(np.array([0.0, 1.0, -1.0]), approximate="none"),
+                               [0.0, 0.8413447461, -0.1586552539], rtol=1e-9)
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
+        K.gelu_forward(np.ones(2), approximate="erf")
 
 
 # softmax
@@ -265,8 +272,10 @@ def test_adamw_first_step_worked_example():
 def test_backward_kernels_match_finite_differences():
     rng = np.random.default_rng(6)
     x, dout = rng.standard_normal((2, 5)) * 2, rng.standard_normal((2, 5))
-    fd = numeric_grad(lambda: np.sum(R.gelu_forward(x) * dout), x)
-    np.testing.assert_allclose(K.gelu_backward(x, dout), fd, rtol=1e-6, atol=1e-8)
+    for approximate in ("tanh", "none"):
+        fd = numeric_grad(lambda: np.sum(R.gelu_forward(x, approximate) * dout), x)
+        np.testing.assert_allclose(K.gelu_backward(x, dout, approximate=approximate), fd,
+                                   rtol=1e-6, atol=1e-8)
 
     fd = numeric_grad(lambda: np.sum(R.softmax_forward(x) * dout), x)
     np.testing.assert_allclose(K.softmax_backward(K.softmax_forward(x), dout), fd, atol=1e-8)

@@ -192,12 +192,8 @@ class Gelu(Function):
     @staticmethod
     def forward(ctx, x, approximate):
         ctx.x, ctx.approximate = x, approximate
-        if approximate == "tanh":
-            return kernels.gelu_forward(x)
-        return kernels.gelu_erf_forward(x)
+        return kernels.gelu_forward(x, approximate=approximate)
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.approximate == "tanh":
-            return (kernels.gelu_backward(ctx.x, grad),)
-        return (kernels.gelu_erf_backward(ctx.x, grad),)
+        return (kernels.gelu_backward(ctx.x, grad, approximate=ctx.approximate),)

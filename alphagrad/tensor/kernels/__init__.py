@@ -9,13 +9,12 @@ from alphagrad.tensor.kernels.attention import attention_backward, attention_for
 from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from alphagrad.tensor.kernels.embedding import embedding_backward, embedding_forward
 from alphagrad.tensor.kernels.gelu import gelu_backward, gelu_forward
-from alphagrad.tensor.kernels.gelu_erf import gelu_erf_backward, gelu_erf_forward
 from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
 from alphagrad.tensor.kernels.softmax import softmax_backward, softmax_forward
 
 __all__ = [
     "adamw_step", "attention_backward", "attention_forward", "cross_entropy_backward",
     "cross_entropy_forward", "embedding_backward", "embedding_forward", "gelu_backward",
-    "gelu_erf_backward", "gelu_erf_forward", "gelu_forward", "layernorm_backward",
+    "gelu_forward", "layernorm_backward",
     "layernorm_forward", "softmax_backward", "softmax_forward",
 ]

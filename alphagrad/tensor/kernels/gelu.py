@@ -1,6 +1,9 @@
-"""GELU, tanh approximation (GPT-2's): 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))).
+"""GELU in both of PyTorch's forms.
 
-The kernels use the identity 0.5·(1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), so the only
+``approximate="tanh"`` (GPT-2's): 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))).
+``approximate="none"`` (exact): x·Φ(x) = 0.5·x·(1 + erf(x/√2)).
+
+The tanh kernels use the identity 0.5·(1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), so the only
 transcendental is ``fast_exp``, which vectorises. Both work elementwise on flat arrays.
 """
 
@@ -41,23 +44,56 @@ def _gelu_backward(x, dout, dx):
         dx[i] = dout[i] * (s + v * s * (one - s) * two_k * (one + three_cubic * v2))
 
 
-def gelu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """GELU (tanh approximation) of ``x``, any shape.
+@kernel(parallel=True)
+def _gelu_erf_forward(x, out):
+    # x, out: (n,)
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = 0.5 * v * (1.0 + math.erf(v * inv_sqrt2))
+
+
+@kernel(parallel=True)
+def _gelu_erf_backward(x, dout, dx):
+    # x, dout, dx: (n,); d/dx x·Φ(x) = Φ(x) + x·φ(x)
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    inv_sqrt_2pi = 1.0 / math.sqrt(2.0 * math.pi)
+    for i in prange(x.size):
+        v = x[i]
+        cdf = 0.5 * (1.0 + math.erf(v * inv_sqrt2))
+        dx[i] = dout[i] * (cdf + v * inv_sqrt_2pi * math.exp(-0.5 * v * v))
+
+
+_KERNELS = {"tanh": (_gelu_forward, _gelu_backward), "none": (_gelu_erf_forward, _gelu_erf_backward)}
+
+
+def _kernels(op: str, approximate: str):
+    if approximate not in _KERNELS:
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _KERNELS[approximate]
+
+
+def gelu_forward(x: np.ndarray, out: np.ndarray | None = None,
+                 approximate: str = "tanh") -> np.ndarray:
+    """GELU of ``x``, any shape (tanh form unless ``approximate="none"``).
 
     >>> gelu_forward(np.array([0.0, 1.0], np.float32))
     array([0.      , 0.841192], dtype=float32)
     """
     x = float_array("gelu_forward", "x", x)
+    forward, _ = _kernels("gelu_forward", approximate)
     out = output("gelu_forward", out, x.shape, x.dtype)
-    _gelu_forward(x.reshape(-1), out.reshape(-1))
+    forward(x.reshape(-1), out.reshape(-1))
     return out
 
 
-def gelu_backward(x: np.ndarray, dout: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def gelu_backward(x: np.ndarray, dout: np.ndarray, out: np.ndarray | None = None,
+                  approximate: str = "tanh") -> np.ndarray:
     """Gradient of ``gelu_forward`` at ``x`` given the upstream gradient ``dout`` (same shape)."""
     x = float_array("gelu_backward", "x", x)
     dout = float_array("gelu_backward", "dout", dout, x.dtype)
     same_shape("gelu_backward", "dout", dout, x.shape)
+    _, backward = _kernels("gelu_backward", approximate)
     dx = output("gelu_backward", out, x.shape, x.dtype)
-    _gelu_backward(x.reshape(-1), dout.reshape(-1), dx.reshape(-1))
+    backward(x.reshape(-1), dout.reshape(-1), dx.reshape(-1))
     return dx

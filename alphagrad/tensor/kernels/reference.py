@@ -5,6 +5,8 @@ Tests compare every kernel against the function of the same name here.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -41,17 +43,28 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
 
 
-def gelu_forward(x: np.ndarray) -> np.ndarray:
-    """0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))."""
+def gelu_forward(x: np.ndarray, approximate: str = "tanh") -> np.ndarray:
+    """0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), or x·Φ(x) for ``approximate="none"``."""
+    if approximate == "none":
+        return (x * _normal_cdf(x)).astype(x.dtype)
     u = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)
     return (0.5 * x * (1.0 + np.tanh(u))).astype(x.dtype)
 
 
-def gelu_backward(x: np.ndarray, dout: np.ndarray) -> np.ndarray:
-    """dout · d/dx of the GELU above, by the product and chain rules on its tanh form."""
+def gelu_backward(x: np.ndarray, dout: np.ndarray, approximate: str = "tanh") -> np.ndarray:
+    """dout · d/dx of the GELU above (product and chain rules; Φ' is the normal density)."""
+    if approximate == "none":
+        density = np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
+        return (dout * (_normal_cdf(x) + x * density)).astype(x.dtype)
     t = np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))
     du = np.sqrt(2.0 / np.pi) * (1.0 + 3 * 0.044715 * x**2)
     return (dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * du)).astype(x.dtype)
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    """Φ(x) = (1 + erf(x/√2)) / 2, with erf from the standard library (NumPy has none)."""
+    erf = np.frompyfunc(math.erf, 1, 1)
+    return 0.5 * (1.0 + erf(np.asarray(x, np.float64) / math.sqrt(2.0)).astype(np.float64))
 
 
 def softmax_forward(x: np.ndarray) -> np.ndarray:
