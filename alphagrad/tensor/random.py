@@ -23,9 +23,10 @@ def generator() -> np.random.Generator:
     return _generator
 
 
-def get_rng_state() -> dict[str, Any]:
-    """The generator's full state, as plain data (big integers as decimal strings)."""
-    state = _generator.bit_generator.state
+def get_rng_state(gen: np.random.Generator | None = None) -> dict[str, Any]:
+    """The full state of ``gen`` (default: the library generator), as plain data (big integers
+    as decimal strings, so any file format can hold it)."""
+    state = (gen or _generator).bit_generator.state
     return {
         "bit_generator": state["bit_generator"],
         "state": {k: str(v) for k, v in state["state"].items()},
@@ -34,11 +35,13 @@ def get_rng_state() -> dict[str, Any]:
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore a state from ``get_rng_state``; later draws repeat exactly."""
-    if state.get("bit_generator") != "PCG64":
-        raise ValueError(f"set_rng_state: expected a PCG64 state, got {state.get('bit_generator')!r}")
-    _generator.bit_generator.state = {
+def set_rng_state(state: dict[str, Any], gen: np.random.Generator | None = None) -> None:
+    """Restore into ``gen`` (default: the library generator) a state from ``get_rng_state``;
+    later draws repeat exactly."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        found = state.get("bit_generator") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"set_rng_state: expected a PCG64 state, got {found!r}")
+    (gen or _generator).bit_generator.state = {
         "bit_generator": "PCG64",
         "state": {k: int(v) for k, v in state["state"].items()},
         "has_uint32": int(state["has_uint32"]),

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from alphagrad.tensor.random import get_rng_state, set_rng_state
 from alphagrad.train.atomic import atomic_write_text, atomic_writer
 
 MAGIC = b"AGTOKENS"
@@ -372,21 +373,13 @@ class BatchSampler:
 
     def state_dict(self) -> dict:
         """Plain data (big integers as strings) from which ``load_state_dict`` resumes exactly."""
-        state = self._rng.bit_generator.state
         return {"seed": self.seed, "batches_drawn": self.batches_drawn,
-                "rng": {"bit_generator": state["bit_generator"],
-                        "state": {k: str(v) for k, v in state["state"].items()},
-                        "has_uint32": int(state["has_uint32"]),
-                        "uinteger": int(state["uinteger"])}}
+                "rng": get_rng_state(self._rng)}
 
     def load_state_dict(self, state: dict) -> None:
         try:
-            rng = state["rng"]
-            restored = {"bit_generator": rng["bit_generator"],
-                        "state": {k: int(v) for k, v in rng["state"].items()},
-                        "has_uint32": int(rng["has_uint32"]), "uinteger": int(rng["uinteger"])}
             generator = np.random.Generator(np.random.PCG64())
-            generator.bit_generator.state = restored
+            set_rng_state(state["rng"], generator)
             batches_drawn = int(state["batches_drawn"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"BatchSampler.load_state_dict: not a sampler state ({e!r})") from None
