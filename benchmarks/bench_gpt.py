@@ -11,6 +11,10 @@ after a warm-up, and each figure is the median over repeats. MFU counts 6·N FLO
 plus attention, against the peak of a large float32 matrix product measured here at the same
 thread count. Peak RSS is measured for each side in a subprocess of its own.
 
+The table names the OpenBLAS kernels NumPy runs: an ``OPENBLAS_CORETYPE`` in the environment
+pins them (a machine may set it for old OpenBLAS builds), so to measure this CPU's own kernels
+run ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gpt.py``.
+
 Unless ``--malloc-default`` is given, the process keeps freed memory for reuse (glibc's mmap and
 trim thresholds raised with ``mallopt``), for both sides alike: with glibc's defaults every
 large activation is a fresh mmap whose pages fault in zeroed, which costs more than some kernels.
@@ -188,6 +192,21 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
+def blas_core() -> str:
+    """OpenBLAS's kernel family in use (Haswell, SkylakeX, ...), read from the loaded library."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename"):
+            getter = getattr(lib, name, None)
+            if getter is not None:
+                getter.restype = ctypes.c_char_p
+                return getter().decode()
+    return "unknown"
+
+
 def set_threads(n: int, with_torch: bool) -> None:
     ag.set_num_threads(n)
     if with_torch:
@@ -290,7 +309,8 @@ def bench_config(name: str, threads: int, peak: float, with_torch: bool,
 
 def print_table(results: list[dict], peak: float, threads: int, with_torch: bool,
                 malloc_default: bool) -> None:
-    print(f"\nthreads {threads}, float32 GEMM peak {peak / 1e9:.1f} GFLOP/s, freed memory "
+    print(f"\nthreads {threads}, OpenBLAS {blas_core()} kernels, "
+          f"float32 GEMM peak {peak / 1e9:.1f} GFLOP/s, freed memory "
           + ("returned to the OS" if malloc_default else "kept for reuse")
           + ("" if with_torch else " (torch not installed: alphagrad only)"))
     head = f"{'config':<12} {'side':<10} {'train tok/s':>12} {'fwd tok/s':>12} {'MFU':>6} " \
