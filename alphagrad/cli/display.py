@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -66,7 +67,8 @@ class TrainingStatus:
         kind = record.get("kind")
         if kind == "step":
             text = self.status(record)
-            if self.tty:
+            if self.tty:  # cut to the terminal's width: a wrapped line cannot be rewritten
+                text = text[:shutil.get_terminal_size().columns - 1]
                 click.echo("\r" + text.ljust(self._shown), nl=False)
                 self._shown = len(text)
             elif record["step"] % self.log_interval == 0 or record["step"] == 1:

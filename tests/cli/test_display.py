@@ -88,7 +88,8 @@ def test_status_without_a_terminal_prints_one_line_per_log_interval(capsys):
     assert len(lines) == 4
 
 
-def test_status_on_a_terminal_rewrites_one_line(capsys):
+def test_status_on_a_terminal_rewrites_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     status = TrainingStatus(max_iters=3, log_interval=100, tty=True)
     status(_step(1, loss=3.0))
     status(_step(2, loss=2.5))
@@ -97,3 +98,10 @@ def test_status_on_a_terminal_rewrites_one_line(capsys):
     first, second = status.status(_step(1, loss=3.0)), status.status(_step(2, loss=2.5))
     assert out == ("\r" + first + "\r" + second + "\r" + " " * len(second) + "\r"
                    + "  saved run/ckpt (best so far)\n")
+
+
+def test_status_on_a_narrow_terminal_is_cut_to_fit(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "30")
+    status = TrainingStatus(max_iters=3, log_interval=100, tty=True)
+    status(_step(1))
+    assert capsys.readouterr().out == "\r" + status.status(_step(1))[:29]
