@@ -136,7 +136,7 @@ def compare(first: str, second: str, runs_root: Path) -> None:
         chart = line_chart({f"{a['name']} val loss": series(db, a, "eval", "val_loss"),
                             f"{b['name']} val loss": series(db, b, "eval", "val_loss")})
     keys = sorted(set(a["config"]) | set(b["config"]))
-    differ = [[k, cell(a["config"].get(k)), cell(b["config"].get(k))] for k in keys
+    differ = [[k, str(a["config"].get(k)), str(b["config"].get(k))] for k in keys
               if a["config"].get(k) != b["config"].get(k)]
     rows = [[k, cell(summaries[0][k]), cell(summaries[1][k])] for k in summaries[0]]
     click.echo(table(["", a["name"], b["name"]], rows + differ))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from alphagrad.cli.display import table
+from alphagrad.cli.display import count, table
 from alphagrad.cli.errors import UserError
 from alphagrad.cli.options import progress_bars, threads_option
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load
@@ -145,6 +145,6 @@ def stats(file: Path, corpus: tuple[Path, ...], fraction: float) -> None:
     rows = [[key, value] for key, value in measured.items()]
     if "coverage" not in measured:  # byte-level BPE encodes any text without <unk>
         rows += [["coverage", 1.0], ["oov_rate", 0.0]]
-    click.echo(f"{tok.kind} tokenizer, {tok.vocab_size} ids, on {len(text.encode()) / 1e6:.2f} "
-               f"MB held out")
+    click.echo(f"{tok.kind} tokenizer, {tok.vocab_size} ids, on {count(len(text.encode()))} "
+               "bytes held out")
     click.echo(table(["metric", "value"], rows))

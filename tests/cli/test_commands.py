@@ -124,7 +124,7 @@ def test_runs_list_show_compare_and_sync(trained, data_dir):
     assert "step-00000006.ckpt (best)" in shown and "max_iters=6" in shown
 
     compared = run_cli("runs", "compare", "first", "second", "--runs-root", root).stdout
-    assert any(line.split() == ["learning_rate", "0.0030", "0.0010"]
+    assert any(line.split() == ["learning_rate", "0.003", "0.001"]
                for line in compared.splitlines())
     assert any(line.split() == ["step", "6", "3"] for line in compared.splitlines())
 
