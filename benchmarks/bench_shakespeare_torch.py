@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -129,16 +130,16 @@ def train_torch(config: TrainConfig, final_eval_iters: int) -> dict[str, Any]:
         x, y = sampler.next()
         _, loss = model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, c.grad_clip or math.inf)  # 0: no clipping
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss = loss.item()
+        loss_value = loss.item()
         seconds = time.perf_counter() - tick
         step_seconds += seconds
         done = step + 1
-        example.print_progress({"kind": "step", "step": done, "loss": loss, "lr": lr,
-                        "tokens_per_sec": c.batch_size * c.block_size / seconds,
-                        "eta_seconds": step_seconds / done * (c.max_iters - done)})
+        example.print_progress({"kind": "step", "step": done, "loss": loss_value, "lr": lr,
+                                "tokens_per_sec": c.batch_size * c.block_size / seconds,
+                                "eta_seconds": step_seconds / done * (c.max_iters - done)})
         if done % c.eval_interval == 0 or done == c.max_iters:
             evals.append({"kind": "eval", "step": done, **losses()})
             example.print_progress(evals[-1])
