@@ -9,7 +9,7 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=None)
-def peak_flops(num_threads: int, n: int = 1024, repeats: int = 10) -> float:
+def peak_flops(num_threads: int, n: int = 1024, repeats: int = 20) -> float:
     """Float32 FLOP/s of the best of ``repeats`` n×n GEMMs at the current thread count.
 
     Measured once per thread count and kept: the denominator of MFU.

@@ -285,9 +285,9 @@ class Trainer:
         final = {"step": self.step, "tokens_seen": self.tokens_seen,
                  "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
                  "status": status}
-        self.run.finish(status, final_metrics=final,
-                        train_seconds=round(time.perf_counter() - started, 3))
-        self.db.finish_run(self.run, status, final)
+        manifest = self.run.finish(status, final_metrics=final,
+                                   train_seconds=round(time.perf_counter() - started, 3))
+        self.db.finish_run(self.run, status, final, finished=manifest["finished"])
         return final
 
 
