@@ -22,7 +22,7 @@ from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
 from alphagrad.train import CheckpointManager, TokenDataset, evaluate, load_checkpoint
 from alphagrad.train.checkpoint import save_checkpoint
-from alphagrad.train.sample import load_model, sample
+from alphagrad.train.sampling import load_model, sample
 from alphagrad.train.trainer import TIED
 
 existing = click.Path(exists=True, path_type=Path)

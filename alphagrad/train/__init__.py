@@ -9,11 +9,12 @@ from alphagrad.train.evaluate import evaluate
 from alphagrad.train.presets import PRESETS, Preset, get_preset
 from alphagrad.train.run import RunDir, new_run_path
 from alphagrad.train.rundb import RunDB
+from alphagrad.train.sampling import load_model, sample
 from alphagrad.train.trainer import Trainer, TrainingDiverged, train
 
 __all__ = [
     "BatchSampler", "Checkpoint", "CheckpointError", "CheckpointManager", "PRESETS", "Preset", "RunDB",
     "RunDir", "TokenDataset", "TrainConfig", "Trainer", "TrainingDiverged", "checkpoint_info", "evaluate",
-    "get_preset", "iter_eval_batches", "load_checkpoint", "new_run_path", "prepare", "save_checkpoint",
-    "train", "write_token_file",
+    "get_preset", "iter_eval_batches", "load_checkpoint", "load_model", "new_run_path", "prepare",
+    "sample", "save_checkpoint", "train", "write_token_file",
 ]

@@ -35,7 +35,7 @@ from alphagrad.train.mfu import peak_flops
 from alphagrad.train.presets import PRESETS
 from alphagrad.train.run import RunDir, new_run_path
 from alphagrad.train.rundb import RunDB
-from alphagrad.train.sample import sample
+from alphagrad.train.sampling import sample
 
 Callback = Callable[[dict[str, Any]], None]
 TIED = {"lm_head.weight": "transformer.wte.weight"}

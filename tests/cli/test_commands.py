@@ -15,7 +15,7 @@ from alphagrad.nn import GPT
 from alphagrad.nn.safetensors import load_safetensors
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, load
 from alphagrad.train import TokenDataset, evaluate, load_checkpoint, prepare
-from alphagrad.train.sample import load_model, sample
+from alphagrad.train.sampling import load_model, sample
 
 # ---- tokenizer, prepare -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from alphagrad.tokenizers import BPETokenizer, CharTokenizer
 from alphagrad.train.checkpoint import CheckpointError, save_checkpoint
 from alphagrad.train.data import TokenDataset, iter_eval_batches, write_token_file
 from alphagrad.train.evaluate import evaluate
-from alphagrad.train.sample import load_model, sample
+from alphagrad.train.sampling import load_model, sample
 
 TEXT = "héllo wörld — naïve café ☕ 日本語 " * 20
 
