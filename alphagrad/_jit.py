@@ -8,7 +8,7 @@ Kernels are cached on disk (``cache=True``) and compiled lazily on first call, s
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numba
 

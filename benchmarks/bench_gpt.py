@@ -38,6 +38,7 @@ import numpy as np
 
 import alphagrad as ag
 from alphagrad import nn
+from alphagrad.tensor.memory import keep_freed_memory
 
 CONFIGS = {  # name: (vocab, block T, layers, heads, n_embd, batch)
     "tiny": (65, 64, 2, 4, 64, 16),
@@ -182,14 +183,6 @@ class TorchSide:
             return self.model(self.x, self.y)[1].item()
 
 
-def keep_freed_memory() -> bool:
-    """Stop glibc from returning large freed buffers to the OS (see the module docstring)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def blas_core() -> str:

@@ -23,14 +23,13 @@ cores from whatever runs next, the other side's kernels included.)
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import statistics
 import time
 
 import numpy as np
 
-from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor import get_num_threads, keep_freed_memory, set_num_threads
 from alphagrad.tensor import kernels as K
 from alphagrad.tensor.kernels import adamw, cross_entropy, embedding, gelu, layernorm, softmax
 from alphagrad.tensor.kernels import reference as R
@@ -203,14 +202,6 @@ def first_calls() -> list[str]:
     return lines
 
 
-def keep_freed_memory() -> bool:
-    """Stop glibc from returning big freed buffers to the OS (see the module docstring)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def call_seconds(fn, calls: int) -> list[float]:

@@ -2,11 +2,21 @@
 
 from alphagrad.autograd import functional
 from alphagrad.autograd.creation import (
-    arange, from_numpy, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like,
+    arange,
+    from_numpy,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
 )
 from alphagrad.autograd.function import Function
-from alphagrad.autograd.gradcheck import gradcheck
 from alphagrad.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad
+from alphagrad.autograd.gradcheck import gradcheck
 from alphagrad.autograd.tensor import Tensor
 
 __all__ = [

@@ -32,11 +32,11 @@ class Function:
     freed: bool = False
 
     @staticmethod
-    def forward(ctx: "Function", *arrays: Any, **kwargs: Any) -> np.ndarray:
+    def forward(ctx: Function, *arrays: Any, **kwargs: Any) -> np.ndarray:
         raise NotImplementedError
 
     @staticmethod
-    def backward(ctx: "Function", grad: np.ndarray) -> tuple:
+    def backward(ctx: Function, grad: np.ndarray) -> tuple:
         raise NotImplementedError
 
     @classmethod
@@ -70,4 +70,4 @@ class Function:
         return f"<{type(self).__name__}Backward>"
 
 
-from alphagrad.autograd.tensor import Tensor  # noqa: E402  (Tensor imports this module first)
+from alphagrad.autograd.tensor import Tensor

@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from alphagrad.tensor.dtypes import get_default_dtype, is_float
 class Tensor:
     """A multi-dimensional array that can record the operations applied to it for ``backward()``."""
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = ("__weakref__", "_ctx", "_requires_grad", "_retains_grad", "data", "grad")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
@@ -31,7 +32,7 @@ class Tensor:
         self.requires_grad = requires_grad
 
     @classmethod
-    def _wrap(cls, array: np.ndarray, requires_grad: bool) -> "Tensor":
+    def _wrap(cls, array: np.ndarray, requires_grad: bool) -> Tensor:
         """Fast path for ops: take ``array`` as it is."""
         t = object.__new__(Tensor)
         t.data, t.grad, t._ctx, t._retains_grad, t._requires_grad = array, None, None, False, requires_grad
@@ -50,7 +51,7 @@ class Tensor:
             )
         self._requires_grad = bool(value)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         self.requires_grad = requires_grad
         return self
 
@@ -66,11 +67,11 @@ class Tensor:
         """Keep ``.grad`` on this non-leaf tensor after ``backward()``."""
         self._retains_grad = True
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data, False)
 
-    def backward(self, gradient: "Tensor | np.ndarray | None" = None, retain_graph: bool = False) -> None:
+    def backward(self, gradient: Tensor | np.ndarray | None = None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into ``.grad`` of every leaf it depends on."""
         from alphagrad.autograd.engine import run_backward
 

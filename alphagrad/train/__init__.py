@@ -1,10 +1,21 @@
 """Training: token data files, the training loop, checkpoints, evaluation, sampling, run records."""
 
 from alphagrad.train.checkpoint import (
-    Checkpoint, CheckpointError, CheckpointManager, checkpoint_info, load_checkpoint, save_checkpoint,
+    Checkpoint,
+    CheckpointError,
+    CheckpointManager,
+    checkpoint_info,
+    load_checkpoint,
+    save_checkpoint,
 )
 from alphagrad.train.config import TrainConfig
-from alphagrad.train.data import BatchSampler, TokenDataset, iter_eval_batches, prepare, write_token_file
+from alphagrad.train.data import (
+    BatchSampler,
+    TokenDataset,
+    iter_eval_batches,
+    prepare,
+    write_token_file,
+)
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.presets import PRESETS, Preset, get_preset
 from alphagrad.train.run import RunDir, new_run_path
@@ -13,8 +24,28 @@ from alphagrad.train.sampling import load_model, sample
 from alphagrad.train.trainer import Trainer, TrainingDiverged, train
 
 __all__ = [
-    "BatchSampler", "Checkpoint", "CheckpointError", "CheckpointManager", "PRESETS", "Preset", "RunDB",
-    "RunDir", "TokenDataset", "TrainConfig", "Trainer", "TrainingDiverged", "checkpoint_info", "evaluate",
-    "get_preset", "iter_eval_batches", "load_checkpoint", "load_model", "new_run_path", "prepare",
-    "sample", "save_checkpoint", "train", "write_token_file",
+    "PRESETS",
+    "BatchSampler",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointManager",
+    "Preset",
+    "RunDB",
+    "RunDir",
+    "TokenDataset",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "checkpoint_info",
+    "evaluate",
+    "get_preset",
+    "iter_eval_batches",
+    "load_checkpoint",
+    "load_model",
+    "new_run_path",
+    "prepare",
+    "sample",
+    "save_checkpoint",
+    "train",
+    "write_token_file",
 ]

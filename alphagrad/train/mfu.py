@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def peak_flops(num_threads: int, n: int = 1024, repeats: int = 20) -> float:
     """Float32 FLOP/s of the best of ``repeats`` n×n GEMMs at the current thread count.
 

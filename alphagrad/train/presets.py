@@ -25,23 +25,23 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "char-tiny", "character-level, 2 layers × 64 wide: trains in about a minute on 2 cores",
             "char", None, 2_000_000,
-            dict(n_layer=2, n_head=4, n_embd=64, block_size=64, batch_size=16, max_iters=600,
-                 learning_rate=2e-3, min_lr=2e-4, warmup_iters=50, eval_interval=200, eval_iters=10,
-                 log_interval=20, dropout=0.0),
+            {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "batch_size": 16, "max_iters": 600,
+                 "learning_rate": 2e-3, "min_lr": 2e-4, "warmup_iters": 50, "eval_interval": 200, "eval_iters": 10,
+                 "log_interval": 20, "dropout": 0.0},
         ),
         Preset(
             "char-small", "character-level, nanoGPT's CPU recipe (4 layers × 128 wide, block 64)",
             "char", None, 8_000_000,
-            dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
-                 learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250, eval_iters=20,
-                 dropout=0.0),
+            {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12, "max_iters": 2000,
+                 "learning_rate": 1e-3, "min_lr": 1e-4, "warmup_iters": 100, "eval_interval": 250, "eval_iters": 20,
+                 "dropout": 0.0},
         ),
         Preset(
             "bpe-small", "byte-level BPE (vocab 4096), 4 layers × 128 wide, block 128",
             "bpe", 4096, 16_000_000,
-            dict(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, max_iters=2000,
-                 learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250, eval_iters=20,
-                 dropout=0.0),
+            {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "batch_size": 16, "max_iters": 2000,
+                 "learning_rate": 1e-3, "min_lr": 1e-4, "warmup_iters": 100, "eval_interval": 250, "eval_iters": 20,
+                 "dropout": 0.0},
         ),
     )
 }

@@ -16,15 +16,15 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 from alphagrad.autograd.creation import from_numpy
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.nn.optim.schedules import warmup_cosine
 from alphagrad.nn.utils import clip_grad_norm_
+from alphagrad.tensor.memory import keep_freed_memory
 from alphagrad.tensor.random import get_rng_state, manual_seed, set_rng_state
 from alphagrad.tensor.threads import get_num_threads, set_num_threads
 from alphagrad.train.checkpoint import Checkpoint, load_checkpoint
@@ -82,6 +82,7 @@ class Trainer:
         self.bytes_per_token = stats.get("val_bytes", 0) / max(stats.get("val_tokens", 0), 1) or None
         if config.num_threads:
             set_num_threads(config.num_threads)
+        keep_freed_memory()  # each step reuses the last step's buffers instead of page-faulting
         manual_seed(config.seed)
         self.model = GPT(model_config(config, self.train_data.vocab_size))
         if config.dtype == "float64":

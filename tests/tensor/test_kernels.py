@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor import kernels as K
-from alphagrad.tensor.kernels import cross_entropy, embedding, softmax
+from alphagrad.tensor.kernels import adamw, cross_entropy, embedding, gelu, layernorm, softmax
 from alphagrad.tensor.kernels import reference as R
 from alphagrad.tensor.kernels._exp import fast_exp
 
@@ -22,7 +22,7 @@ ROW_SHAPES = [(1, 1), (1, 7), (5, 1), (3, 65), (2, 3, 5), (4, 2, 33)]
 def threads(request, monkeypatch):
     """Small inputs normally take the serial twins; the parallel runs force the prange kernels."""
     if request.param != "serial":
-        for module in (softmax, cross_entropy, embedding):
+        for module in (softmax, cross_entropy, embedding, layernorm, gelu, adamw):
             monkeypatch.setattr(module, "PARALLEL_MIN_SIZE", 0)
     before = get_num_threads()
     set_num_threads(numba.config.NUMBA_NUM_THREADS if request.param.endswith("allthreads") else 1)
@@ -273,7 +273,7 @@ def test_backward_kernels_match_finite_differences():
     rng = np.random.default_rng(6)
     x, dout = rng.standard_normal((2, 5)) * 2, rng.standard_normal((2, 5))
     for approximate in ("tanh", "none"):
-        fd = numeric_grad(lambda: np.sum(R.gelu_forward(x, approximate) * dout), x)
+        fd = numeric_grad(lambda a=approximate: np.sum(R.gelu_forward(x, a) * dout), x)
         np.testing.assert_allclose(K.gelu_backward(x, dout, approximate=approximate), fd,
                                    rtol=1e-6, atol=1e-8)
 

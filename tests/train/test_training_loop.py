@@ -35,9 +35,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def _config(data_dir: Path, out_dir: Path, **changes) -> TrainConfig:
-    base = dict(data_dir=str(data_dir), out_dir=str(out_dir), n_layer=1, n_head=2, n_embd=16,
-                block_size=16, batch_size=4, max_iters=8, eval_interval=4, eval_iters=2,
-                log_interval=1, warmup_iters=2, dropout=0.1, learning_rate=3e-3, min_lr=3e-4)
+    base = {"data_dir": str(data_dir), "out_dir": str(out_dir), "n_layer": 1, "n_head": 2, "n_embd": 16,
+                "block_size": 16, "batch_size": 4, "max_iters": 8, "eval_interval": 4, "eval_iters": 2,
+                "log_interval": 1, "warmup_iters": 2, "dropout": 0.1, "learning_rate": 3e-3, "min_lr": 3e-4}
     return TrainConfig(**(base | changes))
 
 
@@ -140,7 +140,7 @@ def test_resume_after_sigkill_is_bit_exact(data_dir, tmp_path):
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    latest = sorted(checkpoints.glob("step-*.ckpt"))[-1]  # wherever the kill landed
+    latest = max(checkpoints.glob("step-*.ckpt"))  # wherever the kill landed
     start = checkpoint_info(latest)["train_state"]["step"]
     assert start % 3 == 0 and start > 0
     resumed = Trainer.resume(tmp_path / "killed", max_iters=start + 3)

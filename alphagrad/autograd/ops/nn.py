@@ -128,7 +128,7 @@ class FusedSelfAttention(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        B, T, C3 = ctx.qkv.shape
+        B, T, _ = ctx.qkv.shape
         dout = grad.reshape(B, T, ctx.n_head, -1).transpose(0, 2, 1, 3)
         dqkv = np.empty_like(ctx.qkv)
         dq, dk, dv = _split_heads(dqkv, ctx.n_head)

@@ -9,6 +9,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
 
 
 @kernel(parallel=True)
@@ -22,6 +23,9 @@ def _adamw_step(param, grad, exp_avg, exp_avg_sq, decay, beta1, beta2, step_size
         exp_avg[i] = m
         exp_avg_sq[i] = v
         param[i] = param[i] * decay - step_size * (m / (math.sqrt(v) / sqrt_bc2 + eps))
+
+
+_adamw_step_serial = serial_twin(_adamw_step)
 
 
 def adamw_step(
@@ -51,7 +55,8 @@ def adamw_step(
     if not (isinstance(step, (int, np.integer)) and step >= 1):
         raise ValueError(f"{op}: step counts from 1, got {step!r}")
     t = dtype.type
-    _adamw_step(
+    run = _adamw_step if param.size >= PARALLEL_MIN_SIZE else _adamw_step_serial
+    run(
         param, grad, exp_avg, exp_avg_sq, t(1.0 - lr * weight_decay), t(beta1), t(beta2),
         t(lr / (1.0 - beta1**step)), t(math.sqrt(1.0 - beta2**step)), t(eps),
     )

@@ -9,6 +9,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, rows, same_shape
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
 from alphagrad.tensor.threads import get_num_threads
 
 
@@ -66,6 +67,10 @@ def _layernorm_backward(dout, x, weight, mean, rstd, P, dx, dweight_parts, dbias
                     dbias_parts[p, j] += dout[i, j]
 
 
+_layernorm_forward_serial = serial_twin(_layernorm_forward)
+_layernorm_backward_serial = serial_twin(_layernorm_backward)
+
+
 def layernorm_forward(
     x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float = 1e-5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,7 +91,8 @@ def layernorm_forward(
     out = np.empty_like(x)
     mean = np.empty(x.shape[:-1], x.dtype)
     rstd = np.empty(x.shape[:-1], x.dtype)
-    _layernorm_forward(
+    run = _layernorm_forward if x.size >= PARALLEL_MIN_SIZE else _layernorm_forward_serial
+    run(
         x2, weight, bias, x.dtype.type(eps), out.reshape(x2.shape), mean.reshape(-1),
         rstd.reshape(-1),
     )
@@ -113,13 +119,14 @@ def layernorm_backward(
     same_shape(op, "mean", mean, x.shape[:-1])
     same_shape(op, "rstd", rstd, x.shape[:-1])
     # One chunk of rows per thread: every thread is busy and the partial sums stay few.
-    parts = max(1, min(x2.shape[0], get_num_threads()))
+    parallel = x.size >= PARALLEL_MIN_SIZE
+    parts = max(1, min(x2.shape[0], get_num_threads())) if parallel else 1
     dweight_parts = dbias_parts = None
     if weight is not None:
         dweight_parts = np.zeros((parts, x2.shape[1]), x.dtype)
         dbias_parts = np.zeros((parts, x2.shape[1]), x.dtype)
     dx = np.empty_like(x)
-    _layernorm_backward(
+    (_layernorm_backward if parallel else _layernorm_backward_serial)(
         dout.reshape(x2.shape), x2, weight, mean.reshape(-1), rstd.reshape(-1), parts,
         dx.reshape(x2.shape), dweight_parts, dbias_parts,
     )
