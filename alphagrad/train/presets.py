@@ -23,11 +23,11 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset(
-            "char-tiny", "character-level, 2 layers × 64 wide: trains in about a minute on 2 cores",
+            "char-tiny", "character-level, 2 layers × 64 wide: trains in a minute or two on 2 cores",
             "char", None, 2_000_000,
-            {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "batch_size": 16, "max_iters": 600,
-                 "learning_rate": 2e-3, "min_lr": 2e-4, "warmup_iters": 50, "eval_interval": 200, "eval_iters": 10,
-                 "log_interval": 20, "dropout": 0.0},
+            {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "batch_size": 32,
+             "max_iters": 3000, "learning_rate": 2e-3, "min_lr": 2e-4, "warmup_iters": 100,
+             "eval_interval": 500, "eval_iters": 20, "log_interval": 50, "dropout": 0.0},
         ),
         Preset(
             "char-small", "character-level, nanoGPT's CPU recipe (4 layers × 128 wide, block 64)",
