@@ -152,6 +152,18 @@ def test_nan_propagates_through_softmax_and_cross_entropy(dtype):
 # layer norm
 
 
+def test_layernorm_float32_rows_far_from_zero():
+    # The one-pass statistics shift each row by its first element; rows whose mean is 1e4 times
+    # their spread must still normalise to float32 accuracy (float64 reference).
+    rng = np.random.default_rng(9)
+    x = (1e4 + rng.standard_normal((64, 384))).astype(np.float32)
+    out, mean, rstd = K.layernorm_forward(x, None, None)
+    ref_out, ref_mean, ref_rstd = R.layernorm_forward(x.astype(np.float64), None, None)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-6)
+    np.testing.assert_allclose(rstd, ref_rstd, rtol=1e-3)
+    np.testing.assert_allclose(out, ref_out, atol=2e-3)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ROW_SHAPES + [(1, 384)])
 @pytest.mark.parametrize("affine", ["weight+bias", "weight", "none"])

@@ -15,19 +15,23 @@ from alphagrad.tensor.threads import get_num_threads
 
 @kernel(parallel=True)
 def _layernorm_forward(x, weight, bias, eps, out, mean, rstd):
-    # x, out: (R, C); weight, bias: (C,) or None; saves mean, rstd: (R,)
+    # x, out: (R, C); weight, bias: (C,) or None; saves mean, rstd: (R,). Mean and variance come
+    # from one pass over the row shifted by its first element (shifting keeps E[d²] − E[d]²
+    # accurate: the shift is within a few standard deviations of the mean), then one pass writes.
     R, C = x.shape
     inv_c = x.dtype.type(1.0 / C)  # dividing by the int C would promote float32 to float64
     for i in prange(R):
-        total = x.dtype.type(0.0)
+        shift = x[i, 0]
+        s1 = x.dtype.type(0.0)
+        s2 = x.dtype.type(0.0)
         for j in range(C):
-            total += x[i, j]
-        m = total * inv_c
-        sq = x.dtype.type(0.0)
-        for j in range(C):
-            d = x[i, j] - m
-            sq += d * d
-        s = x.dtype.type(1.0) / math.sqrt(sq * inv_c + eps)
+            d = x[i, j] - shift
+            s1 += d
+            s2 += d * d
+        d_mean = s1 * inv_c
+        m = shift + d_mean
+        var = max(s2 * inv_c - d_mean * d_mean, x.dtype.type(0.0))
+        s = x.dtype.type(1.0) / math.sqrt(var + eps)
         for j in range(C):
             y = (x[i, j] - m) * s
             if weight is not None:
