@@ -39,6 +39,7 @@ import numpy as np
 import alphagrad as ag
 from alphagrad import nn
 from alphagrad.tensor.memory import keep_freed_memory
+from alphagrad.train.mfu import peak_flops
 
 CONFIGS = {  # name: (vocab, block T, layers, heads, n_embd, batch)
     "tiny": (65, 64, 2, 4, 64, 16),
@@ -140,6 +141,7 @@ def torch_model(config: nn.GPTConfig):
             self.transformer.wte.weight = self.lm_head.weight
 
         def forward(self, idx, targets):
+            idx, targets = torch.as_tensor(idx), torch.as_tensor(targets)  # (B, T), ndarrays too
             pos = torch.arange(idx.shape[1])
             x = self.transformer.wte(idx) + self.transformer.wpe(pos)
             for block in self.transformer.h:
@@ -217,15 +219,6 @@ def torch_available() -> bool:
 
 
 # ----------------------------------------------------------------------------- measurement
-def peak_flops(threads: int, n: int = 2048) -> float:
-    """FLOP/s of the best of a few large float32 matrix products: the machine's practical peak."""
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, a, out=out)
-    best = min(_timed(lambda: np.matmul(a, a, out=out)) for _ in range(5))
-    return 2 * n**3 / best
-
-
 def _timed(fn, count: int = 1) -> float:
     start = time.perf_counter()
     for _ in range(count):
@@ -353,7 +346,7 @@ def main() -> None:
         for name in names:
             profile(name)
         return
-    peak = peak_flops(args.threads)
+    peak = peak_flops(args.threads, n=2048, repeats=5)
     results = []
     for name in names:
         results.append(bench_config(name, args.threads, peak, with_torch, args.malloc_default))

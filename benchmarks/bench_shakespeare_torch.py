@@ -40,62 +40,7 @@ from alphagrad.train.trainer import model_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import train_shakespeare_char as example
-
-
-def torch_gpt(config: ag.nn.GPTConfig):
-    """nanoGPT's model in PyTorch, parameter names included, with the tanh GELU."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    C, NH = config.n_embd, config.n_head
-
-    class Attention(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn = nn.Linear(C, 3 * C, bias=config.bias)
-            self.c_proj = nn.Linear(C, C, bias=config.bias)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2)  # (B, NH, T, hs)
-                       for t in self.c_attn(x).split(C, dim=2))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.ln_2 = (nn.LayerNorm(C, bias=config.bias) for _ in range(2))
-            self.attn = Attention()
-            self.mlp = nn.ModuleDict({"c_fc": nn.Linear(C, 4 * C, bias=config.bias),
-                                      "c_proj": nn.Linear(4 * C, C, bias=config.bias)})
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            h = F.gelu(self.mlp.c_fc(self.ln_2(x)), approximate="tanh")
-            return x + self.mlp.c_proj(h)
-
-    class TorchGPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = nn.ModuleDict({
-                "wte": nn.Embedding(config.vocab_size, C),
-                "wpe": nn.Embedding(config.block_size, C),
-                "h": nn.ModuleList(Block() for _ in range(config.n_layer)),
-                "ln_f": nn.LayerNorm(C, bias=config.bias)})
-            self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
-            self.lm_head.weight = self.transformer.wte.weight  # tied, as GPT-2
-
-        def forward(self, idx, targets):
-            idx, targets = torch.as_tensor(idx), torch.as_tensor(targets)  # (B, T) each
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
-            for block in self.transformer.h:
-                x = block(x)
-            logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
-            return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
-
-    return TorchGPT()
+from bench_gpt import torch_model  # the same PyTorch GPT as the training-step benchmark
 
 
 def train_torch(config: TrainConfig, final_eval_iters: int) -> dict[str, Any]:
@@ -107,7 +52,7 @@ def train_torch(config: TrainConfig, final_eval_iters: int) -> dict[str, Any]:
     train_data, val_data = TokenDataset(data_dir / "train.bin"), TokenDataset(data_dir / "val.bin")
     ag.manual_seed(c.seed)  # as the Trainer does just before it builds the model
     weights = GPT(model_config(c, train_data.vocab_size)).state_dict()
-    model = torch_gpt(model_config(c, train_data.vocab_size))
+    model = torch_model(model_config(c, train_data.vocab_size))
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
     params = list(model.parameters())
     optimizer = torch.optim.AdamW(

@@ -121,7 +121,7 @@ class Trainer:
             raise ValueError(f"{ckpt_path} holds weights only (no training state); it cannot resume")
         config = TrainConfig.from_dict(ckpt.train_state["config"])
         if max_iters is not None:
-            config = config.replace(max_iters=max_iters, lr_decay_iters=config.lr_decay_iters)
+            config = config.replace(max_iters=max_iters)  # the saved, resolved schedule stays
         tokenizer = None
         if ckpt.tokenizer is not None:
             from alphagrad.tokenizers import from_dict
