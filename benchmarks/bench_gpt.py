@@ -87,7 +87,7 @@ class AlphagradSide:
 
 
 def torch_model(config: nn.GPTConfig):
-    """nanoGPT's model in PyTorch, with GPT-2's tanh GELU (as alphagrad's)."""
+    """nanoGPT's model in PyTorch, with the GELU form ``config`` names (as alphagrad's)."""
     import torch
     import torch.nn as tnn
     import torch.nn.functional as TF
@@ -110,7 +110,7 @@ def torch_model(config: nn.GPTConfig):
         def __init__(self):
             super().__init__()
             self.c_fc = tnn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-            self.gelu = tnn.GELU(approximate="tanh")
+            self.gelu = tnn.GELU(approximate=config.gelu_approximate)
             self.c_proj = tnn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
 
         def forward(self, x):

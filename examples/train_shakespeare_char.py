@@ -3,13 +3,14 @@
     python examples/train_shakespeare_char.py --data path/to/tinyshakespeare.txt
     python examples/train_shakespeare_char.py --data input.txt --threads 2 --set max_iters=500
 
-The recipe is nanoGPT's small Shakespeare model with its suggested laptop-CPU settings: 4 layers,
-4 heads, 128 wide, context 64, batch 12, no dropout, no biases (nanoGPT's default); 2000 steps of AdamW (beta2 0.99, weight
-decay 0.1) at learning rate 1e-3 with 100 warm-up steps and a cosine decay to 1e-4; gradients
-clipped at norm 1.0. nanoGPT reports a validation loss of about 1.88 for it. As nanoGPT does,
-the text is cut 90 / 10 into train / validation (here at the nearest line break); the final
-validation loss averages 200 batches (training-time evaluations use 20). A run takes a few
-minutes on two cores; ``--data`` may also be given as the ``ALPHAGRAD_SHAKESPEARE`` variable.
+The recipe is nanoGPT's small Shakespeare model with its suggested laptop-CPU settings: 4 layers, 4
+heads, 128 wide, context 64, batch 12, no dropout, no biases and the exact GELU (nanoGPT's model);
+2000 steps of AdamW (beta2 0.99, weight decay 0.1) at learning rate 1e-3 with 100 warm-up steps and
+a cosine decay to 1e-4; gradients clipped at norm 1.0. nanoGPT reports a validation loss of about
+1.88 for it. As nanoGPT does, the text is cut 90 / 10 into train / validation (here at the nearest
+line break); the final validation loss averages 200 batches (training-time evaluations use 20). A
+run takes a few minutes on two cores; ``--data`` may also be given as the ``ALPHAGRAD_SHAKESPEARE``
+variable.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from alphagrad.tokenizers import CharTokenizer
 from alphagrad.train import TrainConfig, Trainer, evaluate, prepare
 
 RECIPE = TrainConfig(
-    n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False,
+    n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False, gelu_approximate="none",
     batch_size=12, max_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
     beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
     eval_interval=250, eval_iters=20,

@@ -17,7 +17,7 @@ from alphagrad.cli.display import table
 from alphagrad.cli.errors import UserError
 from alphagrad.cli.options import threads_option
 from alphagrad.nn import GPT
-from alphagrad.nn.hf import to_hf
+from alphagrad.nn.hf import HF_ACTIVATION, to_hf
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
 from alphagrad.train import CheckpointManager, TokenDataset, evaluate, load_checkpoint
@@ -134,7 +134,7 @@ def eval_command(checkpoint: Path, data: Path, batches: int | None,
 
 
 def _hf_config(model_config: dict) -> dict:
-    """A Hugging Face GPT-2 config.json for our GPT (tanh GELU: their ``gelu_new``)."""
+    """A Hugging Face GPT-2 config.json for our GPT."""
     if not model_config.get("bias", True):
         raise ValueError("Hugging Face GPT-2 has biases; a model with bias=False cannot be "
                          "exported as hf (use --format safetensors)")
@@ -142,7 +142,8 @@ def _hf_config(model_config: dict) -> dict:
     return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
             "vocab_size": model_config["vocab_size"], "n_positions": block, "n_ctx": block,
             "n_embd": model_config["n_embd"], "n_layer": model_config["n_layer"],
-            "n_head": model_config["n_head"], "activation_function": "gelu_new",
+            "n_head": model_config["n_head"],
+            "activation_function": HF_ACTIVATION[model_config.get("gelu_approximate", "tanh")],
             "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True, "resid_pdrop": 0.0,
             "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 

@@ -31,7 +31,7 @@ from alphagrad.nn.parameter import Parameter
 
 @dataclass
 class GPTConfig:
-    """Model shape: context length, vocabulary, depth, heads, width, dropout, biases."""
+    """Model shape: context length, vocabulary, depth, heads, width, dropout, biases, GELU form."""
 
     block_size: int = 1024
     vocab_size: int = 50304
@@ -40,6 +40,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
+    gelu_approximate: str = "tanh"  # GPT-2's tanh form; "none" is the exact GELU nanoGPT trains
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
@@ -51,6 +52,9 @@ class GPTConfig:
                              f"n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.gelu_approximate not in ("tanh", "none"):
+            raise ValueError("GPTConfig: gelu_approximate must be 'tanh' or 'none', got "
+                             f"{self.gelu_approximate!r}")
 
 
 class CausalSelfAttention(Module):
@@ -94,7 +98,7 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     def __init__(self, config: GPTConfig):
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = GELU(approximate="tanh")  # GPT-2's form, which its weights expect
+        self.gelu = GELU(approximate=config.gelu_approximate)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 

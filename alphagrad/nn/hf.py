@@ -21,6 +21,8 @@ from alphagrad.nn.safetensors import load_safetensors
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 GPT2_HEAD_SIZE = 64  # every GPT-2 size has 64-wide heads
+HF_ACTIVATION = {"tanh": "gelu_new", "none": "gelu"}  # GPTConfig.gelu_approximate -> config.json
+GELU_FORMS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "none"}
 
 
 def _array(value: Any) -> np.ndarray:
@@ -86,4 +88,9 @@ def read_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np
     except KeyError as e:
         raise ValueError(f"from_pretrained: {config_path} lacks {e}; is this a GPT-2 config?") \
             from None
+    activation = hf_config.get("activation_function", "gelu_new")  # GPT-2's default
+    if activation not in GELU_FORMS:
+        raise ValueError(f"from_pretrained: {config_path} asks for activation_function "
+                         f"{activation!r}; alphagrad's GPT has {', '.join(GELU_FORMS)}")
+    config["gelu_approximate"] = GELU_FORMS[activation]
     return config, load_safetensors(weights_path)

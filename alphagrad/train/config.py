@@ -39,6 +39,7 @@ class TrainConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
+    gelu_approximate: str = "tanh"  # "none": the exact GELU (nanoGPT's)
     # data
     data_dir: str | None = None
     out_dir: str | None = None  # None: a new folder under runs/
@@ -146,6 +147,7 @@ class TrainConfig:
             ("grad_clip", 0 <= self.grad_clip < math.inf, "non-negative (0 turns it off)"),
             ("seed", self.seed >= 0, "non-negative"),
             ("dtype", self.dtype in ("float32", "float64"), "'float32' or 'float64'"),
+            ("gelu_approximate", self.gelu_approximate in ("tanh", "none"), "'tanh' or 'none'"),
         ):
             if not ok:
                 errors.append(f"{name} must be {rule}, got {getattr(self, name)!r}")

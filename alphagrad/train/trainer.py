@@ -48,7 +48,7 @@ class TrainingDiverged(RuntimeError):
 def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
     return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
                      n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
-                     bias=config.bias)
+                     bias=config.bias, gelu_approximate=config.gelu_approximate)
 
 
 def _load_tokenizer(data_dir: Path):

@@ -1,6 +1,8 @@
 """The GPT end to end: an independent NumPy GPT (forward and hand-written backward), gradcheck
 in float64, overfitting one batch, state-dict round trips, nanoGPT's names and errors."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -34,11 +36,16 @@ def ln_backward(dout, cache):
     return dx, (dout * xhat).reshape(-1, w.size).sum(0), dout.reshape(-1, w.size).sum(0)
 
 
-def gelu(x):
+def gelu(x, approximate):
+    if approximate == "none":  # x·Φ(x)
+        return x * 0.5 * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
 
-def gelu_grad(x):
+def gelu_grad(x, approximate):
+    if approximate == "none":  # Φ(x) + x·φ(x)
+        return 0.5 * (1 + np.vectorize(math.erf)(x / np.sqrt(2))) \
+            + x * np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi)
     t = np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))
     return 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x**2)
 
@@ -73,7 +80,7 @@ def attention_backward(dout, cache):
     return np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
 
 
-def numpy_gpt(sd, idx, targets, n_layer, n_head):
+def numpy_gpt(sd, idx, targets, n_layer, n_head, approximate="tanh"):
     """Loss and gradients of every state-dict entry, forward and backward written out by hand."""
     p = {k: v.astype(np.float64) for k, v in sd.items()}
     grads = {k: np.zeros_like(v) for k, v in p.items()}
@@ -97,7 +104,7 @@ def numpy_gpt(sd, idx, targets, n_layer, n_head):
         x1 = x + linear(y, h + "attn.c_proj")
         m, c_ln2 = ln_forward(x1, p[h + "ln_2.weight"], p[h + "ln_2.bias"])
         f = linear(m, h + "mlp.c_fc")
-        x = x1 + linear(gelu(f), h + "mlp.c_proj")
+        x = x1 + linear(gelu(f, approximate), h + "mlp.c_proj")
         caches.append((a, c_ln1, y, c_att, m, c_ln2, f))
     xf, c_lnf = ln_forward(x, p["transformer.ln_f.weight"], p["transformer.ln_f.bias"])
     logits = xf @ p["lm_head.weight"].T  # (B, T, V)
@@ -117,8 +124,8 @@ def numpy_gpt(sd, idx, targets, n_layer, n_head):
     for i in reversed(range(n_layer)):
         h = f"transformer.h.{i}."
         a, c_ln1, y, c_att, m, c_ln2, f = caches[i]
-        dg = linear_back(dx, gelu(f), h + "mlp.c_proj")
-        dm = linear_back(dg * gelu_grad(f), m, h + "mlp.c_fc")
+        dg = linear_back(dx, gelu(f, approximate), h + "mlp.c_proj")
+        dm = linear_back(dg * gelu_grad(f, approximate), m, h + "mlp.c_fc")
         dx1, dw, db = ln_backward(dm, c_ln2)
         grads[h + "ln_2.weight"] += dw
         grads[h + "ln_2.bias"] += db
@@ -146,17 +153,19 @@ def one_thread():
 
 
 # ----------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 2e-4)])
-def test_forward_and_backward_match_the_numpy_gpt(dtype, rtol):
+def test_forward_and_backward_match_the_numpy_gpt(dtype, rtol, approximate):
     ag.manual_seed(0)
-    config = nn.GPTConfig(**TINY)
+    config = nn.GPTConfig(**TINY, gelu_approximate=approximate)
     model = nn.GPT(config).to(dtype)
     for p in model.parameters():  # non-trivial biases and norms, so their gradients matter
         p.data += 0.1 * np.random.default_rng(p.numel()).standard_normal(p.shape).astype(dtype)
     idx, targets = batch(config)
     logits, loss = model(idx, targets)
     loss.backward()
-    ref_logits, ref_loss, ref_grads = numpy_gpt(model.state_dict(), idx, targets, 2, 2)
+    ref_logits, ref_loss, ref_grads = numpy_gpt(model.state_dict(), idx, targets, 2, 2,
+                                                approximate)
     np.testing.assert_allclose(logits.data, ref_logits, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(loss.item(), ref_loss, rtol=rtol)
     for name, p in model.named_parameters():
@@ -285,3 +294,5 @@ def test_input_errors():
         model(np.zeros((2, 4), np.int64), np.zeros((2, 3), np.int64))
     with pytest.raises(ValueError, match="not divisible"):
         nn.GPTConfig(n_embd=10, n_head=3)
+    with pytest.raises(ValueError, match="gelu_approximate must be 'tanh' or 'none', got 'erf'"):
+        nn.GPTConfig(gelu_approximate="erf")

@@ -1,5 +1,6 @@
 """safetensors files and Hugging Face GPT-2 weights, on synthetic files made here."""
 
+import dataclasses
 import json
 import struct
 
@@ -130,8 +131,13 @@ def test_from_hf_state_dict_round_trip_infers_config(model):
     np.testing.assert_array_equal(loaded(idx())[0].data, model(idx())[0].data)
 
 
-def test_hf_style_files_without_prefix_head_or_with_mask_buffers(model, tmp_path):
-    """What a Hugging Face folder holds: no ``transformer.`` prefix, no lm_head, mask buffers."""
+@pytest.mark.parametrize("activation, gelu_approximate",
+                         [(None, "tanh"), ("gelu_new", "tanh"), ("gelu", "none")])
+def test_hf_style_files_without_prefix_head_or_with_mask_buffers(model, tmp_path, activation,
+                                                                 gelu_approximate):
+    """What a Hugging Face folder holds: no ``transformer.`` prefix, no lm_head, mask buffers;
+    ``activation_function`` picks the GELU form (GPT-2's tanh form when it is left out)."""
+    model = nn.GPT(dataclasses.replace(model.config, gelu_approximate=gelu_approximate))
     hf = {k.removeprefix("transformer."): v for k, v in model.to_hf_state_dict().items()
           if k != "lm_head.weight"}
     for i in range(2):
@@ -142,9 +148,11 @@ def test_hf_style_files_without_prefix_head_or_with_mask_buffers(model, tmp_path
     nn.save_safetensors(folder / "model.safetensors", hf, {"format": "pt"})
     (folder / "config.json").write_text(json.dumps({
         "model_type": "gpt2", "vocab_size": 17, "n_positions": 8, "n_embd": 64, "n_layer": 2,
-        "n_head": 1, "resid_pdrop": 0.1}))
+        "n_head": 1, "resid_pdrop": 0.1,
+        **({"activation_function": activation} if activation else {})}))
     loaded = nn.GPT.from_pretrained(folder)
     assert loaded.config.dropout == 0.0 and loaded.config.n_head == 1
+    assert loaded.config.gelu_approximate == gelu_approximate
     np.testing.assert_array_equal(loaded(idx())[0].data, model(idx())[0].data)
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
@@ -155,6 +163,11 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 17}))
     nn.save_safetensors(tmp_path / "model.safetensors", {"wte.weight": np.zeros((17, 64))})
     with pytest.raises(ValueError, match="lacks 'n_layer'"):
+        nn.GPT.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "vocab_size": 17, "n_positions": 8, "n_embd": 64, "n_layer": 1, "n_head": 1,
+        "activation_function": "relu"}))
+    with pytest.raises(ValueError, match="activation_function 'relu'"):
         nn.GPT.from_pretrained(tmp_path)
 
 

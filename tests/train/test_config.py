@@ -102,14 +102,16 @@ def test_overrides_parse_by_field_type():
 
 def test_validate_lists_every_problem():
     bad = dataclasses.replace(TrainConfig(), n_embd=130, dropout=1.0, min_lr=0.1, batch_size=0,
-                              beta2=1.0, grad_clip=-1.0, dtype="float16", patience=0)
+                              beta2=1.0, grad_clip=-1.0, dtype="float16", patience=0,
+                              gelu_approximate="exact")
     with pytest.raises(ValueError) as info:
         bad.validate()
     message = str(info.value)
     for part in ("n_embd (130) must be divisible by n_head (4)", "dropout must be in [0, 1)",
                  "min_lr must be in [0, learning_rate]", "batch_size must be positive, got 0",
                  "beta2 must be in [0, 1)", "grad_clip must be non-negative",
-                 "dtype must be 'float32' or 'float64'", "patience must be positive"):
+                 "dtype must be 'float32' or 'float64'", "patience must be positive",
+                 "gelu_approximate must be 'tanh' or 'none'"):
         assert part in message
     with pytest.raises(ValueError, match="learning_rate must be positive"):
         TrainConfig().replace(learning_rate=math.nan)
