@@ -2,7 +2,9 @@
 
 Kernels are cached on disk (``cache=True``) and compiled lazily on first call, so
 ``import alphagrad`` stays fast. Fast-math is on except ``nnan``/``ninf``: masks use
-``-inf`` and must stay exact.
+``-inf`` and must stay exact. Division follows NumPy (``error_model="numpy"``: x/0 is inf or
+nan, not an exception): the zero-divisor check Python's model puts before every ``/`` is a
+branch that stops LLVM from vectorising the loop around it.
 """
 
 from __future__ import annotations
@@ -23,4 +25,5 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 def kernel(parallel: bool = False) -> Callable:
     """Decorator for a private Numba kernel; ``parallel=True`` enables ``prange``."""
-    return numba.njit(cache=True, fastmath=set(FASTMATH), parallel=parallel, nogil=True)
+    return numba.njit(cache=True, fastmath=set(FASTMATH), parallel=parallel, nogil=True,
+                      error_model="numpy")

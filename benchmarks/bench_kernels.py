@@ -26,6 +26,7 @@ import argparse
 import os
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 
@@ -35,27 +36,28 @@ from alphagrad.tensor.kernels import adamw, cross_entropy, embedding, gelu, laye
 from alphagrad.tensor.kernels import reference as R
 
 ROWS_C = [(8192, 384), (4096, 65)]
-CASES = [(name, shape) for name in ("gelu", "softmax", "layernorm", "cross_entropy", "embedding",
-                                     "adamw")
+CASES = [(name, shape) for name in ("gelu", "gelu_exact", "softmax", "layernorm", "cross_entropy",
+                                     "embedding", "adamw")
          for shape in ROWS_C + ([(1024, 50304)] if name == "cross_entropy" else [])]
 VOCAB = {384: 50304, 65: 65}  # embedding tables: GPT-2's vocabulary at C=384, characters at C=65
 ROUND_SECONDS = 0.02  # each side's turn in a round repeats its call for about this long
 
 
-def gelu_case(rng, N, C, torch):
+def gelu_case(rng, N, C, torch, approximate="tanh"):
     x, dout = rng.standard_normal((N, C), dtype=np.float32), rng.standard_normal((N, C), np.float32)
+    form = {"approximate": approximate}
     sides = {
-        "ours": (lambda: K.gelu_forward(x),
-                 lambda: (K.gelu_forward(x), K.gelu_backward(x, dout))),
-        "numpy": (lambda: R.gelu_forward(x),
-                  lambda: (R.gelu_forward(x), R.gelu_backward(x, dout))),
+        "ours": (lambda: K.gelu_forward(x, **form),
+                 lambda: (K.gelu_forward(x, **form), K.gelu_backward(x, dout, **form))),
+        "numpy": (lambda: R.gelu_forward(x, **form),
+                  lambda: (R.gelu_forward(x, **form), R.gelu_backward(x, dout, **form))),
     }
     if torch:
         F = torch.nn.functional
         tx, tdout = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dout)
         sides["torch"] = (
-            no_grad(torch, lambda: F.gelu(tx, approximate="tanh")),
-            lambda: torch.autograd.grad(F.gelu(tx, approximate="tanh"), tx, tdout),
+            no_grad(torch, lambda: F.gelu(tx, **form)),
+            lambda: torch.autograd.grad(F.gelu(tx, **form), tx, tdout),
         )
     return sides
 
@@ -179,9 +181,10 @@ def no_grad(torch, fn):
     return run
 
 
-MAKERS = {"gelu": gelu_case, "softmax": softmax_case, "layernorm": layernorm_case,
+MAKERS = {"gelu": gelu_case, "gelu_exact": partial(gelu_case, approximate="none"),
+          "softmax": softmax_case, "layernorm": layernorm_case,
           "cross_entropy": cross_entropy_case, "embedding": embedding_case, "adamw": adamw_case}
-KERNELS = {"gelu": gelu, "softmax": softmax, "layernorm": layernorm,
+KERNELS = {"gelu": gelu, "gelu_exact": gelu, "softmax": softmax, "layernorm": layernorm,
            "cross_entropy": cross_entropy, "embedding": embedding, "adamw": adamw}
 
 

@@ -4,7 +4,8 @@
 ``approximate="none"`` (exact): x·Φ(x) = 0.5·x·(1 + erf(x/√2)).
 
 The tanh kernels use the identity 0.5·(1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), so the only
-transcendental is ``fast_exp``, which vectorises. Both work elementwise on flat arrays.
+transcendental is ``fast_exp``, which vectorises; the exact ones take Φ from ``normal_cdf``, which
+vectorises too. Both work elementwise on flat arrays.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from numba import prange
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
+from alphagrad.tensor.kernels._normal import normal_cdf
 from alphagrad.tensor.kernels._serial import serial_twin
 
 # GELU spends ~20 flops on each element, so a second thread pays off on far smaller inputs than
@@ -52,21 +54,19 @@ def _gelu_backward(x, dout, dx):
 @kernel(parallel=True)
 def _gelu_erf_forward(x, out):
     # x, out: (n,)
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
     for i in prange(x.size):
         v = x[i]
-        out[i] = 0.5 * v * (1.0 + math.erf(v * inv_sqrt2))
+        out[i] = v * normal_cdf(v)
 
 
 @kernel(parallel=True)
 def _gelu_erf_backward(x, dout, dx):
     # x, dout, dx: (n,); d/dx x·Φ(x) = Φ(x) + x·φ(x)
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
-    inv_sqrt_2pi = 1.0 / math.sqrt(2.0 * math.pi)
+    inv_sqrt_2pi = x.dtype.type(1.0 / math.sqrt(2.0 * math.pi))
+    half = x.dtype.type(0.5)
     for i in prange(x.size):
         v = x[i]
-        cdf = 0.5 * (1.0 + math.erf(v * inv_sqrt2))
-        dx[i] = dout[i] * (cdf + v * inv_sqrt_2pi * math.exp(-0.5 * v * v))
+        dx[i] = dout[i] * (normal_cdf(v) + v * inv_sqrt_2pi * fast_exp(-half * v * v))
 
 
 _PAIRS = {"tanh": (_gelu_forward, _gelu_backward), "none": (_gelu_erf_forward, _gelu_erf_backward)}
