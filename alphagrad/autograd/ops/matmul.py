@@ -44,7 +44,9 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
-        out = x @ weight.T  # (..., out)
+        # One GEMM over all leading axes: NumPy runs a stacked matmul as one GEMM per batch
+        # entry, 1.5-1.7x slower at GPT shapes like (12, 64, 128) @ (128, 384).
+        out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
         if bias is not None:
             out += bias
         return out
