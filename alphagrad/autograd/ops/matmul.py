@@ -17,11 +17,18 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.a, ctx.b = a, b
+        if a.ndim > 2 and b.ndim == 2:  # (..., K) @ (K, N) as one GEMM, see Linear
+            return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[1],))
         return np.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.a, ctx.b
+        if a.ndim > 2 and b.ndim == 2:
+            grad2 = grad.reshape(-1, grad.shape[-1])  # (M, N)
+            da = (grad2 @ b.T).reshape(a.shape) if ctx.needs_grad(0) else None
+            db = a.reshape(-1, a.shape[-1]).T @ grad2 if ctx.needs_grad(1) else None
+            return da, db
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         if b.ndim == 1:  # b first: a 1-D @ 1-D gives a 0-d grad, which becomes (1, 1)
@@ -45,7 +52,8 @@ class Linear(Function):
     def forward(ctx, x, weight, bias):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
         # One GEMM over all leading axes: NumPy runs a stacked matmul as one GEMM per batch
-        # entry, 1.5-1.7x slower at GPT shapes like (12, 64, 128) @ (128, 384).
+        # entry (and a weight gradient as a batch of GEMMs summed afterwards), 1.5-1.7x slower
+        # at GPT shapes like (12, 64, 128) @ (128, 384).
         out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
         if bias is not None:
             out += bias
