@@ -40,6 +40,25 @@ def test_sample_matches_generate_and_streams_the_same_text(tmp_path, make):
     assert "".join(sample(path, prompt, max_new_tokens=30, temperature=1.0, seed=3, stream=True)) == text
 
 
+def test_load_model_keeps_the_gelu_form_and_older_checkpoints_get_gpt2s(tmp_path):
+    tokenizer = CharTokenizer.train(TEXT)
+    ag.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2,
+                          n_embd=8, gelu_approximate="none"))
+    idx = np.asarray([tokenizer.encode("héllo")], dtype=np.int64)
+    older = {k: v for k, v in vars(model.config).items() if k != "gelu_approximate"}
+    logits = {}
+    for form, config in (("none", vars(model.config)), ("tanh", older)):
+        path = tmp_path / f"{form}.ckpt"
+        save_checkpoint(path, model_kind="gpt", model_config=config,
+                        model_state=model.state_dict(), tokenizer=tokenizer.to_dict())
+        loaded, _, _ = load_model(path)
+        assert loaded.config.gelu_approximate == form
+        logits[form] = loaded(idx)[0].data
+    np.testing.assert_array_equal(logits["none"], model(idx)[0].data)
+    assert not np.array_equal(logits["tanh"], logits["none"])
+
+
 def test_load_model_rejects_checkpoints_without_what_is_needed(tmp_path):
     path, _ = _checkpoint(tmp_path, CharTokenizer.train(TEXT), tokenizer_dict=False)
     model, tokenizer, _ = load_model(path)
