@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import as_strided
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
 from alphagrad.tensor.kernels._exp import fast_exp
+from alphagrad.tensor.kernels._serial import serial_twin
 
 # query rows and keys per tile; most inner loops run along the keys, so the tile is a multiple
 # of the SIMD width (64 float32 = four AVX-512 registers)
@@ -21,6 +22,11 @@ BLOCK_Q = 64
 BLOCK_K = 64
 # tiles on the causal diagonal are split into chunks of this many query rows
 DIAGONAL_CHUNK = 16
+# a block of fewer query rows than this skips the tiles (see _attend_rows_directly)
+DIRECT_ROWS = 4
+# below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin: starting the thread pool
+# costs 80-150 µs here, more than a decoding step's attention takes on one core
+PARALLEL_MIN_WORK = 1 << 22
 
 
 @kernel()
@@ -56,32 +62,76 @@ def _matmul_add(acc, a, b, nx, ny, nz):
                 acc[x, y] += az * b[z, y]
 
 
-def _flat(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``a`` as (a 1-d buffer from its first element, its strides in bytes), for ``_view``.
+def _flat(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each array as a 1-d buffer from its first element, and their strides in bytes as one
+    (n, 4) int64 array, for ``_view``.
 
     Numba compiles a kernel once per argument type, and a qkv slice, a transposed buffer and a
     plain array are three types; a 1-d buffer plus strides is one, so each kernel compiles once
-    per dtype (each compile takes seconds).
+    per dtype (each compile takes seconds). Only arrays are passed: Numba types a tuple argument
+    in Python, which cost ~25 µs per (buffer, strides) pair and call.
     """
-    span = 1 + sum((n - 1) * stride for n, stride in zip(a.shape, a.strides)) // a.itemsize
-    return as_strided(a, (span,), (a.itemsize,)), a.strides
+    buffers = [as_strided(a, (1 + sum((n - 1) * st for n, st in zip(a.shape, a.strides))
+                              // a.itemsize,), (a.itemsize,)) for a in arrays]
+    return buffers, np.array([a.strides for a in arrays], np.int64)
 
 
 @kernel()
-def _view(flat, B, NH, T, hs):
+def _view(buffer, strides, B, NH, T, hs):
     # the (B, NH, T, hs) array that _flat took apart
-    return as_strided(flat[0], (B, NH, T, hs), flat[1])
+    return as_strided(buffer, (B, NH, T, hs), (strides[0], strides[1], strides[2], strides[3]))
+
+
+@kernel()
+def _attend_rows_directly(q, k, v, steps, out, lse, b, h, i0, nq, offset, scale):
+    # The few query rows i0.. of head (b, h), e.g. one row when decoding with a KV cache: each
+    # score is a dot product with a key row where it lies and the output sums the value rows the
+    # same way, so no tile is copied or transposed. q, k, v are flat buffers whose last axis is
+    # contiguous, steps[n] the (batch, head, row) strides of q, k, v in elements: indexing 1-d
+    # buffers lets the loops along a row vectorise.
+    hs = out.shape[3]
+    k0, v0 = b * steps[1, 0] + h * steps[1, 1], b * steps[2, 0] + h * steps[2, 1]
+    p = np.empty(i0 + nq + offset, q.dtype)
+    acc = np.empty(hs, q.dtype)
+    for r in range(nq):
+        i = i0 + r
+        q0 = b * steps[0, 0] + h * steps[0, 1] + i * steps[0, 2]
+        q_row = q[q0:q0 + hs]  # slices, so the loops index from 0 and need no wraparound
+        seen = i + offset + 1
+        m = q.dtype.type(-np.inf)
+        for c in range(seen):
+            k_row = k[k0 + c * steps[1, 2]:]
+            dot = q.dtype.type(0)
+            for d in range(hs):
+                dot += q_row[d] * k_row[d]
+            p[c] = dot * scale
+            m = max(m, p[c])
+        total = q.dtype.type(0)
+        for c in range(seen):
+            p[c] = fast_exp(p[c] - m)
+            total += p[c]
+        acc[:] = 0
+        for c in range(seen):
+            v_row, weight = v[v0 + c * steps[2, 2]:], p[c]
+            for d in range(hs):
+                acc[d] += weight * v_row[d]
+        for d in range(hs):
+            out[b, h, i, d] = acc[d] / total
+        lse[b, h, i] = m + np.log(total)
 
 
 @kernel(parallel=True)
-def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k, diagonal_chunk):
+def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k,
+                       diagonal_chunk):
     # q (B, NH, Tq, hs), k, v (B, NH, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq).
     # One task = one block of query rows of one head, walked across its key tiles with an online
     # softmax. Score tiles are (query rows, keys) and each key tile is copied transposed, so the
     # scores run along the keys even for a single query row (decoding).
-    B, NH, Tq, Tk, hs = dims
-    q, out = _view(q, B, NH, Tq, hs), _view(out, B, NH, Tq, hs)
-    k, v = _view(k, B, NH, Tk, hs), _view(v, B, NH, Tk, hs)
+    B, NH, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4]
+    steps = strides[:3] // q.itemsize  # q, k, v strides in elements, for _attend_rows_directly
+    flat_q, flat_k, flat_v = q, k, v
+    q, out = _view(q, strides[0], B, NH, Tq, hs), _view(out, strides[3], B, NH, Tq, hs)
+    k, v = _view(k, strides[1], B, NH, Tk, hs), _view(v, strides[2], B, NH, Tk, hs)
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
     for task in prange(B * NH * n_qblocks):
@@ -89,6 +139,10 @@ def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k, diagona
         h = task // n_qblocks % NH
         i0 = task % n_qblocks * block_q
         nq = min(block_q, Tq - i0)
+        if nq < DIRECT_ROWS:
+            _attend_rows_directly(flat_q, flat_k, flat_v, steps, out, lse, b, h, i0, nq, offset,
+                                  scale)
+            continue
         qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
         kt = np.empty((hs, block_k), q.dtype)
         vb = np.empty((block_k, hs), q.dtype)
@@ -140,18 +194,18 @@ def _attention_forward(dims, q, k, v, out, lse, scale, block_q, block_k, diagona
 
 
 @kernel(parallel=True)
-def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q, block_k,
-                        diagonal_chunk):
+def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q,
+                        block_k, diagonal_chunk):
     # dout, out, q (B, NH, Tq, hs), k, v (B, NH, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
     # dk, dv (B, NH, Tk, hs). One task = one head, which owns its dk, dv.
     # P = exp(q kᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
     # Tiles of P and dS are (query rows, keys); k, v, dk, dv are held transposed, (hs, keys), in
     # key tiles, so four of the five products run along the keys and one along hs.
-    B, NH, Tq, Tk, hs = dims
-    dout, out = _view(dout, B, NH, Tq, hs), _view(out, B, NH, Tq, hs)
-    q, dq = _view(q, B, NH, Tq, hs), _view(dq, B, NH, Tq, hs)
-    k, dk = _view(k, B, NH, Tk, hs), _view(dk, B, NH, Tk, hs)
-    v, dv = _view(v, B, NH, Tk, hs), _view(dv, B, NH, Tk, hs)
+    B, NH, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4]
+    dout, out = _view(dout, strides[0], B, NH, Tq, hs), _view(out, strides[4], B, NH, Tq, hs)
+    q, dq = _view(q, strides[1], B, NH, Tq, hs), _view(dq, strides[5], B, NH, Tq, hs)
+    k, dk = _view(k, strides[2], B, NH, Tk, hs), _view(dk, strides[6], B, NH, Tk, hs)
+    v, dv = _view(v, strides[3], B, NH, Tk, hs), _view(dv, strides[7], B, NH, Tk, hs)
     offset = Tk - Tq
     n_kblocks = (Tk + block_k - 1) // block_k
     for task in prange(B * NH):
@@ -224,6 +278,15 @@ def _attention_backward(dims, dout, q, k, v, out, lse, dq, dk, dv, scale, block_
                 dv[b, h, j, d] = dvt[j // block_k, d, j % block_k]
 
 
+_attention_forward_serial = serial_twin(_attention_forward)
+_attention_backward_serial = serial_twin(_attention_backward)
+
+
+def _work(q: np.ndarray, k: np.ndarray) -> int:
+    B, NH, Tq, hs = q.shape
+    return B * NH * Tq * k.shape[2] * hs
+
+
 def _check_inputs(op: str, **arrays) -> np.dtype:
     """The one float dtype of ``arrays`` (TypeError if they have several or a non-float one)."""
     for key, a in arrays.items():
@@ -261,8 +324,11 @@ def _check_output(op: str, key: str, a, shape: tuple[int, ...], dtype: np.dtype)
 
 
 def _readable(a: np.ndarray) -> np.ndarray:
-    """``a``, or a contiguous copy when a negative stride keeps ``_flat`` from viewing it."""
-    return a if min(a.strides) >= 0 else np.ascontiguousarray(a)
+    """``a``, or a contiguous copy when a negative stride keeps ``_flat`` from viewing it or
+    its last axis is not contiguous (``_attend_rows_directly`` reads rows as they lie)."""
+    if min(a.strides) >= 0 and (a.shape[-1] == 1 or a.strides[-1] == a.itemsize):
+        return a
+    return np.ascontiguousarray(a)
 
 
 def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
@@ -289,8 +355,10 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     out = _check_output(op, "out", out, q.shape, dtype)
     lse = np.empty((B, NH, Tq), dtype)
     q, k, v = _readable(q), _readable(k), _readable(v)
-    _attention_forward((B, NH, Tq, k.shape[2], hs), _flat(q), _flat(k), _flat(v), _flat(out),
-                       lse, dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
+    buffers, strides = _flat(q, k, v, out)
+    run = _attention_forward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_forward_serial
+    run(np.array([B, NH, Tq, k.shape[2], hs], np.int64), strides, *buffers, lse,
+                       dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
     return out, lse
 
 
@@ -314,7 +382,10 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dk = _check_output(op, "dk", dk, k.shape, dtype)
     dv = _check_output(op, "dv", dv, v.shape, dtype)
     dout, q, k, v, out = (_readable(a) for a in (dout, q, k, v, out))
-    _attention_backward((B, NH, Tq, k.shape[2], hs), _flat(dout), _flat(q), _flat(k), _flat(v),
-                        _flat(out), np.ascontiguousarray(lse), _flat(dq), _flat(dk), _flat(dv),
-                        dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
+    (dout_b, q_b, k_b, v_b, out_b, dq_b, dk_b, dv_b), strides = _flat(dout, q, k, v, out, dq, dk,
+                                                                     dv)
+    run = _attention_backward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_backward_serial
+    run(np.array([B, NH, Tq, k.shape[2], hs], np.int64), strides, dout_b, q_b, k_b, v_b, out_b,
+        np.ascontiguousarray(lse), dq_b, dk_b, dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K,
+        DIAGONAL_CHUNK)
     return dq, dk, dv
