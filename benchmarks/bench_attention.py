@@ -5,6 +5,7 @@
 q, k, v are views of one (B, T, 3, NH, hs) float32 buffer, as a GPT's c_attn produces them.
 Sides run interleaved (A B C A B C ...) at the same thread count; the table shows medians in
 milliseconds and the ratios ours/reference and ours/torch (below 1 means ours is faster).
+A second table times one decoding step: a single query row against Tk cached keys and values.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor.kernels import attention, reference
 
 SHAPES = [(16, 4, 64, 16), (32, 4, 128, 32), (8, 6, 256, 64), (2, 12, 256, 64)]  # B, NH, T, hs
+DECODE_SHAPES = [(1, 6, 256, 64), (1, 12, 1024, 64), (4, 12, 1024, 64)]  # B, NH, Tk, hs
 
 
 def qkv_views(rng: np.random.Generator, B: int, NH: int, T: int, hs: int):
@@ -41,8 +43,9 @@ def numpy_reference(q, k, v, dout, scale, backward):
 def torch_side(torch):
     def run(q, k, v, dout, scale, backward):
         with torch.set_grad_enabled(backward):
-            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                                   scale=scale)
+            # one query row sees every key; torch's is_causal would align it with the first
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=q.shape[2] == k.shape[2], scale=scale)
             if backward:
                 torch.autograd.grad(out, (q, k, v), dout)
     return run
@@ -79,34 +82,45 @@ def main() -> None:
     print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats")
     print("\n".join(first_call_seconds()))
 
-    header = f"{'B, NH, T, hs':>16} {'pass':>8} {'ours ms':>9} {'numpy ms':>9} {'ours/np':>8}"
+    header = f"{'pass':>8} {'ours ms':>9} {'numpy ms':>9} {'ours/np':>8}"
     if torch is not None:
         header += f" {'torch ms':>9} {'ours/torch':>10}"
-    print(header)
     rng = np.random.default_rng(0)
+    print(f"{'B, NH, T, hs':>16} {header}")
     for B, NH, T, hs in SHAPES:
         q, k, v = qkv_views(rng, B, NH, T, hs)
         dout = rng.standard_normal((B, NH, T, hs), dtype=np.float32)
-        scale = 1 / hs ** 0.5
         for backward in (False, True):
-            sides = {"ours": (ours, (q, k, v, dout)),
-                     "numpy": (numpy_reference, (q, k, v, dout))}
-            if torch is not None:
-                tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
-                sides["torch"] = (torch_side(torch), (tq, tk, tv, torch.from_numpy(dout)))
-            times = {name: [] for name in sides}
-            for repeat in range(args.repeats + 1):
-                for name, (fn, arrays) in sides.items():
-                    start = time.perf_counter()
-                    fn(*arrays, scale, backward)
-                    if repeat:  # the first round warms caches and compiles
-                        times[name].append(time.perf_counter() - start)
-            ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-            row = (f"{(B, NH, T, hs)!s:>16} {'fwd+bwd' if backward else 'fwd':>8} "
-                   f"{ms['ours']:9.3f} {ms['numpy']:9.3f} {ms['ours'] / ms['numpy']:8.3f}")
-            if torch is not None:
-                row += f" {ms['torch']:9.3f} {ms['ours'] / ms['torch']:10.3f}"
-            print(row)
+            print(f"{(B, NH, T, hs)!s:>16} " + time_sides(torch, (q, k, v, dout), backward,
+                                                         args.repeats))
+    print(f"\ndecoding one row\n{'B, NH, Tk, hs':>16} {header}")
+    for B, NH, Tk, hs in DECODE_SHAPES:
+        cache = rng.standard_normal((2, B, NH, Tk, hs), dtype=np.float32)  # as a KV cache holds them
+        q = rng.standard_normal((B, NH, 1, hs), dtype=np.float32)
+        print(f"{(B, NH, Tk, hs)!s:>16} " + time_sides(torch, (q, cache[0], cache[1], q), False,
+                                                      args.repeats))
+
+
+def time_sides(torch, arrays: tuple, backward: bool, repeats: int) -> str:
+    """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians."""
+    scale = 1 / arrays[0].shape[-1] ** 0.5
+    sides = {"ours": (ours, arrays), "numpy": (numpy_reference, arrays)}
+    if torch is not None:
+        tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in arrays[:3])
+        sides["torch"] = (torch_side(torch), (tq, tk, tv, torch.from_numpy(arrays[3])))
+    times = {name: [] for name in sides}
+    for repeat in range(repeats + 1):
+        for name, (fn, inputs) in sides.items():
+            start = time.perf_counter()
+            fn(*inputs, scale, backward)
+            if repeat:  # the first round warms caches and compiles
+                times[name].append(time.perf_counter() - start)
+    ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    row = (f"{'fwd+bwd' if backward else 'fwd':>8} {ms['ours']:9.3f} {ms['numpy']:9.3f} "
+           f"{ms['ours'] / ms['numpy']:8.3f}")
+    if torch is not None:
+        row += f" {ms['torch']:9.3f} {ms['ours'] / ms['torch']:10.3f}"
+    return row
 
 
 if __name__ == "__main__":
