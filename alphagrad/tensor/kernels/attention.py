@@ -126,7 +126,7 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
     # q (B, NH, Tq, hs), k, v (B, NH, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq).
     # One task = one block of query rows of one head, walked across its key tiles with an online
     # softmax. Score tiles are (query rows, keys) and each key tile is copied transposed, so the
-    # scores run along the keys even for a single query row (decoding).
+    # scores run along the keys. Blocks of fewer than DIRECT_ROWS rows (decoding) skip the tiles.
     B, NH, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4]
     steps = strides[:3] // q.itemsize  # q, k, v strides in elements, for _attend_rows_directly
     flat_q, flat_k, flat_v = q, k, v
