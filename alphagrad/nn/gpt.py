@@ -27,6 +27,7 @@ from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.nn.optim import AdamW
 from alphagrad.nn.parameter import Parameter
+from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
 
 
 @dataclass
@@ -52,9 +53,9 @@ class GPTConfig:
                              f"n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
-        if self.gelu_approximate not in ("tanh", "none"):
-            raise ValueError("GPTConfig: gelu_approximate must be 'tanh' or 'none', got "
-                             f"{self.gelu_approximate!r}")
+        if self.gelu_approximate not in GELU_FORMS:
+            raise ValueError(f"GPTConfig: gelu_approximate must be {' or '.join(map(repr, GELU_FORMS))}"
+                             f", got {self.gelu_approximate!r}")
 
 
 class CausalSelfAttention(Module):

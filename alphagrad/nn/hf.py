@@ -22,7 +22,8 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 GPT2_HEAD_SIZE = 64  # every GPT-2 size has 64-wide heads
 HF_ACTIVATION = {"tanh": "gelu_new", "none": "gelu"}  # GPTConfig.gelu_approximate -> config.json
-GELU_FORMS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "none"}
+GELU_FORMS = {**{hf_name: form for form, hf_name in HF_ACTIVATION.items()},
+              "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}  # and back, with HF's aliases
 
 
 def _array(value: Any) -> np.ndarray:

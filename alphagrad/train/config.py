@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -147,7 +149,8 @@ class TrainConfig:
             ("grad_clip", 0 <= self.grad_clip < math.inf, "non-negative (0 turns it off)"),
             ("seed", self.seed >= 0, "non-negative"),
             ("dtype", self.dtype in ("float32", "float64"), "'float32' or 'float64'"),
-            ("gelu_approximate", self.gelu_approximate in ("tanh", "none"), "'tanh' or 'none'"),
+            ("gelu_approximate", self.gelu_approximate in GELU_FORMS,
+             " or ".join(map(repr, GELU_FORMS))),
         ):
             if not ok:
                 errors.append(f"{name} must be {rule}, got {getattr(self, name)!r}")

@@ -46,9 +46,10 @@ class TrainingDiverged(RuntimeError):
 
 
 def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
-    return GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
-                     n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
-                     bias=config.bias, gelu_approximate=config.gelu_approximate)
+    """The model ``config`` describes: every GPTConfig field is a TrainConfig field of the same
+    name, except the vocabulary, which the data decides."""
+    names = [f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"]
+    return GPTConfig(vocab_size=vocab_size, **{name: getattr(config, name) for name in names})
 
 
 def _load_tokenizer(data_dir: Path):

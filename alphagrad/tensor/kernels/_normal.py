@@ -30,9 +30,13 @@ _ZERO, _HALF, _ONE = np.float32(0.0), np.float32(0.5), np.float32(1.0)
     0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277))
 
 
+def _normal_cdf_libm(x):
+    return 0.5 * math.erfc(-x * _INV_SQRT2)
+
+
 def normal_cdf(x):
     """Φ(x) = P(N(0, 1) <= x); the jitted float32 version is vectorisable (see the module)."""
-    return 0.5 * math.erfc(-x * _INV_SQRT2)
+    return _normal_cdf_libm(x)
 
 
 def _normal_cdf_float32(x):
@@ -51,4 +55,4 @@ def _normal_cdf_float32(x):
 def _normal_cdf_overload(x):
     if x == types.float32:
         return _normal_cdf_float32
-    return lambda x: 0.5 * math.erfc(-x * _INV_SQRT2)
+    return _normal_cdf_libm

@@ -70,6 +70,7 @@ def _gelu_erf_backward(x, dout, dx):
 
 
 _PAIRS = {"tanh": (_gelu_forward, _gelu_backward), "none": (_gelu_erf_forward, _gelu_erf_backward)}
+FORMS = tuple(_PAIRS)  # the values ``approximate`` takes
 _KERNELS = {
     (form, parallel): pair if parallel else tuple(serial_twin(k) for k in pair)
     for form, pair in _PAIRS.items() for parallel in (True, False)
