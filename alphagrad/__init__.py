@@ -10,6 +10,7 @@ import sys
 __version__ = "0.1.0"
 
 from alphagrad import nn, optim
+from alphagrad.nn.serialization import load, save
 from alphagrad.autograd import (
     Tensor,
     arange,
@@ -22,14 +23,36 @@ from alphagrad.autograd import (
     no_grad,
     ones,
     ones_like,
+    inference_mode,
     rand,
+    rand_like,
     randint,
     randn,
+    randn_like,
     tensor,
     zeros,
     zeros_like,
 )
-from alphagrad.autograd.functional import cat, matmul, maximum, minimum, stack, where
+from alphagrad.autograd.functional import (
+    cat,
+    clamp,
+    clamp_max,
+    clamp_min,
+    cos,
+    einsum,
+    gather,
+    matmul,
+    maximum,
+    minimum,
+    norm,
+    sin,
+    sort,
+    stack,
+    topk,
+    tril,
+    triu,
+    where,
+)
 from alphagrad.tensor import (
     get_default_dtype,
     get_num_threads,
@@ -46,9 +69,11 @@ sys.modules[__name__ + ".functional"] = functional  # so `import alphagrad.funct
 float32, float64, int64, bool_ = "float32", "float64", "int64", "bool"
 
 __all__ = [
-    "Tensor", "arange", "bool_", "cat", "enable_grad", "float32", "float64", "from_numpy", "full",
-    "functional", "get_default_dtype", "get_num_threads", "get_rng_state", "gradcheck", "int64",
-    "is_grad_enabled", "keep_freed_memory", "manual_seed", "matmul", "maximum", "minimum", "nn", "no_grad", "ones",
-    "ones_like", "optim", "rand", "randint", "randn", "set_default_dtype", "set_num_threads",
-    "set_rng_state", "stack", "tensor", "where", "zeros", "zeros_like",
+    "Tensor", "arange", "bool_", "cat", "clamp", "clamp_max", "clamp_min", "cos", "einsum",
+    "enable_grad", "float32", "float64", "from_numpy", "full", "functional", "gather",
+    "get_default_dtype", "get_num_threads", "get_rng_state", "gradcheck", "inference_mode", "int64",
+    "is_grad_enabled", "keep_freed_memory", "load", "manual_seed", "matmul", "maximum", "minimum", "nn",
+    "no_grad", "norm", "ones", "ones_like", "optim", "rand", "rand_like", "randint", "randn",
+    "randn_like", "save", "set_default_dtype", "set_num_threads", "set_rng_state", "sin", "sort",
+    "stack", "tensor", "topk", "tril", "triu", "where", "zeros", "zeros_like",
 ]

@@ -76,6 +76,16 @@ def rand(*size, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return Tensor._wrap(data, False).requires_grad_(requires_grad)
 
 
+def randn_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples in ``t``'s shape (and dtype, unless ``dtype`` says otherwise)."""
+    return randn(t.shape, dtype=dtype or (t.dtype if t.dtype.kind == "f" else None), requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) in ``t``'s shape (and dtype, unless ``dtype`` says otherwise)."""
+    return rand(t.shape, dtype=dtype or (t.dtype if t.dtype.kind == "f" else None), requires_grad=requires_grad)
+
+
 def randint(low: int, high: int | None = None, size=(), dtype: Any = None) -> Tensor:
     """Integers in [low, high) (``randint(high, size)`` also works, as in PyTorch)."""
     if high is None:

@@ -143,6 +143,14 @@ def tanh(x: Tensor) -> Tensor:
     return ew.Tanh.apply(x)
 
 
+def sin(x: Tensor) -> Tensor:
+    return ew.Sin.apply(x)
+
+
+def cos(x: Tensor) -> Tensor:
+    return ew.Cos.apply(x)
+
+
 def sigmoid(x: Tensor) -> Tensor:
     return ew.Sigmoid.apply(x)
 
@@ -170,6 +178,14 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
     return ew.Clamp.apply(x, low=min, high=max)
+
+
+def clamp_min(x: Tensor, min) -> Tensor:
+    return clamp(x, min=min)
+
+
+def clamp_max(x: Tensor, max) -> Tensor:
+    return clamp(x, max=max)
 
 
 def maximum(a: Tensor, b: Tensor) -> Tensor:
@@ -246,6 +262,22 @@ def std(x: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False
     return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
 
 
+def norm(x: Tensor, p: float | str = "fro", dim=None, keepdim: bool = False) -> Tensor:
+    """The vector ``p``-norm over ``dim`` (all elements by default; "fro" is the 2-norm), as
+    ``torch.norm``. The 2-norm's gradient at an all-zero input is 0, as in PyTorch."""
+    if p == "fro":
+        p = 2.0
+    if not isinstance(p, Number) or p <= 0:
+        raise ValueError(f"norm: p must be a positive number, inf or 'fro', got {p!r}")
+    if p == math.inf:
+        return amax(abs(x), dim, keepdim)
+    if p == 1:
+        return sum(abs(x), dim, keepdim)
+    if p == 2:
+        return rd.Norm2.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)
+    return pow(sum(pow(abs(x), p), dim, keepdim), 1.0 / p)
+
+
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     out = np.argmax(x.data, axis=dim, keepdims=keepdim if dim is not None else False)
     return Tensor._wrap(np.asarray(out, np.int64), False)
@@ -254,6 +286,85 @@ def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     out = np.argmin(x.data, axis=dim, keepdims=keepdim if dim is not None else False)
     return Tensor._wrap(np.asarray(out, np.int64), False)
+
+
+def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> ValuesIndices:
+    """``(values, indices)`` sorted along ``dim`` (as ``torch.sort``); ties keep their order."""
+    if x.ndim == 0:
+        raise ValueError("sort: the tensor needs at least one dim")
+    axis = _axes(dim, x.ndim)[0]
+    if descending:  # stable: ascending order of the flipped array, flipped back
+        flipped = np.argsort(np.flip(x.data, axis), axis=axis, kind="stable")
+        order = x.shape[axis] - 1 - np.flip(flipped, axis)
+    else:
+        order = np.argsort(x.data, axis=axis, kind="stable")
+    indices = Tensor._wrap(order.astype(np.int64, copy=False), False)
+    return ValuesIndices(gather(x, axis, indices), indices)
+
+
+def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> ValuesIndices:
+    """The ``k`` largest (or smallest) elements along ``dim`` and their indices (as ``torch.topk``)."""
+    if x.ndim == 0:
+        raise ValueError("topk: the tensor needs at least one dim")
+    axis = _axes(dim, x.ndim)[0]
+    if not 0 <= k <= x.shape[axis]:
+        raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {x.shape[axis]} (shape {x.shape})")
+    _, order = sort(x, axis, descending=largest)
+    indices = getitem(order, (slice(None),) * axis + (slice(0, k),))
+    return ValuesIndices(gather(x, axis, indices), indices)
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[i][j] = x[index[i][j]][j]`` for ``dim=0`` and so on (as ``torch.gather``)."""
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must hold integers, got {idx.dtype}")
+    if x.ndim == 0 or idx.ndim != x.ndim or builtins.any(
+            i > n for d, (i, n) in enumerate(zip(idx.shape, x.shape)) if d != dim % x.ndim):
+        raise ValueError(f"gather: index shape {idx.shape} does not fit input shape {x.shape} "
+                         f"(same number of dims, no larger outside dim {dim})")
+    axis = _axes(dim, x.ndim)[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= x.shape[axis]):
+        raise IndexError(f"gather: index {idx.min() if idx.min() < 0 else idx.max()} is out of range "
+                         f"for dim {dim} of size {x.shape[axis]}")
+    if builtins.any(i < n for d, (i, n) in enumerate(zip(idx.shape, x.shape)) if d != axis):
+        x = getitem(x, tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(idx.shape)))
+    return mv.Gather.apply(x, index=idx.astype(np.int64, copy=False), axis=axis)
+
+
+def einsum(equation: str, *operands: Tensor) -> Tensor:
+    """Einstein summation (as ``torch.einsum``): ``einsum("bij,bjk->bik", a, b)``; ``...`` and
+    the implicit output (letters used once, in order) work as in NumPy."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    spec = equation.replace(" ", "")
+    left, arrow, output = spec.partition("->")
+    inputs = left.split(",")
+    if len(inputs) != len(operands):
+        raise ValueError(f"einsum: {equation!r} names {len(inputs)} operands, got {len(operands)}")
+    letters = set(spec) - set(",->.")
+    if not builtins.all(c.isalpha() for c in letters):
+        raise ValueError(f"einsum: subscripts must be letters, got {equation!r}")
+    spare = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in letters)
+    lead = builtins.max([t.ndim - len(s.replace("...", "")) for s, t in zip(inputs, operands) if "..." in s],
+                        default=0)
+    ellipsis = "".join(next(spare) for _ in range(lead))
+    explicit = []
+    for subs, t in zip(inputs, operands):
+        n = t.ndim - len(subs.replace("...", ""))
+        subs = subs.replace("...", ellipsis[lead - n:] if n else "")
+        if len(subs) != t.ndim:
+            raise ValueError(f"einsum: subscripts {subs!r} do not match an operand of shape {t.shape}")
+        explicit.append(subs)
+    if arrow:
+        output = output.replace("...", ellipsis)
+    else:
+        counts = "".join(explicit)
+        output = ellipsis + "".join(sorted(c for c in set(counts) if counts.count(c) == 1 and c not in ellipsis))
+    try:
+        return mm.Einsum.apply(*operands, subscripts=tuple(explicit), output=output)
+    except ValueError as e:
+        raise ValueError(f"einsum: {equation!r} with shapes {[t.shape for t in operands]}: {e}") from None
 
 
 def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
@@ -300,6 +411,17 @@ def expand(x: Tensor, *sizes) -> Tensor:
         if n != 1 and n != shape[lead + i]:
             raise ValueError(f"expand: cannot expand shape {x.shape} to {sizes}")
     return mv.Expand.apply(x, shape=shape)
+
+
+def repeat(x: Tensor, *sizes) -> Tensor:
+    """Tile ``x`` ``sizes[i]`` times along each dim (as ``torch.Tensor.repeat``: NumPy's ``tile``)."""
+    sizes = _size(sizes)
+    if len(sizes) < x.ndim:
+        raise ValueError(f"repeat: {len(sizes)} sizes for a tensor with {x.ndim} dims; give at least one per dim")
+    shape = (1,) * (len(sizes) - x.ndim) + x.shape
+    spread = reshape(x, tuple(n for s in shape for n in (1, s)))  # (1, s0, 1, s1, ...)
+    tiled = expand(spread, tuple(n for r, s in zip(sizes, shape) for n in (r, s)))
+    return reshape(tiled, tuple(r * s for r, s in zip(sizes, shape)))
 
 
 def squeeze(x: Tensor, dim=None) -> Tensor:
@@ -351,6 +473,24 @@ def getitem(x: Tensor, index) -> Tensor:
         return mv.GetItem.apply(x, index=index, advanced=advanced)
     except IndexError as e:
         raise IndexError(f"index into a tensor of shape {x.shape}: {e}") from None
+
+
+def setitem(x: Tensor, index, value) -> None:
+    """``x[index] = value`` in place, for tensors outside the graph (as PyTorch, also a leaf that
+    requires grad inside ``no_grad()``, e.g. to initialise weights)."""
+    from alphagrad.autograd.grad_mode import is_grad_enabled
+
+    if x._ctx is not None or (x.requires_grad and is_grad_enabled()):
+        raise RuntimeError(
+            f"item assignment into a tensor that {'is part of a graph' if x._ctx else 'requires grad'} "
+            "would break its gradient; assign inside `with ag.no_grad():`, or build a new tensor "
+            "(ag.where, masked_fill, cat)"
+        )
+    index = tuple(_index_part(p) for p in (index if isinstance(index, tuple) else (index,)))
+    try:
+        x.data[index] = value.data if isinstance(value, Tensor) else value
+    except (IndexError, ValueError) as e:
+        raise type(e)(f"item assignment into a tensor of shape {x.shape}: {e}") from None
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -489,6 +629,18 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduc
     )
 
 
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or summed, or elementwise) squared error (as ``torch.nn.functional.mse_loss``)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    target = _lift(target, input)
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} differ")
+    diff = sub(input, target)
+    squared = mul(diff, diff)
+    return squared if reduction == "none" else (mean(squared) if reduction == "mean" else sum(squared))
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero elements with probability ``p`` and scale the rest by ``1/(1-p)`` while training."""
     if not 0.0 <= p <= 1.0:
@@ -542,9 +694,39 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
 
 
 # ----------------------------------------------------------------------------- casts and comparisons
-def to(x: Tensor, dtype) -> Tensor:
-    dtype = np.dtype(dtype)
+_DEVICES = ("cpu",)
+
+
+def _device(value) -> bool:
+    """True for a device name (only the CPU is there); an error for an accelerator."""
+    if not isinstance(value, str):
+        return False
+    name = value.split(":")[0]
+    if name in _DEVICES:
+        return True
+    if name in ("cuda", "mps", "xpu", "hip", "meta", "xla"):
+        raise ValueError(f"to: alphagrad runs on the CPU only, there is no {value!r} device")
+    return False
+
+
+def to(x: Tensor, *args, dtype=None, device=None, copy: bool = False) -> Tensor:
+    """A tensor of ``dtype`` (the same tensor if it already is), as ``torch.Tensor.to``:
+    ``x.to("float64")``, ``x.to(other)``, ``x.to("cpu")``, ``x.to(device="cpu", dtype=...)``."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif not _device(arg):
+            dtype = arg
+    if device is not None and not _device(str(device)):
+        raise ValueError(f"to: unknown device {device!r}; alphagrad runs on the CPU ('cpu')")
+    if dtype is None:
+        return clone(x) if copy else x
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"to: {dtype!r} is neither a dtype nor a device") from None
     if dtype == x.dtype:
+        return clone(x) if copy else x
         return x
     if not is_float(dtype) or not x.requires_grad:
         return Tensor._wrap(x.data.astype(dtype), x.requires_grad and is_float(dtype))
@@ -586,11 +768,15 @@ _METHODS = {
     "permute": permute, "transpose": transpose, "expand": expand, "squeeze": squeeze,
     "unsqueeze": unsqueeze, "flatten": flatten, "contiguous": contiguous, "split": split, "chunk": chunk,
     "tril": tril, "triu": triu, "masked_fill": masked_fill, "softmax": softmax, "log_softmax": log_softmax,
-    "to": to, "clone": clone, "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge,
+    "to": to, "clone": clone, "sin": sin, "cos": cos, "clamp_min": clamp_min, "clamp_max": clamp_max,
+    "norm": norm, "sort": sort, "topk": topk, "gather": gather, "repeat": repeat, "__setitem__": setitem, "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge,
 }
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
+Tensor.mT = property(lambda self: transpose(self, -2, -1))
+Tensor.device = property(lambda self: "cpu")
+Tensor.cpu = lambda self: self
 Tensor.float = lambda self: to(self, np.float32)
 Tensor.double = lambda self: to(self, np.float64)
 Tensor.long = lambda self: to(self, np.int64)

@@ -29,10 +29,15 @@ class _SetGradMode:
         _GradMode.enabled = self._previous
 
     def __call__(self, fn: F) -> F:
+        mode = self.mode
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            previous, _GradMode.enabled = _GradMode.enabled, mode
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                _GradMode.enabled = previous
 
         return wrapper  # type: ignore[return-value]
 
@@ -47,3 +52,11 @@ class enable_grad(_SetGradMode):
     """Record again inside a ``no_grad`` block; also a decorator."""
 
     mode = True
+
+
+class inference_mode(_SetGradMode):
+    """``no_grad`` under PyTorch's other name: ``with ag.inference_mode(): ...``; also a decorator.
+    ``inference_mode(False)`` records as usual."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = not mode

@@ -124,8 +124,14 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
 
-    def numpy(self) -> np.ndarray:
-        """The underlying array (shared, not copied)."""
+    def numpy(self, force: bool = False) -> np.ndarray:
+        """The underlying array (shared, not copied). As in PyTorch, a tensor that requires grad
+        must be detached first (``x.detach().numpy()``) or asked with ``force=True``: writes into
+        the array would bypass autograd."""
+        if self._requires_grad and not force:
+            raise RuntimeError(
+                "numpy: this tensor requires grad; call x.detach().numpy() (or x.numpy(force=True))"
+            )
         return self.data
 
     def item(self) -> float | int | bool:

@@ -8,7 +8,7 @@ generation, and weight files (safetensors, Hugging Face GPT-2 names).
 
 from alphagrad.nn import init, optim, utils
 from alphagrad.nn.gpt import GPT, GPTConfig
-from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
+from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Sigmoid, SiLU, Tanh
 from alphagrad.nn.module import Module, ModuleDict, ModuleList, Sequential
 from alphagrad.nn.parameter import Parameter
 from alphagrad.nn.safetensors import load_safetensors, save_safetensors
@@ -25,7 +25,11 @@ __all__ = [
     "ModuleDict",
     "ModuleList",
     "Parameter",
+    "ReLU",
     "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Tanh",
     "init",
     "load_safetensors",
     "optim",

@@ -61,11 +61,15 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
         offset += a.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "wb") as f:  # written beside the target, then renamed: all or nothing
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for name in order:
-            f.write(arrays[name].tobytes())
+            arrays[name].tofile(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, str], int]:

@@ -12,16 +12,17 @@ from alphagrad.autograd.tensor import Tensor
 
 def clip_grad_norm_(
     parameters: Tensor | Iterable[Tensor], max_norm: float, norm_type: float = 2.0
-) -> float:
+) -> Tensor:
     """Scale all gradients in place so their joint ``norm_type`` norm is at most ``max_norm``;
-    return the norm before clipping (as ``torch.nn.utils.clip_grad_norm_``).
+    return the norm before clipping as a 0-d float32 tensor (as ``torch.nn.utils.clip_grad_norm_``;
+    ``float(norm)`` or ``norm.item()`` gives the number).
 
         >>> norm = clip_grad_norm_(model.parameters(), 1.0)
     """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad.data for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return Tensor(0.0)
     norm_type = float(norm_type)
     if norm_type <= 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be > 0 or inf, got {norm_type}")
@@ -35,4 +36,4 @@ def clip_grad_norm_(
     if coef < 1.0:
         for g in grads:
             g *= g.dtype.type(coef)
-    return total
+    return Tensor(np.float32(total) if all(g.dtype == np.float32 for g in grads) else np.float64(total))

@@ -161,7 +161,7 @@ class Trainer:
             total += loss.item()
         loss = total / c.grad_accum_steps
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        grad_norm = float(clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise TrainingDiverged(
                 f"step {self.step}: loss {loss}, gradient norm {grad_norm}; training stopped. The last "

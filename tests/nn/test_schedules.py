@@ -52,19 +52,19 @@ def test_bad_schedules_raise():
         optim.linear(-1, 1.0, 0.1, 10, 100)
 
 
-def test_scheduler_sets_every_group_and_round_trips():
+def test_schedule_functions_are_lambda_lr_factors_and_round_trip():
     a, b = ag.zeros(2, requires_grad=True), ag.zeros(3, requires_grad=True)
     opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 5.0}], lr=1.0)
     fn = partial(optim.warmup_cosine, max_lr=1.0, min_lr=0.1, warmup_steps=10, decay_steps=110)
-    sched = optim.LRScheduler(opt, fn)
-    assert sched.get_last_lr() == [0.1, 0.1]
+    sched = optim.lr_scheduler.LambdaLR(opt, fn)
+    assert sched.get_last_lr() == [0.1, 0.5]
     for _ in range(35):
         sched.step()
-    assert sched.get_last_lr() == pytest.approx([COSINE[35]] * 2)
-    resumed = optim.LRScheduler(optim.SGD([{"params": [a]}, {"params": [b]}], lr=1.0), fn)
+    assert sched.get_last_lr() == pytest.approx([COSINE[35], 5 * COSINE[35]])
+    resumed = optim.lr_scheduler.LambdaLR(optim.SGD([{"params": [a]}, {"params": [b]}], lr=1.0), fn)
     resumed.load_state_dict(sched.state_dict())
-    assert resumed.get_last_lr() == pytest.approx([COSINE[35]] * 2)
+    assert resumed.get_last_lr() == pytest.approx([COSINE[35], 5 * COSINE[35]])
     for s in (resumed, sched):
         for _ in range(25):
             s.step()
-    assert resumed.get_last_lr() == sched.get_last_lr() == pytest.approx([COSINE[60]] * 2)
+    assert resumed.get_last_lr() == sched.get_last_lr() == pytest.approx([COSINE[60], 5 * COSINE[60]])

@@ -100,6 +100,28 @@ class Tanh(Function):
         return (grad * (1 - ctx.out * ctx.out),)
 
 
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = x
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad * np.cos(ctx.x),)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = x
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (-grad * np.sin(ctx.x),)
+
+
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):

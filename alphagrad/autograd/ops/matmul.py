@@ -73,3 +73,37 @@ class Linear(Function):
         dweight = grad2.T @ _rows(x) if ctx.needs_grad(1) else None
         dbias = grad2.sum(axis=0) if ctx.has_bias and ctx.needs_grad(2) else None
         return dx, dweight, dbias
+
+
+class Einsum(Function):
+    """``np.einsum`` over explicit subscripts (``subscripts``: one string per operand; ``output``);
+    the functional wrapper has already spelled out ``...`` and the implicit output."""
+
+    @staticmethod
+    def forward(ctx, *operands, subscripts, output):
+        ctx.operands, ctx.subscripts, ctx.output = operands, subscripts, output
+        return np.asarray(np.einsum(f"{','.join(subscripts)}->{output}", *operands, optimize=True))
+
+    @staticmethod
+    def backward(ctx, grad):
+        sizes = {}
+        for subs, operand in zip(ctx.subscripts, ctx.operands):
+            for letter, n in zip(subs, operand.shape):
+                sizes[letter] = max(sizes.get(letter, 1), n)
+        grads = []
+        for i, subs in enumerate(ctx.subscripts):
+            if not ctx.needs_grad(i):
+                grads.append(None)
+                continue
+            others = [ctx.output] + [s for j, s in enumerate(ctx.subscripts) if j != i]
+            arrays = [grad] + [a for j, a in enumerate(ctx.operands) if j != i]
+            seen = set("".join(others))
+            unique = "".join(dict.fromkeys(subs))
+            kept = "".join(c for c in unique if c in seen)
+            part = np.einsum(f"{','.join(others)}->{kept}", *arrays, optimize=True)
+            # letters only this operand has were summed away: their gradient is a broadcast
+            part = np.expand_dims(part, [k for k, c in enumerate(unique) if c not in seen])
+            dx = np.zeros(tuple(sizes[c] for c in subs), grad.dtype)
+            np.einsum(f"{subs}->{unique}", dx)[...] = part  # a writeable view (a diagonal if repeated)
+            grads.append(dx)
+        return tuple(grads)

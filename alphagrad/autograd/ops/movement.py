@@ -67,6 +67,23 @@ class GetItem(Function):
         return (dx,)
 
 
+class Gather(Function):
+    """``take_along_axis``: ``out[i][j] = x[index[i][j]][j]`` along ``axis`` (as ``torch.gather``)."""
+
+    @staticmethod
+    def forward(ctx, x, index, axis):
+        ctx.shape, ctx.index, ctx.axis = x.shape, index, axis
+        return np.take_along_axis(x, index, axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx = np.zeros(ctx.shape, grad.dtype)
+        where = list(np.indices(ctx.index.shape, sparse=True))
+        where[ctx.axis] = ctx.index
+        np.add.at(dx, tuple(where), grad)  # an element picked twice gets both gradients
+        return (dx,)
+
+
 class Cat(Function):
     @staticmethod
     def forward(ctx, *arrays, axis):

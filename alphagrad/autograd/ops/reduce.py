@@ -44,3 +44,21 @@ class Extremum(Function):
         grad = _restore(grad, hits.shape, ctx.axes, ctx.keepdims)
         count = hits.sum(axis=ctx.axes, keepdims=True)
         return (hits * (grad / count).astype(grad.dtype, copy=False),)
+
+
+class Norm2(Function):
+    """The Euclidean norm over axes; its gradient ``x / norm`` is 0 where the norm is 0."""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        norm = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
+        ctx.x, ctx.norm, ctx.axes, ctx.keepdims = x, norm, axes, keepdims
+        return np.asarray(norm if keepdims else np.squeeze(norm, axis=axes))
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = _restore(grad, ctx.x.shape, ctx.axes, ctx.keepdims)
+        norm = ctx.norm
+        scale = np.divide(grad, norm, out=np.zeros(np.broadcast_shapes(grad.shape, norm.shape), grad.dtype),
+                          where=norm != 0)
+        return (ctx.x * scale,)

@@ -6,7 +6,9 @@
 
 from alphagrad.nn.optim.adam import Adam, AdamW
 from alphagrad.nn.optim.optimizer import Optimizer
-from alphagrad.nn.optim.schedules import LRScheduler, constant, linear, warmup_cosine
+from alphagrad.nn.optim import lr_scheduler
+from alphagrad.nn.optim.lr_scheduler import LRScheduler
+from alphagrad.nn.optim.schedules import constant, linear, warmup_cosine
 from alphagrad.nn.optim.sgd import SGD
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "LRScheduler",
     "Optimizer",
     "constant",
+    "lr_scheduler",
     "linear",
     "warmup_cosine",
 ]

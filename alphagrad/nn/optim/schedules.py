@@ -1,8 +1,9 @@
-"""Learning-rate schedules as pure functions of the step, and ``LRScheduler`` to apply one.
+"""Learning-rate schedules as pure functions of the step. With ``max_lr=1.0`` they are factors
+for ``lr_scheduler.LambdaLR``, which applies one to every parameter group's lr:
 
 >>> from functools import partial
->>> sched = LRScheduler(opt, partial(warmup_cosine, max_lr=6e-4, min_lr=6e-5,
-...                                  warmup_steps=100, decay_steps=5000))
+>>> sched = LambdaLR(opt, partial(warmup_cosine, max_lr=1.0, min_lr=0.1,
+...                               warmup_steps=100, decay_steps=5000))
 >>> for step in range(5000):
 ...     ...; opt.step(); sched.step()
 """
@@ -10,10 +11,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
-
-from alphagrad.nn.optim.optimizer import Optimizer
 
 
 def _warmup(step: int, max_lr: float, warmup_steps: int) -> float | None:
@@ -70,34 +67,3 @@ def constant(step: int, lr: float, warmup_steps: int = 0) -> float:
     """
     warm = _warmup(step, lr, warmup_steps)
     return lr if warm is None else warm
-
-
-class LRScheduler:
-    """Set every parameter group's ``lr`` to ``fn(step)``: ``fn(0)`` on creation, then the next
-    step's value at each ``step()`` (call it after ``optimizer.step()``).
-    """
-
-    def __init__(self, optimizer: Optimizer, fn: Callable[[int], float]):
-        self.optimizer, self.fn = optimizer, fn
-        self.last_step = 0
-        self._apply()
-
-    def _apply(self) -> None:
-        lr = float(self.fn(self.last_step))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def step(self) -> None:
-        self.last_step += 1
-        self._apply()
-
-    def get_last_lr(self) -> list[float]:
-        """The lr of each parameter group, as last set."""
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last_step": self.last_step}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.last_step = int(state_dict["last_step"])
-        self._apply()
