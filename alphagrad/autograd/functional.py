@@ -663,12 +663,14 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None
     return nnops.CausalAttention.apply(q, k, v, scale=scale)
 
 
-def fused_self_attention(qkv: Tensor, n_head: int) -> Tensor:
-    """Causal self-attention from a fused projection qkv (B, T, 3·C) to (B, T, C), heads split inside."""
+def fused_self_attention(qkv: Tensor, n_head: int, scale: float | None = None) -> Tensor:
+    """Causal self-attention from a fused projection qkv (B, T, 3·C) to (B, T, C), heads split inside;
+    scores scaled by ``scale`` (default 1/sqrt(hs))."""
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
         raise ValueError(f"fused_self_attention: qkv shape {qkv.shape} is not (B, T, 3·C) with C divisible by "
                          f"n_head={n_head}")
-    return nnops.FusedSelfAttention.apply(qkv, n_head=n_head)
+    scale = 1.0 / math.sqrt(qkv.shape[-1] // (3 * n_head)) if scale is None else scale
+    return nnops.FusedSelfAttention.apply(qkv, n_head=n_head, scale=scale)
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,

@@ -17,13 +17,13 @@ from alphagrad.cli.display import table
 from alphagrad.cli.errors import UserError
 from alphagrad.cli.options import threads_option
 from alphagrad.nn import GPT
-from alphagrad.nn.hf import HF_ACTIVATION, to_hf
+from alphagrad.nn.hf import gpt2_config, to_hf
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
 from alphagrad.train import CheckpointManager, TokenDataset, evaluate, load_checkpoint
 from alphagrad.train.checkpoint import save_checkpoint
+from alphagrad.train.export import save_weights
 from alphagrad.train.sampling import load_model, sample
-from alphagrad.train.trainer import TIED
 
 existing = click.Path(exists=True, path_type=Path)
 checkpoint_argument = click.argument("checkpoint", type=existing, metavar="CKPT")
@@ -133,21 +133,6 @@ def eval_command(checkpoint: Path, data: Path, batches: int | None,
     click.echo(table(["metric", "value"], [[k.replace("_", " "), v] for k, v in result.items()]))
 
 
-def _hf_config(model_config: dict) -> dict:
-    """A Hugging Face GPT-2 config.json for our GPT."""
-    if not model_config.get("bias", True):
-        raise ValueError("Hugging Face GPT-2 has biases; a model with bias=False cannot be "
-                         "exported as hf (use --format safetensors)")
-    block = model_config["block_size"]
-    return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
-            "vocab_size": model_config["vocab_size"], "n_positions": block, "n_ctx": block,
-            "n_embd": model_config["n_embd"], "n_layer": model_config["n_layer"],
-            "n_head": model_config["n_head"],
-            "activation_function": HF_ACTIVATION[model_config.get("gelu_approximate", "tanh")],
-            "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True, "resid_pdrop": 0.0,
-            "embd_pdrop": 0.0, "attn_pdrop": 0.0}
-
-
 @click.command()
 @checkpoint_argument
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "hf"]), default="safetensors",
@@ -166,17 +151,15 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
     ckpt = load_checkpoint(checkpoint_file(checkpoint))
     if ckpt.model_kind != "gpt":
         raise ValueError(f"{checkpoint} holds a {ckpt.model_kind!r} model, not a GPT")
-    weights = {k: v for k, v in ckpt.model_state.items() if k not in ckpt.tied}
     if fmt == "safetensors":
         with atomic_path(output) as tmp:
-            save_safetensors(tmp, weights, metadata={
-                "format": "alphagrad", "model_kind": "gpt",
-                "model_config": json.dumps(ckpt.model_config)})
-        click.echo(f"{len(weights)} tensors -> {output}")
+            n = save_weights(tmp, ckpt)
+        click.echo(f"{n} tensors -> {output}")
         return
+    weights = {k: v for k, v in ckpt.model_state.items() if k not in ckpt.tied}
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"{output} exists and is not an empty folder; choose a new folder")
-    hf_config = _hf_config(ckpt.model_config)
+    hf_config = gpt2_config(ckpt.model_config)
     with atomic_path(output, folder=True) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         save_safetensors(tmp / "model.safetensors",
@@ -208,7 +191,7 @@ def import_hf(folder: Path, output: Path) -> None:
     tokenizer = BPETokenizer.from_huggingface(tokenizer_path) if tokenizer_path.is_file() else None
     output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(output, model_kind="gpt", model_config=dataclasses.asdict(model.config),
-                    model_state=model.state_dict(), tied=TIED,
+                    model_state=model.state_dict(), tied=model.tied_weights(),
                     tokenizer=tokenizer.to_dict() if tokenizer is not None else None)
     click.echo(f"{model.num_parameters():,} parameters"
                + (f", tokenizer of {tokenizer.vocab_size} ids" if tokenizer else "")

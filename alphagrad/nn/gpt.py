@@ -32,7 +32,11 @@ from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
 
 @dataclass
 class GPTConfig:
-    """Model shape: context length, vocabulary, depth, heads, width, dropout, biases, GELU form."""
+    """Model shape: context length, vocabulary, depth, heads, width, dropout, biases, GELU form.
+
+    The last five fields are GPT-2 variants that Hugging Face's ``GPT2Config`` can ask for; their
+    defaults are GPT-2's (and nanoGPT's) model.
+    """
 
     block_size: int = 1024
     vocab_size: int = 50304
@@ -42,12 +46,23 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
     gelu_approximate: str = "tanh"  # GPT-2's tanh form; "none" is the exact GELU nanoGPT trains
+    n_inner: int | None = None  # the MLP's hidden width; None: 4 * n_embd
+    layer_norm_eps: float = 1e-5
+    tie_word_embeddings: bool = True  # lm_head shares wte's weight; False: a head of its own
+    scale_attn_weights: bool = True  # scores divided by sqrt(head size); False: not scaled
+    scale_attn_by_inverse_layer_idx: bool = False  # scores of layer i also divided by i + 1
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"GPTConfig: {name} must be a positive int, got {value!r}")
+        if self.n_inner is not None and (not isinstance(self.n_inner, (int, np.integer))
+                                         or self.n_inner < 1):
+            raise ValueError(f"GPTConfig: n_inner must be a positive int or None, got "
+                             f"{self.n_inner!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"GPTConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by "
                              f"n_head={self.n_head}")
@@ -58,13 +73,20 @@ class GPTConfig:
                              f", got {self.gelu_approximate!r}")
 
 
+def attention_scale(config: GPTConfig, layer: int) -> float:
+    """What layer ``layer``'s attention scores are multiplied by before the softmax."""
+    scale = 1.0 / math.sqrt(config.n_embd // config.n_head) if config.scale_attn_weights else 1.0
+    return scale / (layer + 1) if config.scale_attn_by_inverse_layer_idx else scale
+
+
 class CausalSelfAttention(Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.scale = attention_scale(config, layer)
 
     def forward(self, x: Tensor, kv_cache: generate.LayerKV | None = None) -> Tensor:
         _B, _T, _C = x.shape
@@ -74,7 +96,7 @@ class CausalSelfAttention(Module):
         elif self.training and self.dropout > 0:
             y = self._with_dropout(qkv)
         else:
-            y = F.fused_self_attention(qkv, self.n_head)  # (B, T, C)
+            y = F.fused_self_attention(qkv, self.n_head, self.scale)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
     def _heads(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,22 +107,24 @@ class CausalSelfAttention(Module):
     def _with_dropout(self, qkv: Tensor) -> Tensor:
         B, T, _ = qkv.shape
         q, k, v = self._heads(qkv)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout, is_causal=True,
+                                           scale=self.scale)
         return y.transpose(1, 2).contiguous().view(B, T, self.n_embd)
 
     def _cached(self, qkv: Tensor, kv_cache: generate.LayerKV) -> Tensor:
         B, T, _ = qkv.shape
         q, k, v = self._heads(qkv)
         keys, values = kv_cache.extend(k.data, v.data)  # (B, NH, length, hs)
-        y = F.causal_attention(q, from_numpy(keys), from_numpy(values))  # (B, NH, T, hs)
+        y = F.causal_attention(q, from_numpy(keys), from_numpy(values), self.scale)  # (B, NH, T, hs)
         return y.transpose(1, 2).reshape(B, T, self.n_embd)
 
 
 class MLP(Module):
     def __init__(self, config: GPTConfig):
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        hidden = config.n_inner or 4 * config.n_embd
+        self.c_fc = Linear(config.n_embd, hidden, bias=config.bias)
         self.gelu = GELU(approximate=config.gelu_approximate)
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -108,10 +132,10 @@ class MLP(Module):
 
 
 class Block(Module):
-    def __init__(self, config: GPTConfig):
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+    def __init__(self, config: GPTConfig, layer: int = 0):
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, kv_cache: generate.LayerKV | None = None) -> Tensor:
@@ -128,12 +152,18 @@ class GPT(Module):
             wte=Embedding(config.vocab_size, config.n_embd),
             wpe=Embedding(config.block_size, config.n_embd),
             drop=Dropout(config.dropout),
-            h=ModuleList(Block(config) for _ in range(config.n_layer)),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            h=ModuleList(Block(config, layer) for layer in range(config.n_layer)),
+            ln_f=LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
         )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # weight tying
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight  # weight tying
         self._init_weights()
+
+    def tied_weights(self) -> dict[str, str]:
+        """State-dict aliases: ``{"lm_head.weight": "transformer.wte.weight"}`` when tied."""
+        return {"lm_head.weight": "transformer.wte.weight"} if self.config.tie_word_embeddings \
+            else {}
 
     def _init_weights(self) -> None:
         """GPT-2's init: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2·L)."""
@@ -152,10 +182,16 @@ class GPT(Module):
         n = self.num_parameters()
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx: Any, targets: Any = None, kv_cache: list | None = None
-                ) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx: Any, targets: Any = None, kv_cache: list | None = None, *,
+                all_logits: bool = False) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, V) and the mean cross-entropy against ``targets`` (B, T), whose -1
-        entries are ignored; without targets only the last position's logits, (B, 1, V).
+        entries are ignored (when all are, the loss is 0.0 with zero gradients, not NaN).
+
+        Without targets only the last position's logits, (B, 1, V), as nanoGPT (all that
+        sampling needs); ``all_logits=True`` gives every position's, (B, T, V), which is what
+        ``transformers``' ``model(idx).logits`` holds:
+
+            >>> logits, _ = model(idx, all_logits=True)   # (B, T, V)
 
         ``kv_cache`` (from ``generate.new_kv_cache``) continues a sequence whose earlier keys and
         values it holds: ``idx`` are then the next tokens only.
@@ -174,11 +210,13 @@ class GPT(Module):
             x = block(x, kv_cache[i] if kv_cache else None)
         x = self.transformer.ln_f(x)
         if targets is None:
-            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V)
+            return self.lm_head(x if all_logits else x[:, -1:, :]), None  # (B, T or 1, V)
         logits = self.lm_head(x)  # (B, T, V)
         targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
         if targets.shape != (B, T):
             raise ValueError(f"GPT: targets have shape {targets.shape}, expected {(B, T)} like idx")
+        if not (targets != -1).any():  # a mean over no targets: 0, still part of the graph
+            return logits, (logits * 0.0).sum()
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=-1)
         return logits, loss
@@ -246,7 +284,7 @@ class GPT(Module):
     def from_hf_state_dict(cls, state_dict: dict, config: GPTConfig | None = None) -> GPT:
         """A GPT holding Hugging Face GPT-2 weights (``transformer.`` prefix optional)."""
         model = cls(config or GPTConfig(**hf.infer_config(state_dict)))
-        model.load_state_dict(hf.from_hf(state_dict))
+        model.load_state_dict(hf.from_hf(state_dict, tied=model.config.tie_word_embeddings))
         return model
 
     def to_hf_state_dict(self) -> dict[str, np.ndarray]:

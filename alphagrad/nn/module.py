@@ -149,10 +149,12 @@ class Module:
         """Copy arrays into the parameters (cast to each parameter's dtype).
 
         Missing keys, unexpected keys (both only when ``strict``) and shape mismatches (always)
-        are reported together in one ValueError, before anything is copied.
+        are reported together in one ValueError, before anything is copied. A tied parameter
+        (one object under several names, as the GPT's ``lm_head.weight``) needs one of its names.
         """
         own = dict(self.named_parameters(remove_duplicate=False))
-        missing = [name for name in own if name not in state_dict]
+        given = {id(p) for name, p in own.items() if name in state_dict}
+        missing = [name for name, p in own.items() if id(p) not in given]
         unexpected = [name for name in state_dict if name not in own]
         mismatched = []
         for name, p in own.items():

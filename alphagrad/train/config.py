@@ -42,6 +42,11 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = True
     gelu_approximate: str = "tanh"  # "none": the exact GELU (nanoGPT's)
+    n_inner: int | None = None  # the MLP's hidden width; None: 4 * n_embd
+    layer_norm_eps: float = 1e-5
+    tie_word_embeddings: bool = True  # False: lm_head has a weight of its own
+    scale_attn_weights: bool = True  # GPT-2 variants (see GPTConfig)
+    scale_attn_by_inverse_layer_idx: bool = False
     # data
     data_dir: str | None = None
     out_dir: str | None = None  # None: a new folder under runs/
@@ -132,7 +137,7 @@ class TrainConfig:
         for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size",
                      "grad_accum_steps", "max_iters", "eval_interval", "eval_iters",
                      "log_interval", "keep_last", "sample_tokens", "lr_decay_iters", "patience",
-                     "checkpoint_interval", "sample_interval", "num_threads"):
+                     "checkpoint_interval", "sample_interval", "num_threads", "n_inner"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 errors.append(f"{name} must be positive, got {value}")
@@ -140,6 +145,7 @@ class TrainConfig:
             errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         for name, ok, rule in (
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+            ("layer_norm_eps", self.layer_norm_eps > 0, "positive"),
             ("learning_rate", 0 < self.learning_rate < math.inf, "positive"),
             ("min_lr", 0 <= self.min_lr <= self.learning_rate, "in [0, learning_rate]"),
             ("warmup_iters", self.warmup_iters >= 0, "non-negative"),

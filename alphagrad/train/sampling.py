@@ -11,11 +11,13 @@ import numpy as np
 
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from alphagrad.train.export import is_safetensors, load_weights
 
 
 def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
-    """The GPT in a checkpoint, its tokenizer (or None) and the checkpoint itself, in eval mode."""
-    ckpt = load_checkpoint(path)
+    """The GPT in a checkpoint (or in a safetensors file ``alphagrad export`` wrote), its
+    tokenizer (or None) and the checkpoint itself, in eval mode."""
+    ckpt = load_weights(path) if is_safetensors(path) else load_checkpoint(path)
     if ckpt.model_kind != "gpt":
         raise CheckpointError(f"{path}: holds a {ckpt.model_kind!r} model, not a GPT")
     model = GPT(GPTConfig(**ckpt.model_config))

@@ -38,7 +38,6 @@ from alphagrad.train.rundb import RunDB
 from alphagrad.train.sampling import sample
 
 Callback = Callable[[dict[str, Any]], None]
-TIED = {"lm_head.weight": "transformer.wte.weight"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -211,7 +210,7 @@ class Trainer:
         path = self.run.checkpoints.save(
             self.step, is_best=is_best, model_kind="gpt",
             model_config=dataclasses.asdict(self.model.config), model_state=self.model.state_dict(),
-            tied=TIED, optimizer=self.optimizer.state_dict(), train_state=train_state,
+            tied=self.model.tied_weights(), optimizer=self.optimizer.state_dict(), train_state=train_state,
             tokenizer=self.tokenizer.to_dict() if self.tokenizer is not None else None,
             metrics=metrics or {})
         val_loss = (metrics or {}).get("val_loss")

@@ -11,10 +11,11 @@ from cli_support import corpus_text, run_cli, sets
 
 from alphagrad.cli import bench as bench_module
 from alphagrad.cli import model as model_module
-from alphagrad.nn import GPT
+from alphagrad.nn import GPT, GPTConfig
 from alphagrad.nn.safetensors import load_safetensors
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, load
 from alphagrad.train import TokenDataset, evaluate, load_checkpoint, prepare
+from alphagrad.train import export as export_module
 from alphagrad.train.sampling import load_model, sample
 
 # ---- tokenizer, prepare -----------------------------------------------------------------
@@ -146,6 +147,16 @@ def test_export_safetensors_holds_the_checkpoint_weights(trained, tmp_path):
     for name, array in tensors.items():
         np.testing.assert_array_equal(array, ckpt.model_state[name])
 
+    # a file we write is a file we read: strict load_state_dict with the tied head, and sample
+    model = GPT(GPTConfig(**ckpt.model_config))
+    model.load_state_dict(tensors)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    np.testing.assert_array_equal(model.lm_head.weight.data, ckpt.model_state["lm_head.weight"])
+    from_file = run_cli("sample", tmp_path / "model.safetensors", "--prompt", "al", "--seed", "3",
+                        "--max-new-tokens", "12").stdout
+    assert from_file == run_cli("sample", run, "--prompt", "al", "--seed", "3",
+                                "--max-new-tokens", "12").stdout
+
 
 def test_export_hf_then_import_hf_gives_the_same_model(trained, tmp_path):
     _, run, _ = trained
@@ -179,7 +190,7 @@ def test_an_interrupted_export_leaves_no_file(trained, tmp_path, monkeypatch):
         path.write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_module, "save_safetensors", write_half_then_stop)
+    monkeypatch.setattr(export_module, "save_safetensors", write_half_then_stop)
     result = run_cli("export", run, "-o", tmp_path / "out" / "model.safetensors", expect=130)
     assert list((tmp_path / "out").iterdir()) == []
     assert result.stderr.strip() == "interrupted"

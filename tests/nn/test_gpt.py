@@ -296,3 +296,25 @@ def test_input_errors():
         nn.GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="gelu_approximate must be 'tanh' or 'none', got 'erf'"):
         nn.GPTConfig(gelu_approximate="erf")
+
+
+def test_all_logits_without_targets_are_every_position():
+    ag.manual_seed(0)
+    model = nn.GPT(nn.GPTConfig(**TINY))
+    idx, targets = batch(model.config)
+    with_targets, _ = model(idx, targets)
+    every, loss = model(idx, all_logits=True)
+    last, _ = model(idx)
+    assert loss is None and every.shape == (3, 8, 11) and last.shape == (3, 1, 11)
+    np.testing.assert_allclose(every.data, with_targets.data, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(every.data[:, -1:], last.data, rtol=1e-6, atol=1e-6)
+
+
+def test_loss_over_no_targets_is_zero_with_zero_gradients():
+    ag.manual_seed(0)
+    model = nn.GPT(nn.GPTConfig(**TINY))
+    idx, _ = batch(model.config)
+    _, loss = model(idx, np.full(idx.shape, -1))
+    assert loss.item() == 0.0  # a mean over nothing: 0, where torch's cross_entropy gives NaN
+    loss.backward()
+    assert all(np.all(p.grad.data == 0) for p in model.parameters())

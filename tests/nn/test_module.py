@@ -96,10 +96,22 @@ def test_load_state_dict_non_strict_returns_the_keys():
     sd = {"emb.weight": np.ones((5, 3)), "stray": np.ones(1)}
     result = model.load_state_dict(sd, strict=False)
     assert result.unexpected_keys == ["stray"]
-    assert set(result.missing_keys) == set(EXPECTED_NAMES) - {"emb.weight"}
+    # the tied alias is not missing: its weight came under the other name
+    assert set(result.missing_keys) == set(EXPECTED_NAMES) - {"emb.weight", "heads.out.weight"}
     assert np.all(model.heads["out"].weight.data == 1)  # the tied alias sees it
     with pytest.raises(ValueError, match="shape mismatches"):
         model.load_state_dict({"emb.weight": np.ones((2, 3))}, strict=False)
+
+
+def test_strict_load_needs_one_name_of_a_tied_weight():
+    source = Tied()
+    sd = {k: v.copy() for k, v in source.state_dict().items() if k != "heads.out.weight"}
+    model = Tied()
+    model.load_state_dict(sd)  # strict, as files that store a tied weight once are
+    np.testing.assert_array_equal(model.heads["out"].weight.data, source.emb.weight.data)
+    del sd["emb.weight"]
+    with pytest.raises(ValueError, match=r"missing keys \['emb.weight', 'heads.out.weight'\]"):
+        model.load_state_dict(sd)
 
 
 def test_to_double_casts_parameters_and_keeps_ties():

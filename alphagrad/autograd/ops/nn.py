@@ -118,10 +118,9 @@ class FusedSelfAttention(Function):
     """
 
     @staticmethod
-    def forward(ctx, qkv, n_head):
+    def forward(ctx, qkv, n_head, scale):
         B, T, C3 = qkv.shape
         q, k, v = _split_heads(qkv, n_head)
-        scale = 1.0 / np.sqrt(C3 // (3 * n_head))
         out, ctx.lse = kernels.attention_forward(q, k, v, scale)  # out (B, NH, T, hs), a view
         ctx.qkv, ctx.n_head, ctx.out, ctx.scale = qkv, n_head, out, scale
         return out.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)
