@@ -14,8 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alphagrad.nn.safetensors import (SafetensorsError, load_safetensors, read_header,
-                                      save_safetensors)
+from alphagrad.nn.safetensors import (
+    SafetensorsError,
+    load_safetensors,
+    read_header,
+    save_safetensors,
+)
 from alphagrad.train.checkpoint import Checkpoint, CheckpointError
 
 FORMAT = "alphagrad"

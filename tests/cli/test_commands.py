@@ -10,7 +10,6 @@ import pytest
 from cli_support import corpus_text, run_cli, sets
 
 from alphagrad.cli import bench as bench_module
-from alphagrad.cli import model as model_module
 from alphagrad.nn import GPT, GPTConfig
 from alphagrad.nn.safetensors import load_safetensors
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, load

@@ -25,7 +25,7 @@ def hf_folder(path, **variant):
 
 def hf_logits(model, idx):
     with torch.no_grad():
-        return model(torch.from_numpy(idx)).logits.numpy()
+        return model(torch.from_numpy(idx)).logits.data
 
 
 IDX = np.random.default_rng(0).integers(0, 37, (2, 16))
@@ -46,7 +46,7 @@ def test_each_config_variant_gives_transformers_logits(tmp_path, variant):
     ours = GPT.from_pretrained(str(tmp_path))
     logits, _ = ours(IDX, all_logits=True)
     expected = hf_logits(theirs, IDX)
-    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits.data, expected, rtol=1e-4, atol=1e-4)
     assert ours.num_parameters() == sum(p.numel() for p in theirs.parameters())
     # the variant matters: the same weights under GPT-2's defaults compute something else
     plain = transformers.GPT2LMHeadModel(transformers.GPT2Config(**SMALL)).eval()
@@ -61,8 +61,8 @@ def test_untied_head_keeps_both_matrices(tmp_path):
     theirs = hf_folder(tmp_path, tie_word_embeddings=False)
     ours = GPT.from_pretrained(str(tmp_path))
     assert ours.lm_head.weight is not ours.transformer.wte.weight
-    np.testing.assert_array_equal(ours.lm_head.weight.numpy(), theirs.lm_head.weight.detach().numpy())
-    np.testing.assert_array_equal(ours.transformer.wte.weight.numpy(),
+    np.testing.assert_array_equal(ours.lm_head.weight.data, theirs.lm_head.weight.detach().numpy())
+    np.testing.assert_array_equal(ours.transformer.wte.weight.data,
                                   theirs.transformer.wte.weight.detach().numpy())
     assert ours.tied_weights() == {}
 
@@ -97,5 +97,5 @@ def test_exported_variant_loads_in_transformers(tmp_path):
     assert result.exit_code == 0, result.output
     again = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
     ours = GPT.from_pretrained(str(tmp_path / "in"))
-    np.testing.assert_allclose(hf_logits(again, IDX), ours(IDX, all_logits=True)[0].numpy(),
+    np.testing.assert_allclose(hf_logits(again, IDX), ours(IDX, all_logits=True)[0].data,
                                rtol=1e-4, atol=1e-4)
