@@ -653,12 +653,21 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
-    """Fused causal attention over (B, NH, T, hs); with fewer queries than keys (a KV cache), query i
-    sees keys up to i + Tk − Tq (the queries are the last ones)."""
-    if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] \
-            or q.shape[2] > k.shape[2]:
-        raise ValueError(f"causal_attention: expected q (B, NH, Tq, hs), k and v (B, NH, Tk, hs) with Tq <= Tk, "
-                         f"got {q.shape}, {k.shape}, {v.shape}")
+    """Fused causal attention: q (B, NH, Tq, hs), k and v (B, NKV, Tk, hs) -> (B, NH, Tq, hs).
+
+    With fewer queries than keys (a KV cache) query i sees keys up to i + Tk − Tq (the queries
+    are the last ones). With NKV < NH (grouped-query attention; NKV divides NH) query head h
+    reads key/value head h // (NH // NKV).
+
+    >>> q, kv = ag.randn(1, 4, 3, 8), ag.randn(1, 2, 3, 8)
+    >>> F.causal_attention(q, kv, kv).shape
+    (1, 4, 3, 8)
+    """
+    if q.ndim != 4 or k.ndim != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] \
+            or q.shape[3] != k.shape[3] or q.shape[2] > k.shape[2] or k.shape[1] == 0 \
+            or q.shape[1] % k.shape[1]:
+        raise ValueError(f"causal_attention: expected q (B, NH, Tq, hs), k and v (B, NKV, Tk, hs) "
+                         f"with Tq <= Tk and NKV dividing NH, got {q.shape}, {k.shape}, {v.shape}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     return nnops.CausalAttention.apply(q, k, v, scale=scale)
 
@@ -675,15 +684,24 @@ def fused_self_attention(qkv: Tensor, n_head: int, scale: float | None = None) -
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None) -> Tensor:
+                                 scale: float | None = None, enable_gqa: bool = False) -> Tensor:
     """softmax(q kᵀ · scale + mask) v, as ``torch.nn.functional.scaled_dot_product_attention``.
 
     Causal attention without a mask or dropout over (B, NH, T, hs) runs as one fused kernel.
+    ``enable_gqa=True`` lets key and value have fewer heads (axis -3) than the query, a number
+    that divides the query's: each key/value head serves a group of consecutive query heads.
     """
+    heads, kv_heads = (x.shape[-3] if x.ndim >= 3 else 1 for x in (query, key))
+    if kv_heads != heads and not (enable_gqa and kv_heads and heads % kv_heads == 0):
+        raise ValueError(f"scaled_dot_product_attention: query has {heads} heads and key "
+                         f"{kv_heads} (axis -3); they must match, or with enable_gqa=True the "
+                         "key's must divide the query's")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     if is_causal and attn_mask is None and dropout_p == 0.0 and query.ndim == 4 \
             and query.shape[-2] == key.shape[-2]:
         return causal_attention(query, key, value, scale)
+    if kv_heads != heads:
+        key, value = (_repeat_heads(x, heads // kv_heads) for x in (key, value))
     scores = mul(matmul(query, transpose(key, -2, -1)), scale)
     if is_causal:
         Tq, Tk = query.shape[-2], key.shape[-2]
@@ -693,6 +711,12 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         scores = masked_fill(scores, ~mask, float("-inf")) if mask.dtype == np.bool_ else add(scores, attn_mask)
     weights = dropout(softmax(scores, -1), dropout_p, training=dropout_p > 0)
     return matmul(weights, value)
+
+
+def _repeat_heads(x: Tensor, times: int) -> Tensor:
+    """(..., H, T, hs) -> (..., H·times, T, hs), each head repeated ``times`` times in place."""
+    *lead, H, T, hs = x.shape
+    return reshape(expand(unsqueeze(x, -3), *lead, H, times, T, hs), *lead, H * times, T, hs)
 
 
 # ----------------------------------------------------------------------------- casts and comparisons

@@ -196,6 +196,38 @@ def test_attention_causal_fused_and_composed_paths(B, NH, T, hs, seed):
     )
 
 
+@FAST
+@given(B=st.integers(1, 2), NKV=st.integers(1, 2), group=st.integers(2, 3), Tq=st.integers(1, 4),
+       extra_keys=st.integers(0, 2), hs=st.integers(1, 3), seed=seeds)
+def test_attention_grouped_query_heads(B, NKV, group, Tq, extra_keys, hs, seed):
+    # k and v carry NKV heads, each read by `group` consecutive query heads; the NumPy side
+    # repeats them, so the gradients of k and v sum over the group
+    rng = np.random.default_rng(seed)
+    Tk = Tq + extra_keys
+    q = rng.standard_normal((B, NKV * group, Tq, hs))
+    k, v = rng.standard_normal((2, B, NKV, Tk, hs))
+
+    def np_gqa(q, k, v, mask):
+        return np_attention(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1), mask)
+
+    check_op(F.causal_attention, lambda q, k, v: np_gqa(q, k, v, np.tril(np.ones((Tq, Tk), bool),
+                                                                         Tk - Tq)), [q, k, v])
+    top_left = np.tril(np.ones((Tq, Tk), bool))  # torch's is_causal with Tq < Tk
+    check_op(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+             lambda q, k, v: np_gqa(q, k, v, top_left), [q, k, v])
+
+
+def test_attention_rejects_mismatched_heads_without_enable_gqa():
+    q, kv = ag.randn(1, 4, 3, 2), ag.randn(1, 2, 3, 2)
+    with pytest.raises(ValueError, match="query has 4 heads and key 2.*enable_gqa=True"):
+        F.scaled_dot_product_attention(q, kv, kv, is_causal=True)
+    with pytest.raises(ValueError, match="query has 4 heads and key 3"):
+        F.scaled_dot_product_attention(q, ag.randn(1, 3, 3, 2), ag.randn(1, 3, 3, 2), enable_gqa=True)
+    with pytest.raises(ValueError, match="NKV dividing NH"):
+        F.causal_attention(q, ag.randn(1, 3, 3, 2), ag.randn(1, 3, 3, 2))
+    assert F.causal_attention(q, kv, kv).shape == (1, 4, 3, 2)
+
+
 def test_attention_with_fewer_queries_than_keys_and_3d_inputs():
     rng = np.random.default_rng(3)
     inputs = _qkv(rng, 1, 2, 2, 5, 3)

@@ -18,6 +18,10 @@ TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-5}, np.float64: {"rtol": 1e-11, "at
 SHAPES = [(1, 1, 1, 1, 1), (2, 3, 5, 5, 4), (1, 2, 7, 7, 1), (2, 1, 1, 9, 3), (1, 2, 37, 100, 5),
           (2, 2, 70, 70, 16), (1, 1, 130, 130, 8), (1, 1, 3, 200, 6), (2, 3, 1, 150, 64),
           (1, 2, 4, 131, 8), (1, 1, 67, 67, 4)]
+# grouped-query attention, (B, NH, NKV, Tq, Tk, hs): groups of 2, 3 and all heads on one kv head,
+# across tiles, decoding and a few-row KV-cache block
+GQA_SHAPES = [(2, 4, 2, 9, 9, 3), (1, 6, 2, 70, 70, 8), (2, 3, 1, 1, 150, 16), (1, 4, 1, 3, 67, 5),
+              (2, 8, 4, 130, 130, 4), (1, 2, 1, 1, 1, 1)]
 
 
 @pytest.fixture(params=[1, "all"], ids=["1-thread", "all-threads"])
@@ -28,10 +32,11 @@ def threads(request):
     set_num_threads(before)
 
 
-def random_inputs(rng, B, NH, Tq, Tk, hs, dtype, spread=1.0):
+def random_inputs(rng, B, NH, Tq, Tk, hs, dtype, spread=1.0, NKV=None):
+    NKV = NH if NKV is None else NKV
     q = (spread * rng.standard_normal((B, NH, Tq, hs))).astype(dtype)
-    k = (spread * rng.standard_normal((B, NH, Tk, hs))).astype(dtype)
-    v = rng.standard_normal((B, NH, Tk, hs)).astype(dtype)
+    k = (spread * rng.standard_normal((B, NKV, Tk, hs))).astype(dtype)
+    v = rng.standard_normal((B, NKV, Tk, hs)).astype(dtype)
     dout = rng.standard_normal((B, NH, Tq, hs)).astype(dtype)
     return q, k, v, dout
 
@@ -44,8 +49,9 @@ def check_against_reference(q, k, v, dout, scale, tol):
     np.testing.assert_allclose(out, ref_out, **tol)
     np.testing.assert_allclose(lse, ref_lse, **tol)
     grads = attention_backward(dout, q, k, v, out, lse, scale)
-    for grad, ref_grad in zip(grads, reference.attention_backward(wide[3], *wide[:3], scale)):
-        assert grad.dtype == q.dtype
+    for grad, ref_grad, x in zip(grads, reference.attention_backward(wide[3], *wide[:3], scale),
+                                 (q, k, v)):
+        assert grad.dtype == q.dtype and grad.shape == x.shape
         np.testing.assert_allclose(grad, ref_grad, **tol)
 
 
@@ -54,6 +60,32 @@ def check_against_reference(q, k, v, dout, scale, tol):
 def test_matches_reference(shape, dtype, threads):
     rng = np.random.default_rng(sum(shape))
     check_against_reference(*random_inputs(rng, *shape, dtype), 1 / np.sqrt(shape[-1]), TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", GQA_SHAPES, ids=str)
+def test_grouped_query_heads_match_reference(shape, dtype, threads):
+    B, NH, NKV, Tq, Tk, hs = shape
+    rng = np.random.default_rng(sum(shape))
+    inputs = random_inputs(rng, B, NH, Tq, Tk, hs, dtype, NKV=NKV)
+    check_against_reference(*inputs, 1 / np.sqrt(hs), TOL[dtype])
+
+
+def test_grouped_query_heads_equal_repeated_heads():
+    # an independent route to the same numbers: each kv head copied to its query heads, run as
+    # plain multi-head attention, and the copies' gradients summed back
+    B, NH, NKV, Tq, Tk, hs = 2, 6, 2, 5, 12, 4
+    q, k, v, dout = random_inputs(np.random.default_rng(5), B, NH, Tq, Tk, hs, np.float64, NKV=NKV)
+    out, lse = attention_forward(q, k, v, 0.5)
+    dq, dk, dv = attention_backward(dout, q, k, v, out, lse, 0.5)
+    k_wide, v_wide = np.repeat(k, 3, axis=1), np.repeat(v, 3, axis=1)
+    out_wide, lse_wide = attention_forward(q, k_wide, v_wide, 0.5)
+    dq_wide, dk_wide, dv_wide = attention_backward(dout, q, k_wide, v_wide, out_wide, lse_wide, 0.5)
+    np.testing.assert_allclose(out, out_wide, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dq, dq_wide, rtol=1e-12, atol=1e-12)
+    for grad, wide in ((dk, dk_wide), (dv, dv_wide)):
+        np.testing.assert_allclose(grad, wide.reshape(B, NKV, 3, Tk, hs).sum(axis=2), rtol=1e-11,
+                                   atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -107,10 +139,11 @@ def test_first_row_copies_first_value_and_last_row_averages():
     np.testing.assert_allclose(lse[0, 0], np.log([1, 2, 3]))
 
 
-def test_backward_matches_finite_differences():
+@pytest.mark.parametrize("NKV", [2, 1])
+def test_backward_matches_finite_differences(NKV):
     B, NH, Tq, Tk, hs = 1, 2, 3, 4, 2
     rng = np.random.default_rng(4)
-    q, k, v, dout = random_inputs(rng, B, NH, Tq, Tk, hs, np.float64)
+    q, k, v, dout = random_inputs(rng, B, NH, Tq, Tk, hs, np.float64, NKV=NKV)
     scale = 0.7
     out, lse = attention_forward(q, k, v, scale)
     grads = attention_backward(dout, q, k, v, out, lse, scale)
@@ -130,14 +163,14 @@ def test_backward_matches_finite_differences():
 
 
 @settings(max_examples=25, deadline=None)
-@given(B=st.integers(1, 2), NH=st.integers(1, 3), Tk=st.integers(1, 80), hs=st.integers(1, 9),
-       data=st.data())
-def test_property_random_shapes(B, NH, Tk, hs, data):
+@given(B=st.integers(1, 2), NKV=st.integers(1, 3), group=st.integers(1, 3), Tk=st.integers(1, 80),
+       hs=st.integers(1, 9), data=st.data())
+def test_property_random_shapes(B, NKV, group, Tk, hs, data):
     Tq = data.draw(st.integers(1, Tk), label="Tq")
     scale = data.draw(st.floats(0.05, 2.0), label="scale")
     rng = np.random.default_rng(B * 1000 + Tk * 10 + hs)
-    check_against_reference(*random_inputs(rng, B, NH, Tq, Tk, hs, np.float64), scale,
-                            TOL[np.float64])
+    inputs = random_inputs(rng, B, NKV * group, Tq, Tk, hs, np.float64, NKV=NKV)
+    check_against_reference(*inputs, scale, TOL[np.float64])
 
 
 def test_rejects_bad_inputs():
@@ -146,6 +179,9 @@ def test_rejects_bad_inputs():
         attention_forward(x, x[..., :6], x[..., :6], 1.0)
     with pytest.raises(ValueError, match="0 < Tq <= Tk"):
         attention_forward(x, x[:, :, :3], x[:, :, :3], 1.0)
+    three_heads = np.zeros((1, 3, 4, 8), np.float32)
+    with pytest.raises(ValueError, match=r"k, v \(1, 2, 4, 8\) .* NKV that divides NH"):
+        attention_forward(three_heads, x, x, 1.0)
     with pytest.raises(ValueError, match=r"k \(1, 2, 4, 8\), v \(1, 2, 3, 8\)"):
         attention_forward(x, x, x[:, :, :3], 1.0)
     with pytest.raises(TypeError, match="v is float64 but q is float32"):

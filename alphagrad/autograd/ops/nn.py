@@ -90,7 +90,8 @@ class Dropout(Function):
 
 
 class CausalAttention(Function):
-    """softmax(q kᵀ · scale + causal mask) v in one fused kernel; q, k, v are (B, NH, T, hs)."""
+    """softmax(q kᵀ · scale + causal mask) v in one fused kernel; q is (B, NH, Tq, hs), k and v
+    (B, NKV, Tk, hs) with NKV dividing NH (grouped-query attention when fewer)."""
 
     @staticmethod
     def forward(ctx, q, k, v, scale):

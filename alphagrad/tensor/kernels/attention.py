@@ -83,14 +83,15 @@ def _view(buffer, strides, B, NH, T, hs):
 
 
 @kernel()
-def _attend_rows_directly(q, k, v, steps, out, lse, b, h, i0, nq, offset, scale):
-    # The few query rows i0.. of head (b, h), e.g. one row when decoding with a KV cache: each
+def _attend_rows_directly(q, k, v, steps, out, lse, b, h, kh, i0, nq, offset, scale):
+    # The few query rows i0.. of query head (b, h), which reads key/value head kh, e.g. one row
+    # when decoding with a KV cache: each
     # score is a dot product with a key row where it lies and the output sums the value rows the
     # same way, so no tile is copied or transposed. q, k, v are flat buffers whose last axis is
     # contiguous, steps[n] the (batch, head, row) strides of q, k, v in elements: indexing 1-d
     # buffers lets the loops along a row vectorise.
     hs = out.shape[3]
-    k0, v0 = b * steps[1, 0] + h * steps[1, 1], b * steps[2, 0] + h * steps[2, 1]
+    k0, v0 = b * steps[1, 0] + kh * steps[1, 1], b * steps[2, 0] + kh * steps[2, 1]
     p = np.empty(i0 + nq + offset, q.dtype)
     acc = np.empty(hs, q.dtype)
     for r in range(nq):
@@ -123,25 +124,28 @@ def _attend_rows_directly(q, k, v, steps, out, lse, b, h, i0, nq, offset, scale)
 @kernel(parallel=True)
 def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k,
                        diagonal_chunk):
-    # q (B, NH, Tq, hs), k, v (B, NH, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq).
+    # q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq); query
+    # head h reads key/value head h // (NH // NKV) (grouped-query attention when NKV < NH).
     # One task = one block of query rows of one head, walked across its key tiles with an online
     # softmax. Score tiles are (query rows, keys) and each key tile is copied transposed, so the
     # scores run along the keys. Blocks of fewer than DIRECT_ROWS rows (decoding) skip the tiles.
-    B, NH, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4]
+    B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    group = NH // NKV
     steps = strides[:3] // q.itemsize  # q, k, v strides in elements, for _attend_rows_directly
     flat_q, flat_k, flat_v = q, k, v
     q, out = _view(q, strides[0], B, NH, Tq, hs), _view(out, strides[3], B, NH, Tq, hs)
-    k, v = _view(k, strides[1], B, NH, Tk, hs), _view(v, strides[2], B, NH, Tk, hs)
+    k, v = _view(k, strides[1], B, NKV, Tk, hs), _view(v, strides[2], B, NKV, Tk, hs)
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
     for task in prange(B * NH * n_qblocks):
         b = task // (NH * n_qblocks)
         h = task // n_qblocks % NH
+        kh = h // group
         i0 = task % n_qblocks * block_q
         nq = min(block_q, Tq - i0)
         if nq < DIRECT_ROWS:
-            _attend_rows_directly(flat_q, flat_k, flat_v, steps, out, lse, b, h, i0, nq, offset,
-                                  scale)
+            _attend_rows_directly(flat_q, flat_k, flat_v, steps, out, lse, b, h, kh, i0, nq,
+                                  offset, scale)
             continue
         qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
         kt = np.empty((hs, block_k), q.dtype)
@@ -158,8 +162,8 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
             nk = min(block_k, n_keys - j0)
             for c in range(nk):
                 for d in range(hs):
-                    kt[d, c] = k[b, h, j0 + c, d]
-                    vb[c, d] = v[b, h, j0 + c, d]
+                    kt[d, c] = k[b, kh, j0 + c, d]
+                    vb[c, d] = v[b, kh, j0 + c, d]
             # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
             chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
             for r0 in range(0, nq, chunk):
@@ -196,29 +200,31 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
 @kernel(parallel=True)
 def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q,
                         block_k, diagonal_chunk):
-    # dout, out, q (B, NH, Tq, hs), k, v (B, NH, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
-    # dk, dv (B, NH, Tk, hs). One task = one head, which owns its dk, dv.
+    # dout, out, q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
+    # dk, dv (B, NKV, Tk, hs). One task = one key/value head, which owns its dk, dv and sums
+    # them over the NH // NKV query heads that read it.
     # P = exp(q kᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
     # Tiles of P and dS are (query rows, keys); k, v, dk, dv are held transposed, (hs, keys), in
     # key tiles, so four of the five products run along the keys and one along hs.
-    B, NH, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4]
+    B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    group = NH // NKV
     dout, out = _view(dout, strides[0], B, NH, Tq, hs), _view(out, strides[4], B, NH, Tq, hs)
     q, dq = _view(q, strides[1], B, NH, Tq, hs), _view(dq, strides[5], B, NH, Tq, hs)
-    k, dk = _view(k, strides[2], B, NH, Tk, hs), _view(dk, strides[6], B, NH, Tk, hs)
-    v, dv = _view(v, strides[3], B, NH, Tk, hs), _view(dv, strides[7], B, NH, Tk, hs)
+    k, dk = _view(k, strides[2], B, NKV, Tk, hs), _view(dk, strides[6], B, NKV, Tk, hs)
+    v, dv = _view(v, strides[3], B, NKV, Tk, hs), _view(dv, strides[7], B, NKV, Tk, hs)
     offset = Tk - Tq
     n_kblocks = (Tk + block_k - 1) // block_k
-    for task in prange(B * NH):
-        b = task // NH
-        h = task % NH
+    for task in prange(B * NKV):
+        b = task // NKV
+        kh = task % NKV
         kr = np.empty((Tk, hs), q.dtype)  # k rows
         kt = np.empty((n_kblocks, hs, block_k), q.dtype)
         vt = np.empty((n_kblocks, hs, block_k), q.dtype)
         for j in range(Tk):
             for d in range(hs):
-                kr[j, d] = k[b, h, j, d]
+                kr[j, d] = k[b, kh, j, d]
                 kt[j // block_k, d, j % block_k] = kr[j, d]
-                vt[j // block_k, d, j % block_k] = v[b, h, j, d]
+                vt[j // block_k, d, j % block_k] = v[b, kh, j, d]
         dkt = np.zeros((n_kblocks, hs, block_k), q.dtype)
         dvt = np.zeros((n_kblocks, hs, block_k), q.dtype)
         qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
@@ -230,56 +236,62 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
         delta = np.empty(block_q, q.dtype)  # rowsum(dout * out) = rowsum(dP * P)
         p = np.empty((block_q, block_k), q.dtype)  # scores, then P
         ds = np.empty((block_q, block_k), q.dtype)  # dP, then dS
-        for i0 in range(0, Tq, block_q):
-            nq = min(block_q, Tq - i0)
-            for r in range(nq):
-                total = q.dtype.type(0)
-                for d in range(hs):
-                    qs[r, d] = q[b, h, i0 + r, d] * scale
-                    qt[d, r] = qs[r, d]
-                    g[r, d] = dout[b, h, i0 + r, d]
-                    gt[d, r] = g[r, d]
-                    total += g[r, d] * out[b, h, i0 + r, d]
-                delta[r] = total
-                row_lse[r] = lse[b, h, i0 + r]
-            dq_acc[:nq] = 0
-            n_keys = i0 + nq + offset
-            for j0 in range(0, n_keys, block_k):
-                nk = min(block_k, n_keys - j0)
-                jb = j0 // block_k
-                # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
-                chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
-                for r0 in range(0, nq, chunk):
-                    nr = min(chunk, nq - r0)
-                    seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
-                    p[r0:r0 + nr, :seen] = 0
-                    _matmul_add(p[r0:], qs[r0:], kt[jb], nr, seen, hs)
-                    ds[r0:r0 + nr, :seen] = 0
-                    _matmul_add(ds[r0:], g[r0:], vt[jb], nr, seen, hs)
+        for h in range(kh * group, (kh + 1) * group):
+            for i0 in range(0, Tq, block_q):
+                nq = min(block_q, Tq - i0)
                 for r in range(nq):
-                    seen = max(0, min(nk, i0 + r + offset + 1 - j0))
-                    for c in range(seen):
-                        p[r, c] = fast_exp(p[r, c] - row_lse[r])
-                        ds[r, c] = p[r, c] * (ds[r, c] - delta[r])
-                    p[r, seen:nk] = 0
-                    ds[r, seen:nk] = 0
-                for r0 in range(0, nq, chunk):
-                    nr = min(chunk, nq - r0)
-                    seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
-                    _matmul_add(dvt[jb], gt[:, r0:], p[r0:], hs, seen, nr)
-                    _matmul_add(dkt[jb], qt[:, r0:], ds[r0:], hs, seen, nr)  # qt: dk's scale
-                    _matmul_add(dq_acc[r0:], ds[r0:], kr[j0:], nr, hs, seen)
-            for r in range(nq):
-                for d in range(hs):
-                    dq[b, h, i0 + r, d] = dq_acc[r, d] * scale
+                    total = q.dtype.type(0)
+                    for d in range(hs):
+                        qs[r, d] = q[b, h, i0 + r, d] * scale
+                        qt[d, r] = qs[r, d]
+                        g[r, d] = dout[b, h, i0 + r, d]
+                        gt[d, r] = g[r, d]
+                        total += g[r, d] * out[b, h, i0 + r, d]
+                    delta[r] = total
+                    row_lse[r] = lse[b, h, i0 + r]
+                dq_acc[:nq] = 0
+                n_keys = i0 + nq + offset
+                for j0 in range(0, n_keys, block_k):
+                    nk = min(block_k, n_keys - j0)
+                    jb = j0 // block_k
+                    # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
+                    chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
+                    for r0 in range(0, nq, chunk):
+                        nr = min(chunk, nq - r0)
+                        seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
+                        p[r0:r0 + nr, :seen] = 0
+                        _matmul_add(p[r0:], qs[r0:], kt[jb], nr, seen, hs)
+                        ds[r0:r0 + nr, :seen] = 0
+                        _matmul_add(ds[r0:], g[r0:], vt[jb], nr, seen, hs)
+                    for r in range(nq):
+                        seen = max(0, min(nk, i0 + r + offset + 1 - j0))
+                        for c in range(seen):
+                            p[r, c] = fast_exp(p[r, c] - row_lse[r])
+                            ds[r, c] = p[r, c] * (ds[r, c] - delta[r])
+                        p[r, seen:nk] = 0
+                        ds[r, seen:nk] = 0
+                    for r0 in range(0, nq, chunk):
+                        nr = min(chunk, nq - r0)
+                        seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
+                        _matmul_add(dvt[jb], gt[:, r0:], p[r0:], hs, seen, nr)
+                        _matmul_add(dkt[jb], qt[:, r0:], ds[r0:], hs, seen, nr)  # qt: dk's scale
+                        _matmul_add(dq_acc[r0:], ds[r0:], kr[j0:], nr, hs, seen)
+                for r in range(nq):
+                    for d in range(hs):
+                        dq[b, h, i0 + r, d] = dq_acc[r, d] * scale
         for j in range(Tk):
             for d in range(hs):
-                dk[b, h, j, d] = dkt[j // block_k, d, j % block_k]
-                dv[b, h, j, d] = dvt[j // block_k, d, j % block_k]
+                dk[b, kh, j, d] = dkt[j // block_k, d, j % block_k]
+                dv[b, kh, j, d] = dvt[j // block_k, d, j % block_k]
 
 
 _attention_forward_serial = serial_twin(_attention_forward)
 _attention_backward_serial = serial_twin(_attention_backward)
+
+
+def _dims(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    B, NH, Tq, hs = q.shape
+    return np.array([B, NH, k.shape[1], Tq, k.shape[2], hs], np.int64)
 
 
 def _work(q: np.ndarray, k: np.ndarray) -> int:
@@ -303,12 +315,14 @@ def _check_inputs(op: str, **arrays) -> np.dtype:
 
 def _check_qkv(op: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
     if q.ndim != 4 or k.shape != v.shape or k.ndim != 4:
-        raise ValueError(f"{op}: q must be (B, NH, Tq, hs) and k, v (B, NH, Tk, hs), "
+        raise ValueError(f"{op}: q must be (B, NH, Tq, hs) and k, v (B, NKV, Tk, hs), "
                          f"got q {q.shape}, k {k.shape}, v {v.shape}")
     B, NH, Tq, hs = q.shape
-    if k.shape[:2] != (B, NH) or k.shape[3] != hs or not 0 < Tq <= k.shape[2] or 0 in q.shape:
-        raise ValueError(f"{op}: q {q.shape} and k, v {k.shape} need the same non-empty B, NH "
-                         "and hs, and 0 < Tq <= Tk")
+    NKV = k.shape[1]
+    if k.shape[0] != B or k.shape[3] != hs or not 0 < Tq <= k.shape[2] or 0 in q.shape \
+            or NKV == 0 or NH % NKV:
+        raise ValueError(f"{op}: q {q.shape} and k, v {k.shape} need the same non-empty B and "
+                         "hs, a number of key/value heads NKV that divides NH, and 0 < Tq <= Tk")
 
 
 def _check_output(op: str, key: str, a, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -335,8 +349,9 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
                       out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Causal softmax(q kᵀ · scale) v, and the row log-sum-exp of the scaled scores.
 
-    q is (B, NH, Tq, hs), k and v (B, NH, Tk, hs) with Tq <= Tk: query row i sees keys
-    j <= i + Tk - Tq, so a KV cache works. Views (e.g. slices of a qkv buffer) are read in
+    q is (B, NH, Tq, hs), k and v (B, NKV, Tk, hs) with Tq <= Tk: query row i sees keys
+    j <= i + Tk - Tq, so a KV cache works. With NKV < NH (grouped-query attention; NKV must
+    divide NH) query head h reads key/value head h // (NH // NKV), without copies. Views (e.g. slices of a qkv buffer) are read in
     place. ``out`` is written into if given; by default it is a (B, NH, Tq, hs) view of a
     (B, Tq, NH, hs) buffer, so ``out.transpose(0, 2, 1, 3).reshape(B, Tq, NH * hs)`` is free.
 
@@ -357,8 +372,7 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     q, k, v = _readable(q), _readable(k), _readable(v)
     buffers, strides = _flat(q, k, v, out)
     run = _attention_forward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_forward_serial
-    run(np.array([B, NH, Tq, k.shape[2], hs], np.int64), strides, *buffers, lse,
-                       dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
+    run(_dims(q, k), strides, *buffers, lse, dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
     return out, lse
 
 
@@ -368,13 +382,14 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
                        dv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients (dq, dk, dv) of ``attention_forward``, from dout and the forward's out and lse.
 
+    dk and dv have k's shape: a key/value head shared by several query heads gets their sum.
     dq, dk, dv are written into when given (views too, e.g. slices of one (B, T, 3, NH, hs)
     buffer, so a GPT gets d(qkv) without a copy); otherwise they are allocated.
     """
     op = "attention_backward"
     dtype = _check_inputs(op, q=q, k=k, v=v, dout=dout, out=out, lse=lse)
     _check_qkv(op, q, k, v)
-    B, NH, Tq, hs = q.shape
+    B, NH, Tq = q.shape[:3]
     for key, a, shape in (("dout", dout, q.shape), ("out", out, q.shape), ("lse", lse, (B, NH, Tq))):
         if a.shape != shape:
             raise ValueError(f"{op}: {key} has shape {a.shape}, expected {shape}")
@@ -385,7 +400,6 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     (dout_b, q_b, k_b, v_b, out_b, dq_b, dk_b, dv_b), strides = _flat(dout, q, k, v, out, dq, dk,
                                                                      dv)
     run = _attention_backward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_backward_serial
-    run(np.array([B, NH, Tq, k.shape[2], hs], np.int64), strides, dout_b, q_b, k_b, v_b, out_b,
-        np.ascontiguousarray(lse), dq_b, dk_b, dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K,
-        DIAGONAL_CHUNK)
+    run(_dims(q, k), strides, dout_b, q_b, k_b, v_b, out_b, np.ascontiguousarray(lse), dq_b, dk_b,
+        dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
     return dq, dk, dv

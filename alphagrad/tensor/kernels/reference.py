@@ -10,21 +10,34 @@ import math
 import numpy as np
 
 
+def _shared_heads(q: np.ndarray, kv: np.ndarray) -> np.ndarray:
+    """Key/value heads (B, NKV, Tk, hs) repeated to q's NH heads: query head h reads kv head
+    h // (NH // NKV)."""
+    return np.repeat(kv, q.shape[1] // kv.shape[1], axis=1)
+
+
+def _summed_heads(grad: np.ndarray, kv: np.ndarray) -> np.ndarray:
+    """A (B, NH, Tk, hs) gradient summed over the query heads that share each kv head."""
+    B, NKV, Tk, hs = kv.shape
+    return grad.reshape(B, NKV, -1, Tk, hs).sum(axis=2)
+
+
 def _causal_scores(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     """Scaled scores (B, NH, Tq, Tk) with -inf where query i may not see key j > i + Tk - Tq."""
     Tq, Tk = q.shape[-2], k.shape[-2]
-    scores = (q @ k.swapaxes(-1, -2)) * q.dtype.type(scale)  # (B, NH, Tq, Tk)
+    scores = (q @ _shared_heads(q, k).swapaxes(-1, -2)) * q.dtype.type(scale)  # (B, NH, Tq, Tk)
     hidden = np.arange(Tk)[None, :] > np.arange(Tq)[:, None] + (Tk - Tq)  # (Tq, Tk)
     return np.where(hidden, -np.inf, scores).astype(q.dtype)
 
 
 def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float):
-    """Causal softmax(q kᵀ · scale) v and the row log-sum-exp of the scaled scores."""
+    """Causal softmax(q kᵀ · scale) v and the row log-sum-exp of the scaled scores; k and v
+    may have fewer heads than q (grouped-query attention)."""
     scores = _causal_scores(q, k, scale)
     row_max = scores.max(axis=-1, keepdims=True)
     weights = np.exp(scores - row_max)
     row_sum = weights.sum(axis=-1, keepdims=True)
-    out = (weights / row_sum) @ v  # (B, NH, Tq, hs)
+    out = (weights / row_sum) @ _shared_heads(q, v)  # (B, NH, Tq, hs)
     lse = (row_max + np.log(row_sum))[..., 0]  # (B, NH, Tq)
     return out.astype(q.dtype), lse.astype(q.dtype)
 
@@ -34,12 +47,12 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     scores = _causal_scores(q, k, scale)
     probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
     probs /= probs.sum(axis=-1, keepdims=True)  # (B, NH, Tq, Tk)
-    dv = probs.swapaxes(-1, -2) @ dout
-    dprobs = dout @ v.swapaxes(-1, -2)
+    dv = _summed_heads(probs.swapaxes(-1, -2) @ dout, v)
+    dprobs = dout @ _shared_heads(q, v).swapaxes(-1, -2)
     # softmax backward: dS = P * (dP - rowsum(dP * P))
     dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True)) * scale
-    dq = dscores @ k
-    dk = dscores.swapaxes(-1, -2) @ q
+    dq = dscores @ _shared_heads(q, k)
+    dk = _summed_heads(dscores.swapaxes(-1, -2) @ q, k)
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
 
 
