@@ -159,15 +159,16 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
     weights = {k: v for k, v in ckpt.model_state.items() if k not in ckpt.tied}
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"{output} exists and is not an empty folder; choose a new folder")
-    hf_config = gpt2_config(ckpt.model_config)
+    tokenizer = from_dict(ckpt.tokenizer) if ckpt.tokenizer is not None else None
+    eot = tokenizer.end_of_text if tokenizer is not None else None
+    hf_config = gpt2_config(ckpt.model_config, tokenizer.special_tokens[eot] if eot else None)
     with atomic_path(output, folder=True) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         save_safetensors(tmp / "model.safetensors",
                          {k.removeprefix("transformer."): v for k, v in to_hf(weights).items()},
                          metadata={"format": "pt"})
-        tokenizer = from_dict(ckpt.tokenizer) if ckpt.tokenizer is not None else None
         if isinstance(tokenizer, BPETokenizer):
-            tokenizer.save_huggingface(tmp / "tokenizer.json")
+            tokenizer.save_pretrained(tmp, model_max_length=ckpt.model_config["block_size"])
     note = "" if isinstance(tokenizer, BPETokenizer) else \
         " (no tokenizer.json: only byte-level BPE tokenizers have a Hugging Face form)"
     click.echo(f"Hugging Face GPT-2 folder -> {output}{note}")

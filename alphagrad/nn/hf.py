@@ -142,8 +142,9 @@ def gpt_config_fields(hf_config: Mapping[str, Any], source: str) -> dict[str, An
     }
 
 
-def gpt2_config(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A Hugging Face GPT-2 config.json (as a dict) for a GPTConfig's fields."""
+def gpt2_config(fields: Mapping[str, Any], end_of_text_id: int | None = None) -> dict[str, Any]:
+    """A Hugging Face GPT-2 config.json (as a dict) for a GPTConfig's fields; the bos and eos
+    ids are the tokenizer's end-of-text token, or null (never GPT-2's 50256 by default)."""
     if not fields.get("bias", True):
         raise ValueError("Hugging Face GPT-2 has biases; a model with bias=False cannot be "
                          "exported as hf (use --format safetensors)")
@@ -157,6 +158,7 @@ def gpt2_config(fields: Mapping[str, Any]) -> dict[str, Any]:
             "tie_word_embeddings": fields.get("tie_word_embeddings", True),
             "scale_attn_weights": fields.get("scale_attn_weights", True),
             "scale_attn_by_inverse_layer_idx": fields.get("scale_attn_by_inverse_layer_idx", False),
+            "bos_token_id": end_of_text_id, "eos_token_id": end_of_text_id,
             "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 
 

@@ -57,11 +57,21 @@ def check_header(d: object, kind: str | None = None) -> dict:
     return d
 
 
+# The names an end-of-text (document separator) special token goes by, likeliest first.
+END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<eos>")
+
+
 class Tokenizer:
     """Base class: subclasses define ``kind``, ``encode``, ``decode``, ``vocab_size`` and
-    ``to_dict``."""
+    ``to_dict``; those with special tokens keep them in ``special_tokens`` (text -> id)."""
 
     kind: str = ""
+    special_tokens: dict[str, int] = {}  # noqa: RUF012 (never mutated: subclasses set their own)
+
+    @property
+    def end_of_text(self) -> str | None:
+        """The special token that ends a document (``<|endoftext|>`` or the like), if any."""
+        return next((s for s in END_OF_TEXT if s in self.special_tokens), None)
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import regex
@@ -201,6 +202,16 @@ class BPETokenizer(Tokenizer):
         d = interop.huggingface_dict(self._vocab, self.merges, self.pattern, named == "gpt2",
                                      self.special_tokens)
         atomic_write(path, interop.dumps(d))
+
+    def save_pretrained(self, folder: str | os.PathLike, model_max_length: int | None = None
+                        ) -> None:
+        """A folder that ``transformers.AutoTokenizer.from_pretrained`` loads: ``tokenizer.json``
+        and a ``tokenizer_config.json`` naming the end-of-text token as bos and eos (if any)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.save_huggingface(folder / "tokenizer.json")
+        config = interop.huggingface_config(self.end_of_text, model_max_length)
+        atomic_write(folder / "tokenizer_config.json", interop.dumps(config))
 
     @classmethod
     def from_huggingface(cls, path: str | os.PathLike) -> BPETokenizer:

@@ -116,6 +116,15 @@ def huggingface_dict(vocab: dict[int, bytes], merges: list[tuple[int, int, int]]
     }
 
 
+def huggingface_config(end_of_text: str | None, model_max_length: int | None) -> dict:
+    """A ``tokenizer_config.json`` under which ``transformers.AutoTokenizer`` uses our
+    ``tokenizer.json`` as it is (not GPT-2's rules), with the special tokens that exist."""
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": end_of_text,
+            "eos_token": end_of_text, "unk_token": None, "pad_token": None,
+            "add_prefix_space": False, "clean_up_tokenization_spaces": False,
+            **({"model_max_length": model_max_length} if model_max_length else {})}
+
+
 def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tuple]]:
     """(pattern, special tokens, byte ids, merges) of a byte-level BPE ``tokenizer.json``.
 
