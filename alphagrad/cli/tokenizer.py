@@ -100,21 +100,60 @@ def _piece(tok: Tokenizer, token_id: int) -> str:
 @click.argument("file", type=tokenizer_file)
 @click.option("--text", help="Text to encode (default: standard input).")
 @click.option("--pieces", is_flag=True, help="One line per token: its id and its text.")
-def encode(file: Path, text: str | None, pieces: bool) -> None:
+@click.option("--allow-special", is_flag=True,
+              help="Special-token text (e.g. <|endoftext|>) becomes its special id; without "
+                   "this flag it is encoded as ordinary text.")
+def encode(file: Path, text: str | None, pieces: bool, allow_special: bool) -> None:
     """Encode text with the tokenizer in FILE and print the ids (a JSON list).
 
     \b
     Examples:
       alphagrad tokenizer encode tok.json --text 'def main():'
       echo 'hello' | alphagrad tokenizer encode tok.json --pieces
+      alphagrad tokenizer encode tok.json --allow-special --text 'end<|endoftext|>'
     """
     tok = load(file)
-    ids = tok.encode(sys.stdin.read() if text is None else text)
+    text = sys.stdin.read() if text is None else text
+    if allow_special and not tok.special_tokens:
+        raise UserError(f"{file} has no special tokens; --allow-special changes nothing")
+    ids = tok.encode(text, allowed_special="all") if allow_special else tok.encode(text)
     if pieces:
         for i in ids:
             click.echo(f"{i}\t{json.dumps(_piece(tok, i), ensure_ascii=False)}")
     else:
         click.echo(json.dumps(ids))
+
+
+@tokenizer.command("export")
+@click.argument("file", type=tokenizer_file)
+@click.option("--format", "fmt", type=click.Choice(["tiktoken", "hf"]), required=True,
+              help="tiktoken: a ranks file (tiktoken.Encoding's mergeable_ranks); hf: a folder "
+                   "that transformers' AutoTokenizer loads (tokenizer.json, "
+                   "tokenizer_config.json).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The ranks file (tiktoken) or the folder (hf) to write.")
+def export_tokenizer(file: Path, fmt: str, output: Path) -> None:
+    """Write the byte-level BPE tokenizer in FILE for tiktoken or Hugging Face.
+
+    \b
+    Examples:
+      alphagrad tokenizer export tok.json --format tiktoken -o tok.tiktoken
+      alphagrad tokenizer export tok.json --format hf -o tok-hf/
+    """
+    tok = load(file)
+    if not isinstance(tok, BPETokenizer):
+        raise UserError(f"{file} is a {tok.kind} tokenizer; only byte-level BPE tokenizers have "
+                        "tiktoken and Hugging Face forms")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf":
+        tok.save_pretrained(output)
+        click.echo(f"Hugging Face tokenizer ({tok.vocab_size} ids) -> {output}")
+        return
+    tok.save_tiktoken(output)
+    click.echo(f"tiktoken ranks ({len(tok.mergeable_ranks())} tokens) -> {output}")
+    click.echo(f"pattern: {tok.pattern}")
+    if tok.special_tokens:
+        click.echo(f"special tokens: {json.dumps(tok.special_tokens, ensure_ascii=False)}")
 
 
 def held_out(text: str, fraction: float) -> str:
