@@ -13,8 +13,8 @@ Hugging Face GPT-2 weights load through ``GPT.from_pretrained`` (see ``hf.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,11 @@ from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.nn.optim import AdamW
 from alphagrad.nn.parameter import Parameter
 from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
+
+# What any GPT this library builds may ask for: far past every published GPT, and small enough
+# that a damaged or crafted config is refused before it allocates anything.
+LIMITS = {"block_size": 1 << 20, "vocab_size": 1 << 31, "n_layer": 1024, "n_head": 1024,
+          "n_embd": 1 << 16}
 
 
 @dataclass
@@ -53,24 +58,41 @@ class GPTConfig:
     scale_attn_by_inverse_layer_idx: bool = False  # scores of layer i also divided by i + 1
 
     def __post_init__(self):
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+        for name, limit in LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GPTConfig: {name} must be a positive int, got {value!r}")
-        if self.n_inner is not None and (not isinstance(self.n_inner, (int, np.integer))
-                                         or self.n_inner < 1):
-            raise ValueError(f"GPTConfig: n_inner must be a positive int or None, got "
-                             f"{self.n_inner!r}")
-        if not self.layer_norm_eps > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 1 <= value <= limit:
+                raise ValueError(f"GPTConfig: {name} must be an int in [1, {limit}], got "
+                                 f"{value!r}")
+        if self.n_inner is not None and (isinstance(self.n_inner, bool)
+                                         or not isinstance(self.n_inner, (int, np.integer))
+                                         or not 1 <= self.n_inner <= 4 * LIMITS["n_embd"]):
+            raise ValueError(f"GPTConfig: n_inner must be None or an int in "
+                             f"[1, {4 * LIMITS['n_embd']}], got {self.n_inner!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
             raise ValueError(f"GPTConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by "
                              f"n_head={self.n_head}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
-        if self.gelu_approximate not in GELU_FORMS:
-            raise ValueError(f"GPTConfig: gelu_approximate must be {' or '.join(map(repr, GELU_FORMS))}"
-                             f", got {self.gelu_approximate!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("bias", "tie_word_embeddings", "scale_attn_weights",
+                     "scale_attn_by_inverse_layer_idx"):
+            if type(getattr(self, name)) not in (bool, np.bool_):
+                raise ValueError(f"GPTConfig: {name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
+        if not isinstance(self.gelu_approximate, str) or self.gelu_approximate not in GELU_FORMS:
+            raise ValueError("GPTConfig: gelu_approximate must be "
+                             f"{' or '.join(map(repr, GELU_FORMS))}, got {self.gelu_approximate!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> GPTConfig:
+        """A config from stored fields (a checkpoint's); unknown keys are errors, not ignored."""
+        known = [f.name for f in fields(cls)]
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown keys {unknown} (known: {', '.join(known)})")
+        return cls(**values)
 
 
 def attention_scale(config: GPTConfig, layer: int) -> float:
@@ -283,8 +305,17 @@ class GPT(Module):
     @classmethod
     def from_hf_state_dict(cls, state_dict: dict, config: GPTConfig | None = None) -> GPT:
         """A GPT holding Hugging Face GPT-2 weights (``transformer.`` prefix optional)."""
-        model = cls(config or GPTConfig(**hf.infer_config(state_dict)))
-        model.load_state_dict(hf.from_hf(state_dict, tied=model.config.tie_word_embeddings))
+        config = config or GPTConfig(**hf.infer_config(state_dict))
+        return cls.from_state_dict(config, hf.from_hf(state_dict, tied=config.tie_word_embeddings))
+
+    @classmethod
+    def from_state_dict(cls, config: GPTConfig, state_dict: Mapping[str, Any]) -> GPT:
+        """A GPT that takes ``state_dict``'s arrays as its weights, with no random init: every
+        shape is checked against ``config`` before any memory is allocated, so a config that
+        claims more than the weights hold fails at once."""
+        with init.empty_weights():
+            model = cls(config)
+        model.load_state_dict(state_dict, assign=True)
         return model
 
     def to_hf_state_dict(self) -> dict[str, np.ndarray]:

@@ -129,7 +129,7 @@ def gpt_config_fields(hf_config: Mapping[str, Any], source: str) -> dict[str, An
     except KeyError as e:
         raise ValueError(f"from_pretrained: {source} lacks {e}; is this a GPT-2 config?") from None
     activation = hf_config.get("activation_function", "gelu_new")  # GPT-2's default
-    if activation not in GELU_FORMS:
+    if not isinstance(activation, str) or activation not in GELU_FORMS:
         raise refuse(f"asks for activation_function {activation!r} (alphagrad's GPT has "
                      f"{', '.join(GELU_FORMS)})")
     return fields | {
@@ -171,9 +171,13 @@ def read_folder(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np
         if not os.path.isfile(path):
             raise FileNotFoundError(f"from_pretrained: {path} not found; a Hugging Face GPT-2 "
                                     "folder holds config.json and model.safetensors")
-    with open(config_path) as f:
+    with open(config_path, "rb") as f:
         try:
             hf_config = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"from_pretrained: {config_path} is not valid JSON ({e})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"from_pretrained: {config_path} is not valid JSON "
+                             f"({e or 'nested too deeply'})") from None
+    if type(hf_config) is not dict:  # json.load gives exactly a dict for an object
+        raise ValueError(f"from_pretrained: {config_path} holds a JSON "
+                         f"{type(hf_config).__name__}, not an object; is this a GPT-2 config?")
     return gpt_config_fields(hf_config, config_path), load_safetensors(weights_path)

@@ -18,7 +18,7 @@ from alphagrad.tensor.dtypes import get_default_dtype
 
 
 def _empty(*shape: int, dtype=None) -> Parameter:
-    return Parameter(np.empty(shape, np.dtype(dtype) if dtype is not None else get_default_dtype()))
+    return init.empty(*shape, dtype=np.dtype(dtype) if dtype is not None else get_default_dtype())
 
 
 class Linear(Module):

@@ -145,12 +145,15 @@ class Module:
         """
         return {name: p.data for name, p in self.named_parameters(remove_duplicate=False)}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> IncompatibleKeys:
         """Copy arrays into the parameters (cast to each parameter's dtype).
 
         Missing keys, unexpected keys (both only when ``strict``) and shape mismatches (always)
         are reported together in one ValueError, before anything is copied. A tied parameter
         (one object under several names, as the GPT's ``lm_head.weight``) needs one of its names.
+        ``assign=True`` makes each parameter take the array itself (no copy when its dtype
+        already matches), as for a model built under ``nn.init.empty_weights()``.
         """
         own = dict(self.named_parameters(remove_duplicate=False))
         given = {id(p) for name, p in own.items() if name in state_dict}
@@ -164,16 +167,25 @@ class Module:
                     mismatched.append(f"{name}: checkpoint {shape} vs model {p.shape}")
         problems = []
         if strict and missing:
-            problems.append(f"missing keys {missing}")
+            problems.append(f"missing keys {_some(missing)}")
         if strict and unexpected:
-            problems.append(f"unexpected keys {unexpected}")
+            problems.append(f"unexpected keys {_some(unexpected)}")
         if mismatched:
-            problems.append("shape mismatches " + "; ".join(mismatched))
+            problems.append("shape mismatches " + "; ".join(_some(mismatched)))
         if problems:
             raise ValueError(f"load_state_dict for {type(self).__name__}: " + ", ".join(problems))
+        owner: dict[int, Parameter] = {}  # array id -> the parameter that took it
         for name, p in own.items():
-            if name in state_dict:
-                p.data[...] = _array(state_dict[name])
+            if name not in state_dict:
+                continue
+            array = _array(state_dict[name])
+            if not assign:
+                p.data[...] = array
+                continue
+            taken = owner.setdefault(id(array), p) is not p  # one array, two distinct weights
+            if taken or not array.flags.writeable:
+                array = np.array(array, dtype=p.dtype)
+            p.data = np.ascontiguousarray(array, dtype=p.dtype)
         return IncompatibleKeys(missing, unexpected)
 
     # ----------------------------------------------------------------- printing
@@ -196,6 +208,11 @@ class Module:
 
 def _array(value: Any) -> np.ndarray:
     return value.data if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _some(items: list[str], shown: int = 8) -> list[str]:
+    """The first ``shown`` items, and how many more there are: an error stays readable."""
+    return items if len(items) <= shown else [*items[:shown], f"... {len(items) - shown} more"]
 
 
 class ModuleList(Module):

@@ -87,31 +87,50 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, str], int]:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SafetensorsError(f"{path}: the header is not valid JSON ({e})") from None
+        except RecursionError:
+            raise SafetensorsError(f"{path}: the header is nested too deeply") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: the header must be a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise SafetensorsError(f"{path}: __metadata__ must map strings to strings")
     data_start, data_size = 8 + n, size - 8 - n
-    spans = []
-    for name, entry in header.items():
-        try:
-            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise SafetensorsError(f"{path}: tensor {name!r} has a malformed entry {entry!r}") from None
-        if dtype not in _DTYPES:
-            raise SafetensorsError(f"{path}: tensor {name!r} has dtype {dtype!r}, which this reader "
-                                   f"does not know ({', '.join(_DTYPES)})")
-        dtype = _DTYPES[dtype]
-        nbytes = math.prod(shape) * dtype.itemsize
-        if not 0 <= begin <= end <= data_size or end - begin != nbytes:
-            raise SafetensorsError(
-                f"{path}: tensor {name!r} ({entry['dtype']} {shape}) has offsets [{begin}, {end}] "
-                f"that do not match its size {nbytes} within {data_size} data bytes"
-            )
-        spans.append((begin, end))
+    spans = [_span(path, name, entry, data_size) for name, entry in header.items()]
     spans.sort()
     if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise SafetensorsError(f"{path}: tensors overlap in the data section")
     return header, metadata, data_start
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _span(path: str | os.PathLike, name: str, entry: object, data_size: int) -> tuple[int, int]:
+    """The [begin, end) data bytes of one header entry, after checking every field's type and
+    that its size fits the file (so nothing is allocated for what the file does not hold)."""
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise SafetensorsError(f"{path}: tensor {name!r} has a malformed entry {entry!r:.200}; "
+                               "expected dtype, shape and data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise SafetensorsError(f"{path}: tensor {name!r} has dtype {dtype!r:.80}, which this "
+                               f"reader does not know ({', '.join(_DTYPES)})")
+    if not isinstance(shape, list) or not all(map(_is_count, shape)):
+        raise SafetensorsError(f"{path}: tensor {name!r} has shape {shape!r:.80}; a shape is a "
+                               "list of non-negative ints")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)):
+        raise SafetensorsError(f"{path}: tensor {name!r} has data_offsets {offsets!r:.80}; "
+                               "expected [begin, end], non-negative ints")
+    begin, end = offsets
+    nbytes = math.prod(shape) * _DTYPES[dtype].itemsize
+    if not begin <= end <= data_size or end - begin != nbytes:
+        raise SafetensorsError(
+            f"{path}: tensor {name!r} ({dtype} {shape}) has offsets [{begin}, {end}] that do "
+            f"not match its size {nbytes} within {data_size} data bytes")
+    return begin, end
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -15,8 +15,10 @@ so damage outside the tensors is caught too.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
+import os
 import re
 import shutil
 import struct
@@ -209,12 +211,20 @@ def _check_record(path: Path, record: Any, where: str) -> None:
 
 
 def _build_array(record: dict) -> np.ndarray:
-    stored = np.frombuffer(record["data"], dtype=np.dtype(record["dtype"]).newbyteorder("<"))
+    """The record's array; its bytes are dropped as it is built, so loading holds one copy."""
+    data = record.pop("data")
+    stored = np.frombuffer(data, dtype=np.dtype(record["dtype"]).newbyteorder("<"))
     return stored.astype(record["dtype"]).reshape(record["shape"])  # a fresh, writable copy
 
 
-def _walk(path: Path, obj: Any, where: str, on_tensor: Callable[[dict, str], Any]) -> Any:
+_MAX_DEPTH = 64  # nesting in the plain-data fields; a file's own cannot be deeper than this
+
+
+def _walk(path: Path, obj: Any, where: str, on_tensor: Callable[[dict, str], Any],
+          depth: int = 0) -> Any:
     """Check nested plain data; tensor records are handed to ``on_tensor``."""
+    if depth > _MAX_DEPTH:
+        raise _damaged(path, f"{where} is nested more than {_MAX_DEPTH} levels deep")
     if isinstance(obj, dict):
         if set(obj) == {_TENSOR_TAG}:
             return on_tensor(obj[_TENSOR_TAG], where)
@@ -222,18 +232,18 @@ def _walk(path: Path, obj: Any, where: str, on_tensor: Callable[[dict, str], Any
         for key, value in obj.items():
             if isinstance(key, bool) or not isinstance(key, (str, int)):
                 raise _damaged(path, f"{where} has a key of type {type(key).__name__}")
-            out[key] = _walk(path, value, f"{where}.{key}", on_tensor)
+            out[key] = _walk(path, value, f"{where}.{key}", on_tensor, depth + 1)
         return out
     if isinstance(obj, list):
-        return [_walk(path, v, f"{where}[{i}]", on_tensor) for i, v in enumerate(obj)]
+        return [_walk(path, v, f"{where}[{i}]", on_tensor, depth + 1) for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
         return obj
     raise _damaged(path, f"{where} holds a value of type {type(obj).__name__}")
 
 
-def _read(path: Path) -> bytes:
+def _open(path: Path) -> IO[bytes]:
     try:
-        return path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except OSError as e:
@@ -245,13 +255,46 @@ def _truncated(path: Path) -> CheckpointError:
                            "be incomplete (an interrupted copy or save?); use another checkpoint")
 
 
-def _check_header(path: Path, head: bytes) -> None:
+def _check_header(path: Path, f: IO[bytes]) -> None:
     """Magic first, so a foreign file is named as such rather than as damaged."""
+    head = f.read(1 + len(_SIGNATURE))
+    f.seek(0)
     signed = head[1:1 + len(_SIGNATURE)] == _SIGNATURE[:len(head) - 1]
     if head and not (0x80 <= head[0] <= 0x8F and signed):  # 0x8N: a map of N keys
         raise CheckpointError(f"{path} is not an alphagrad checkpoint")
     if len(head) < 1 + len(_SIGNATURE):
         raise _truncated(path)
+
+
+def _unpacker(path: Path, f: IO[bytes], size: int) -> msgpack.Unpacker:
+    """A reader of the file's msgpack that never holds more than one object's bytes twice."""
+    _check_header(path, f)
+    return msgpack.Unpacker(f, raw=False, strict_map_key=False, max_buffer_size=max(size, 1))
+
+
+@contextlib.contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """msgpack's exceptions as CheckpointErrors that say what is wrong."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except msgpack.OutOfData:
+        raise _truncated(path) from None
+    except msgpack.StackError:
+        raise _damaged(path, "cannot decode (nested too deeply)") from None
+    except (ValueError, TypeError) as e:  # how malformed msgpack surfaces
+        raise _damaged(path, f"cannot decode ({e})") from None
+
+
+def _file_crc_ok(f: IO[bytes], size: int) -> bool:
+    """Whether the last 4 bytes are the checksum of all before them, read a block at a time."""
+    f.seek(0)
+    crc, left = 0, size - 4
+    while left > 0:
+        block = f.read(min(left, 1 << 20))
+        crc, left = zlib.crc32(block, crc), left - len(block)
+    return struct.pack(">I", crc) == f.read(4)
 
 
 def _check_version(path: Path, top: dict) -> None:
@@ -272,21 +315,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and verify a checkpoint written by ``save_checkpoint``.
 
     Raises ``CheckpointError`` naming the file if it is missing, foreign, from a newer version,
-    truncated or damaged; every check runs before any array is built.
+    truncated or damaged; every check runs before any array is built, and the file is streamed,
+    so at most the tensors' bytes plus the largest tensor are held at once.
     """
     path = Path(path)
-    data = _read(path)
-    _check_header(path, data)
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
-    unpacker.feed(data)
-    try:
-        top = unpacker.unpack()
-    except msgpack.OutOfData:
-        raise _truncated(path) from None
-    except (ValueError, TypeError) as e:  # how malformed msgpack surfaces
-        raise _damaged(path, f"cannot decode ({e})") from None
-    if unpacker.tell() != len(data):
-        raise _damaged(path, f"{len(data) - unpacker.tell()} unexpected bytes at the end")
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        unpacker = _unpacker(path, f, size)
+        with _decoding(path):
+            top = unpacker.unpack()
+        if unpacker.tell() != size:
+            raise _damaged(path, f"{size - unpacker.tell()} unexpected bytes at the end")
+        del unpacker  # its read buffer is as large as the largest tensor
+        crc_ok = _file_crc_ok(f, size)
+    if not isinstance(top, dict):
+        raise _damaged(path, "unexpected layout")
     _check_version(path, top)
     if list(top) != [*_FIELDS, "crc32"]:
         raise _damaged(path, f"unexpected fields {sorted(map(str, top))}")
@@ -309,7 +352,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         _check_record(path, record, repr(name))
     for name in nested:
         _walk(path, top[name], name, lambda record, where: _check_record(path, record, where))
-    if zlib.crc32(memoryview(data)[:-4]) != struct.unpack(">I", data[-4:])[0]:
+    if not crc_ok:
         raise _damaged(path, "checksum mismatch outside the tensor data")
 
     model_state = {name: _build_array(record) for name, record in tensors.items()}
@@ -330,26 +373,15 @@ def checkpoint_info(path: str | Path) -> dict:
     >>> checkpoint_info("runs/x/checkpoints/best.ckpt")["train_state"]["step"]
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            _check_header(path, f.read(1 + len(_SIGNATURE)))
-            f.seek(0)
-            unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
-            unpacker.read_map_header()
-            info: dict = {}
-            while "train_state" not in info:
-                key = unpacker.unpack()
-                info[key] = unpacker.unpack()
-                if key == "version":
-                    _check_version(path, info)
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
-    except msgpack.OutOfData:
-        raise _truncated(path) from None
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError) as e:  # how malformed msgpack surfaces
-        raise _damaged(path, f"cannot decode ({e})") from None
+    with _open(path) as f, _decoding(path):
+        unpacker = _unpacker(path, f, os.fstat(f.fileno()).st_size)
+        unpacker.read_map_header()
+        info: dict = {}
+        while "train_state" not in info:
+            key = unpacker.unpack()
+            info[key] = unpacker.unpack()
+            if key == "version":
+                _check_version(path, info)
     if list(info) != list(_FIELDS[:6]) or not isinstance(info["model"], dict):
         raise _damaged(path, "unexpected layout")
 

@@ -20,8 +20,10 @@ def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
     ckpt = load_weights(path) if is_safetensors(path) else load_checkpoint(path)
     if ckpt.model_kind != "gpt":
         raise CheckpointError(f"{path}: holds a {ckpt.model_kind!r} model, not a GPT")
-    model = GPT(GPTConfig(**ckpt.model_config))
-    model.load_state_dict(ckpt.model_state)
+    try:
+        model = GPT.from_state_dict(GPTConfig.from_dict(ckpt.model_config), ckpt.model_state)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     model.eval()
     tokenizer = None
     if ckpt.tokenizer is not None:

@@ -187,3 +187,48 @@ def test_gpt_state_dict_through_safetensors(model, tmp_path):
     other = nn.GPT(nn.GPTConfig(**CONFIG))
     other.load_state_dict(nn.load_safetensors(tmp_path / "m.safetensors"))
     np.testing.assert_array_equal(other(idx())[0].data, model(idx())[0].data)
+
+
+def _crafted_safetensors(path, header: bytes, data: bytes = b"\0" * 16) -> None:
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+ENTRY = {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}
+
+
+@pytest.mark.parametrize("header, message", [
+    ({"w": {**ENTRY, "dtype": ["F32"]}}, "dtype"),
+    ({"w": {**ENTRY, "data_offsets": ["0", "16"]}}, "data_offsets"),
+    ({"w": {**ENTRY, "data_offsets": [0, 16, 32]}}, "data_offsets"),
+    ({"w": {**ENTRY, "shape": ["2", 2]}}, "shape"),
+    ({"w": {**ENTRY, "shape": [True, 2]}}, "shape"),
+    ({"w": {**ENTRY, "shape": [2**40, 2**40]}}, "do not match its size"),
+    ({"w": [ENTRY]}, "malformed entry"),
+    ({"w": {**ENTRY, "extra": 1}}, "malformed entry"),
+    ({"w": ENTRY, "__metadata__": {"format": 1}}, "__metadata__"),
+    ({"w": ENTRY, "__metadata__": []}, "__metadata__"),
+])
+def test_semantically_hostile_headers_get_errors_naming_the_file(tmp_path, header, message):
+    path = tmp_path / "w.safetensors"
+    _crafted_safetensors(path, json.dumps(header).encode())
+    with pytest.raises(SafetensorsError, match=message) as info:
+        nn.load_safetensors(path)
+    assert "w.safetensors" in str(info.value)
+
+
+def test_a_deeply_nested_header_is_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    _crafted_safetensors(path, b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(SafetensorsError, match="nested too deeply"):
+        nn.load_safetensors(path)
+
+
+def test_from_state_dict_gives_the_same_model_without_copying(model):
+    sd = {k: v.copy() for k, v in model.state_dict().items()}
+    sd["lm_head.weight"] = sd["transformer.wte.weight"]
+    rebuilt = nn.GPT.from_state_dict(model.config, sd)
+    assert rebuilt.transformer.h[1].mlp.c_fc.weight.data is sd["transformer.h.1.mlp.c_fc.weight"]
+    assert rebuilt.lm_head.weight is rebuilt.transformer.wte.weight
+    logits, _ = rebuilt(idx())
+    expected, _ = model(idx())
+    np.testing.assert_array_equal(logits.data, expected.data)

@@ -172,3 +172,40 @@ def test_parameter_shares_float_arrays_and_requires_grad():
 def test_forward_not_defined():
     with pytest.raises(NotImplementedError, match="does not define forward"):
         nn.Module()(1)
+
+
+def test_empty_weights_take_no_memory_and_assign_adopts_the_arrays():
+    with nn.init.empty_weights():
+        model = Tied()
+    built = [p for name, p in model.named_parameters() if name != "scale"]  # made by layers
+    assert all(p.data.strides == (0,) * p.data.ndim for p in built)
+    arrays = {name: np.random.default_rng(0).standard_normal(p.shape).astype(np.float32)
+              for name, p in Tied().named_parameters(remove_duplicate=False)}
+    arrays["heads.out.weight"] = arrays["emb.weight"]
+    arrays["blocks.0.bias"] = arrays["blocks.0.bias"].astype(np.float64)  # cast: a copy
+    arrays["scale"].flags.writeable = False  # a parameter must be writable: a copy
+    model.load_state_dict(arrays, assign=True)
+    own = dict(model.named_parameters(remove_duplicate=False))
+    for name in ("emb.weight", "blocks.0.weight", "blocks.1.weight"):
+        assert own[name].data is arrays[name], name
+    assert own["heads.out.weight"] is own["emb.weight"]  # still tied
+    for name in ("blocks.0.bias", "scale"):
+        assert own[name].data.dtype == np.float32 and own[name].data.flags.writeable
+        np.testing.assert_array_equal(own[name].data, arrays[name].astype(np.float32))
+
+
+def test_assign_never_lets_two_distinct_weights_share_one_array():
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 2, bias=False))
+    shared = np.ones((2, 2), np.float32)
+    model.load_state_dict({"0.weight": shared, "1.weight": shared}, assign=True)
+    first, second = model.parameters()
+    assert first.data is shared and second.data is not shared
+    np.testing.assert_array_equal(second.data, shared)
+
+
+def test_load_state_dict_errors_stay_short():
+    with nn.init.empty_weights():
+        model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(20)])
+    with pytest.raises(ValueError, match=r"missing keys \[.*'... 32 more'\]") as info:
+        model.load_state_dict({})
+    assert len(str(info.value)) < 400

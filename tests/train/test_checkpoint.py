@@ -1,5 +1,7 @@
 import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import msgpack
@@ -329,3 +331,43 @@ def test_manager_keeps_the_last_k_and_the_best(tmp_path):
     assert load_checkpoint(manager.best()).train_state == {"step": 5}
     with pytest.raises(ValueError, match="keep_last"):
         CheckpointManager(tmp_path, keep_last=0)
+
+
+def test_nesting_is_bounded(tmp_path):
+    nested: object = 1.0
+    for _ in range(80):
+        nested = [nested]
+    save_checkpoint(tmp_path / "deep.ckpt", model_kind="gpt", model_config={}, model_state={},
+                    metrics={"deep": nested})
+    with pytest.raises(CheckpointError, match=r"deep\.ckpt .*nested more than 64 levels"):
+        load_checkpoint(tmp_path / "deep.ckpt")
+    # far deeper than msgpack decodes: a bare list nested 100,000 times where metrics belong
+    raw = encode_checkpoint(model_kind="gpt", model_config={}, model_state={})
+    at = raw.index(msgpack.packb("metrics")) + len(msgpack.packb("metrics"))
+    (tmp_path / "deeper.ckpt").write_bytes(raw[:at] + b"\x91" * 100_000 + raw[at + 1:])
+    with pytest.raises(CheckpointError, match=r"deeper\.ckpt .*nested too deeply"):
+        load_checkpoint(tmp_path / "deeper.ckpt")
+
+
+LOAD_AND_MEASURE = """
+import sys
+from alphagrad.train.checkpoint import load_checkpoint
+def status(field):  # kB
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current size
+ckpt = load_checkpoint(sys.argv[1])
+print((status("VmHWM:") - before) * 1024)
+"""
+
+
+def test_loading_holds_about_one_copy_of_the_tensors(tmp_path):
+    nbytes = 64 << 20
+    weights = {f"w{i}": np.full(nbytes // 4 // 4, i, np.float32) for i in range(4)}  # 4 x 16 MB
+    save_checkpoint(tmp_path / "big.ckpt", model_kind="gpt", model_config={},
+                    model_state=weights)
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_MEASURE, tmp_path / "big.ckpt"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    peak = int(out.stdout)
+    assert nbytes <= peak < 1.5 * nbytes, peak / nbytes

@@ -1,0 +1,104 @@
+"""Crafted files against the real command: one ``error:`` line, under a memory limit and a
+timeout, never gigabytes, a hang or a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alphagrad.nn.gpt import GPT, GPTConfig
+from alphagrad.nn.safetensors import save_safetensors
+from alphagrad.train.checkpoint import save_checkpoint
+from alphagrad.train.trainer import TIED
+
+MEMORY_LIMIT = 1 << 30  # address space; every file here holds well under a megabyte
+TIMEOUT = 60
+TINY = GPTConfig(block_size=16, vocab_size=32, n_layer=1, n_head=2, n_embd=16)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def bounded(*args: str | Path, cwd: Path, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of ``alphagrad ARGS`` run with at most MEMORY_LIMIT bytes of
+    address space and TIMEOUT seconds."""
+    result = subprocess.run([sys.executable, "-m", "alphagrad.cli", *map(str, args)], cwd=cwd,
+                            input=stdin, capture_output=True, timeout=TIMEOUT,
+                            preexec_fn=_limit_memory, check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
+    assert status == 2, stderr
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    for fragment in fragments:
+        assert fragment in stderr, (fragment, stderr)
+
+
+def tiny_checkpoint(path: Path, **config_changes) -> None:
+    model = GPT(TINY)
+    config = {**dataclasses.asdict(TINY), **config_changes}
+    save_checkpoint(path, model_kind="gpt", model_config=config, model_state=model.state_dict(),
+                    tied=TIED)
+
+
+def test_a_checkpoint_claiming_a_larger_model_fails_before_allocating(tmp_path):
+    # n_embd=4096, n_layer=4 is 3.2 GB of float32 for 1.3 MB of stored weights
+    tiny_checkpoint(tmp_path / "claims.ckpt", n_embd=4096, n_layer=4, n_head=32)
+    status, _, stderr = bounded("sample", "claims.ckpt", cwd=tmp_path)
+    assert_user_error(status, stderr, "claims.ckpt", "transformer.wte.weight: checkpoint (32, 16) "
+                      "vs model (32, 4096)", "more")
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"n_layer": 2**40}, "n_layer must be an int in [1, 1024]"),
+    ({"n_embd": "16"}, "n_embd must be an int"),
+    ({"dropout": [0.1]}, "dropout must be in [0, 1)"),
+    ({"n_layers": 2}, "unknown keys ['n_layers']"),
+])
+def test_a_checkpoint_with_a_bad_model_config_names_the_field(tmp_path, changes, fragment):
+    tiny_checkpoint(tmp_path / "bad.ckpt", **changes)
+    status, _, stderr = bounded("sample", "bad.ckpt", cwd=tmp_path)
+    assert_user_error(status, stderr, "bad.ckpt", fragment)
+
+
+def hf_folder(folder: Path, config: object, tensors: dict[str, np.ndarray]) -> Path:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    save_safetensors(folder / "model.safetensors", tensors, {"format": "pt"})
+    return folder
+
+
+def gpt2_config(**changes) -> dict:
+    return {"model_type": "gpt2", "vocab_size": 32, "n_positions": 16, "n_embd": 64,
+            "n_layer": 1, "n_head": 1, **changes}
+
+
+def test_import_hf_checks_the_config_against_the_weights_before_allocating(tmp_path):
+    hf = GPT(GPTConfig(block_size=16, vocab_size=32, n_layer=1, n_head=1, n_embd=64))
+    # 48 layers of width 6400: about 24 GB if it were built before looking at the weights
+    folder = hf_folder(tmp_path / "gpt2", gpt2_config(n_embd=6400, n_layer=48, n_head=100),
+                       {k.removeprefix("transformer."): v
+                        for k, v in hf.to_hf_state_dict().items() if k != "lm_head.weight"})
+    status, _, stderr = bounded("import-hf", folder, "-o", "out.ckpt", cwd=tmp_path)
+    assert_user_error(status, stderr, "shape mismatches", "(32, 64) vs model (32, 6400)")
+    assert not (tmp_path / "out.ckpt").exists()
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ([1, 2], "holds a JSON list, not an object"),
+    (gpt2_config(activation_function=["gelu"]), "activation_function"),
+    (gpt2_config(n_layer="1"), "n_layer must be an int"),
+])
+def test_import_hf_with_a_bad_config_names_it(tmp_path, config, fragment):
+    folder = hf_folder(tmp_path / "gpt2", config, {"wte.weight": np.zeros((32, 64), np.float32)})
+    status, _, stderr = bounded("import-hf", folder, "-o", "out.ckpt", cwd=tmp_path)
+    assert_user_error(status, stderr, fragment)
