@@ -16,7 +16,6 @@ import pytest
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.train.checkpoint import save_checkpoint
-from alphagrad.train.trainer import TIED
 
 MEMORY_LIMIT = 1 << 30  # address space; every file here holds well under a megabyte
 TIMEOUT = 60
@@ -47,7 +46,7 @@ def tiny_checkpoint(path: Path, **config_changes) -> None:
     model = GPT(TINY)
     config = {**dataclasses.asdict(TINY), **config_changes}
     save_checkpoint(path, model_kind="gpt", model_config=config, model_state=model.state_dict(),
-                    tied=TIED)
+                    tied=model.tied_weights())
 
 
 def test_a_checkpoint_claiming_a_larger_model_fails_before_allocating(tmp_path):
