@@ -10,6 +10,8 @@ from alphagrad.cli.options import progress_bars, threads_option
 from alphagrad.tokenizers import load
 from alphagrad.train import prepare as prepare_data
 
+SMALL_VAL = 1024  # validation tokens below which prepare warns: a common block_size
+
 
 @click.command()
 @click.argument("corpus", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -41,3 +43,7 @@ def prepare(corpus: tuple[Path, ...], tokenizer_path: Path, output: Path, val_fr
     click.echo(f"{output}: {stats['train_tokens']:,} train and {stats['val_tokens']:,} val tokens "
                f"({stats['documents']} documents, vocab {stats['vocab_size']}) in "
                f"{stats['seconds']:.1f}s")
+    if stats["val_tokens"] <= SMALL_VAL:
+        click.echo(f"warning: the validation split has only {stats['val_tokens']} tokens; "
+                   f"training needs block_size + 1 of them, so block_size can be at most "
+                   f"{stats['val_tokens'] - 1} (a larger --val-fraction gives more)", err=True)

@@ -77,7 +77,9 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
         if given:
             raise UserError(f"--resume continues a run with its own settings; drop "
                             f"{', '.join(given)}")
-        trainer = resume_trainer(resume, overrides)
+        source = click.get_current_context().get_parameter_source("runs_root")
+        trainer = resume_trainer(resume, overrides, runs_root=None if source is
+                                 click.core.ParameterSource.DEFAULT else runs_root)
     else:
         with progress_bars() as progress:
             trainer = make_trainer(preset, data=data, config_file=config_file,

@@ -18,7 +18,7 @@ from alphagrad.train.data import (
 )
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.presets import PRESETS, Preset, get_preset
-from alphagrad.train.run import RunDir, new_run_path
+from alphagrad.train.run import RunDir, make_run_folder
 from alphagrad.train.rundb import RunDB
 from alphagrad.train.sampling import load_model, sample
 from alphagrad.train.trainer import Trainer, TrainingDiverged, train
@@ -42,7 +42,7 @@ __all__ = [
     "iter_eval_batches",
     "load_checkpoint",
     "load_model",
-    "new_run_path",
+    "make_run_folder",
     "prepare",
     "sample",
     "save_checkpoint",

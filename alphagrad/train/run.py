@@ -1,6 +1,6 @@
 """A run's folder: everything one training run leaves behind, in files a person can read.
 
-    run = RunDir.create(new_run_path("runs"), config)
+    run = RunDir.create(make_run_folder("runs"), config)   # holds the folder's writer lock
     run.log_metrics({"step": 10, "split": "train", "loss": 2.31, "lr": 1e-3})
     run.checkpoints.save(250, is_best=True, model_kind="gpt", ...)
     run.finish(final_metrics={"val_loss": 1.87}, tokens_seen=384_000)
@@ -10,6 +10,7 @@
     metrics.jsonl   one JSON object per line, appended as training goes
     samples.jsonl   generated text, one JSON object per line
     checkpoints/    step-XXXXXXXX.ckpt (the last few) and best.ckpt
+    writer.lock     locked by the one process writing to the folder (see runlock.py)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from alphagrad.tensor import get_num_threads
 from alphagrad.train.atomic import atomic_write_text
 from alphagrad.train.checkpoint import CheckpointManager
 from alphagrad.train.config import TrainConfig
+from alphagrad.train.runlock import RunLock
 
 
 def now_iso() -> str:
@@ -60,14 +62,29 @@ def environment() -> dict[str, Any]:
             "cpu": cpu_model(), "cpu_count": os.cpu_count(), "num_threads": get_num_threads()}
 
 
-def new_run_path(root: str | Path = "runs", name: str | None = None) -> Path:
-    """A path under ``root`` that does not exist yet, named ``name`` or after the current time."""
-    base = Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+def default_runs_root() -> Path:
+    """Where runs go when no root is given: ``$ALPHAGRAD_RUNS``, else ``runs``."""
+    return Path(os.environ.get("ALPHAGRAD_RUNS") or "runs")
+
+
+def make_run_folder(root: str | Path | None = None, name: str | None = None) -> Path:
+    """Create and return a new, empty folder under ``root`` (default: ``default_runs_root()``),
+    named ``name`` or after the current time, with ``-2``, ``-3``... added if that is taken.
+
+    The folder is created exclusively, so processes starting at the same moment each get
+    their own.
+    """
+    root = Path(root) if root is not None else default_runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    base = name or time.strftime("%Y%m%d-%H%M%S")
+    path, n = root / base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = root / f"{base}-{n}"
 
 
 def _json_default(obj: Any) -> Any:
@@ -122,19 +139,23 @@ class RunDir:
         self.path = Path(path)
         self.config = config
         self.checkpoints = CheckpointManager(self.checkpoint_dir, keep_last=config.keep_last)
+        self.lock = RunLock(self.path)
         self._appended_to: set[Path] = set()
 
     @classmethod
     def create(cls, path: str | Path, config: TrainConfig) -> RunDir:
-        """Start a run in ``path`` (created if needed, and not already a run's folder)."""
+        """Start a run in ``path`` (created if needed, and not already a run's folder); the
+        returned RunDir holds the folder's writer lock (``run.lock``)."""
         path = Path(path)
-        if (path / "config.toml").exists() or (path / "manifest.json").exists():
-            raise ValueError(f"{path} already holds a run; reopen it with RunDir.open to resume, "
-                             "or choose a new folder")
         config.validate()
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path / "config.toml", config.to_toml())
         run = cls(path, config)
+        run.lock.acquire()
+        if (path / "config.toml").exists() or (path / "manifest.json").exists():
+            run.lock.release()
+            raise ValueError(f"{path} already holds a run; reopen it with RunDir.open to resume, "
+                             "or choose a new folder")
+        atomic_write_text(path / "config.toml", config.to_toml())
         run._write_manifest({"name": path.name, "status": "running", "created": now_iso(),
                              "created_unix": time.time(), "seed": config.seed,
                              "command": sys.argv, "environment": environment()})

@@ -11,6 +11,7 @@ so N steps straight and N/2 + resume + N/2 give identical weights and losses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -33,8 +34,9 @@ from alphagrad.train.data import BatchSampler, TokenDataset
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
 from alphagrad.train.presets import PRESETS
-from alphagrad.train.run import RunDir, new_run_path
+from alphagrad.train.run import RunDir, default_runs_root, make_run_folder
 from alphagrad.train.rundb import RunDB
+from alphagrad.train.runlock import RunInUse, RunLockLost
 from alphagrad.train.sampling import sample
 
 Callback = Callable[[dict[str, Any]], None]
@@ -73,6 +75,10 @@ class Trainer:
         data_dir = Path(config.data_dir)
         self.train_data = TokenDataset(data_dir / "train.bin")
         self.val_data = TokenDataset(data_dir / "val.bin")
+        if len(self.val_data) < config.block_size + 1:  # else the first evaluation fails
+            raise ValueError(f"{self.val_data.path} has {len(self.val_data)} tokens; block_size "
+                             f"{config.block_size} needs at least {config.block_size + 1} "
+                             "(prepare with a larger --val-fraction, or set a smaller block_size)")
         self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(data_dir)
         for dataset in (self.train_data, self.val_data):
             if self.tokenizer is not None:
@@ -92,30 +98,40 @@ class Trainer:
         self.sampler = BatchSampler(self.train_data, config.batch_size, config.block_size, config.seed)
         self.step, self.tokens_seen, self.best_val_loss, self.stale_evals = 0, 0, math.inf, 0
         if run is None:
-            out_dir = config.out_dir or new_run_path(runs_root or "runs")
-            run = RunDir.create(out_dir, config)
+            run = RunDir.create(config.out_dir or make_run_folder(runs_root), config)
+            run.update_manifest(runs_root=str(Path(runs_root or default_runs_root()).resolve()))
         self.run = run
         self.callbacks = list(callbacks)
-        self.db = RunDB(self.run.path.parent)
+        # The runs root owns the index: a run kept elsewhere (out_dir) is listed there too.
+        self.db = RunDB(runs_root or run.manifest.get("runs_root") or default_runs_root())
         self.db.register_run(self.run)
         self._stop_signal: int | None = None
         self._step_time = None
 
     # ------------------------------------------------------------------ resume
     @classmethod
-    def resume(cls, path: str | Path, callbacks: tuple = (), max_iters: int | None = None) -> Trainer:
+    def resume(cls, path: str | Path, callbacks: tuple = (), max_iters: int | None = None,
+               runs_root: str | Path | None = None) -> Trainer:
         """Continue a run from its latest checkpoint (``path``: a run folder or a checkpoint file).
 
         ``max_iters`` extends (or shortens) the run; everything else comes from the checkpoint.
+        The run is indexed under ``runs_root``, by default the root it was started under.
         """
         path = Path(path)
-        if path.is_dir():
-            run = RunDir.open(path)
-            ckpt_path = run.checkpoints.latest()
-            if ckpt_path is None:
-                raise ValueError(f"{path} has no checkpoint to resume from")
-        else:
-            ckpt_path, run = path, RunDir.open(path.parent.parent)
+        run = RunDir.open(path if path.is_dir() else path.parent.parent)
+        run.lock.acquire()  # RunInUse if another process is training it
+        try:
+            return cls._resume(run, path, callbacks, max_iters, runs_root)
+        except BaseException:
+            run.lock.release()
+            raise
+
+    @classmethod
+    def _resume(cls, run: RunDir, path: Path, callbacks: tuple, max_iters: int | None,
+                runs_root: str | Path | None) -> Trainer:
+        ckpt_path = run.checkpoints.latest() if path.is_dir() else path
+        if ckpt_path is None:
+            raise ValueError(f"{path} has no checkpoint to resume from")
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.train_state is None or ckpt.optimizer is None:
             raise ValueError(f"{ckpt_path} holds weights only (no training state); it cannot resume")
@@ -127,7 +143,8 @@ class Trainer:
             from alphagrad.tokenizers import from_dict
 
             tokenizer = from_dict(ckpt.tokenizer)
-        trainer = cls(config, tokenizer=tokenizer, callbacks=callbacks, run=run)
+        trainer = cls(config, tokenizer=tokenizer, callbacks=callbacks, run=run,
+                      runs_root=runs_root)
         trainer._restore(ckpt)
         trainer.run.truncate_metrics(after_step=trainer.step)
         return trainer
@@ -202,6 +219,7 @@ class Trainer:
                 for i, prompt in enumerate(prompts)]
 
     def save_checkpoint(self, is_best: bool = False, metrics: dict | None = None) -> Path:
+        self.run.lock.check()
         train_state = {
             "step": self.step, "tokens_seen": self.tokens_seen, "best_val_loss": self.best_val_loss,
             "stale_evals": self.stale_evals, "config": self.config.to_dict(),
@@ -221,6 +239,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def _emit(self, record: dict[str, Any], log: bool = False) -> None:
         if log:
+            self.run.lock.check()
             self.run.log_metrics(record)
             self.db.log_metrics(self.run, [record])
         for callback in self.callbacks:
@@ -248,6 +267,7 @@ class Trainer:
         SIGINT (Ctrl-C) and SIGTERM finish the current step, save a checkpoint and stop.
         """
         c = self.config
+        self.run.lock.acquire()  # held from construction; taken again if fit() runs twice
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.run.update_manifest(status="running", num_threads=get_num_threads(),
                                  parameters=self.model.num_parameters())
@@ -272,20 +292,35 @@ class Trainer:
                     self.save_checkpoint()
                     status = "interrupted"
                     break
-        except TrainingDiverged:
-            self._finish("diverged", started)
+            if status == "completed":
+                self.run.log_samples(self.sample())
+            return self._finish(status, started)
+        except BaseException as error:
+            self._record_failure(error, started)
             raise
         finally:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
-        if status == "completed":
-            self.run.log_samples(self.sample())
-        return self._finish(status, started)
+            self.run.lock.release()
 
-    def _finish(self, status: str, started: float) -> dict[str, Any]:
+    def _record_failure(self, error: BaseException, started: float) -> None:
+        """Leave the truth behind when ``fit`` stops on an error: status and reason."""
+        if isinstance(error, RunLockLost):
+            self.run.lock.release()
+            try:  # the folder is ours to write to only if nobody else took it meanwhile
+                self.run.lock.acquire()
+            except (RunInUse, OSError):
+                return
+        status = ("diverged" if isinstance(error, TrainingDiverged) else
+                  "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+        reason = f"{type(error).__name__}: {error}".strip().rstrip(":")
+        with contextlib.suppress(Exception):  # the error itself matters more than its record
+            self._finish(status, started, reason=reason)
+
+    def _finish(self, status: str, started: float, reason: str | None = None) -> dict[str, Any]:
         final = {"step": self.step, "tokens_seen": self.tokens_seen,
                  "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
-                 "status": status}
+                 "status": status, **({"reason": reason} if reason else {})}
         manifest = self.run.finish(status, final_metrics=final,
                                    train_seconds=round(time.perf_counter() - started, 3))
         self.db.finish_run(self.run, status, final, finished=manifest["finished"])

@@ -8,6 +8,12 @@ import pytest
 from cli_support import corpus_text, run_cli, sets
 
 
+@pytest.fixture(autouse=True)
+def own_runs_root(tmp_path, monkeypatch):
+    """A runs root of each test's own, so no runs database lands in the working folder."""
+    monkeypatch.setenv("ALPHAGRAD_RUNS", str(tmp_path / "runs-root"))
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "words.txt"

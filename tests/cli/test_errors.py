@@ -84,3 +84,18 @@ def test_a_failing_run_is_not_a_user_mistake(data_dir, tmp_path):
         expect=1)
     assert result.stderr.startswith("error: step ") and "resume with a lower learning_rate" \
         in result.stderr
+
+
+def test_a_validation_split_too_short_for_the_block_is_refused_at_the_start(tmp_path,
+                                                                            char_tokenizer):
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("alpha beta gamma delta\n" * 15)  # 345 characters, 23 of them held out
+    prepared = run_cli("prepare", corpus, "--tokenizer", char_tokenizer, "-o", tmp_path / "data",
+                       "--val-fraction", "0.05")
+    assert "warning: the validation split has only 23 tokens" in prepared.stderr
+    result = run_cli("train", "--data", tmp_path / "data", "--runs-root", tmp_path / "runs",
+                     *sets("block_size=32", "max_iters=250"), expect=2)
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'data' / 'val.bin'} has 23 tokens; block_size 32 needs at least 33 "
+        "(prepare with a larger --val-fraction, or set a smaller block_size)"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from cli_support import corpus_text, run_cli, sets
@@ -79,3 +80,69 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, data_dir):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "completed"
     assert os.path.exists(run / "checkpoints" / f"step-{step + 2:08d}.ckpt")
+
+
+def _start(*args: str | Path, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*ALPHAGRAD, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=120)
+    finally:
+        process.kill()
+
+
+def test_two_trainings_started_together_get_their_own_folders(tmp_path, data_dir):
+    processes = [_start("train", "--data", data_dir, "--runs-root", tmp_path / "runs",
+                        *sets("max_iters=2", "eval_interval=2", "log_interval=1", f"seed={seed}"))
+                 for seed in (1, 2)]
+    outputs = [_finish(p) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    folders = [Path(out.splitlines()[0].split()[1].rstrip(":")) for out, _ in outputs]
+    assert folders[0] != folders[1]
+    for folder, seed in zip(folders, (1, 2)):
+        assert json.loads((folder / "manifest.json").read_text())["seed"] == seed
+        steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").open()
+                 if json.loads(line)["kind"] == "step"]
+        assert steps == [1, 2]  # one run's records only
+    listed = run_cli("runs", "list", "--runs-root", tmp_path / "runs").stdout
+    assert {line.split()[0] for line in listed.splitlines()[2:]} == {f.name for f in folders}
+
+
+def test_resume_of_a_run_that_is_training_names_the_process(tmp_path, data_dir):
+    run = tmp_path / "runs" / "busy"
+    trainer = _start("train", "--data", data_dir, "--out", run,
+                     *sets("max_iters=100000", "eval_interval=100000", "checkpoint_interval=2"))
+    try:
+        deadline = time.time() + 60
+        while not list((run / "checkpoints").glob("step-*.ckpt")) and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run([*ALPHAGRAD, "train", "--resume", str(run)], capture_output=True,
+                                text=True, timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.startswith(f"error: {run} is in use by process {trainer.pid} ")
+    finally:
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait()
+    # kill -9 leaves no stale lock: the run resumes at once
+    latest = max((run / "checkpoints").glob("step-*.ckpt"))
+    step = int(latest.stem.split("-")[1])
+    resumed = run_cli("train", "--resume", run, "--set", f"max_iters={step + 1}").stdout
+    assert resumed.splitlines()[-1].startswith(f"completed: step {step + 1}")
+
+
+def test_out_elsewhere_is_indexed_in_the_runs_root(tmp_path, data_dir, monkeypatch):
+    monkeypatch.delenv("ALPHAGRAD_RUNS")
+    root, out = tmp_path / "myruns", tmp_path / "elsewhere" / "exp"
+    alphagrad("train", "--data", data_dir, "--out", out, "--runs-root", root,
+              *sets("max_iters=2", "eval_interval=2"), cwd=tmp_path)
+    assert not (out.parent / "alphagrad.db").exists()
+    listed = alphagrad("runs", "list", "--runs-root", root, cwd=tmp_path).stdout.splitlines()
+    assert listed[2].split()[:4] == ["exp", "completed", "-", "2"] and str(out) in listed[2]
+    # a resume with no --runs-root updates the index the run was started in
+    alphagrad("train", "--resume", out, "--set", "max_iters=3", cwd=tmp_path)
+    listed = alphagrad("runs", "list", "--runs-root", root, cwd=tmp_path).stdout.splitlines()
+    assert listed[2].split()[:4] == ["exp", "completed", "-", "3"]
+    assert not (tmp_path / "runs").exists()  # not the default root's
