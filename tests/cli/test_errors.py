@@ -96,6 +96,6 @@ def test_a_validation_split_too_short_for_the_block_is_refused_at_the_start(tmp_
     result = run_cli("train", "--data", tmp_path / "data", "--runs-root", tmp_path / "runs",
                      *sets("block_size=32", "max_iters=250"), expect=2)
     assert result.stderr.splitlines() == [
-        f"error: {tmp_path / 'data' / 'val.bin'} has 23 tokens; block_size 32 needs at least 33 "
-        "(prepare with a larger --val-fraction, or set a smaller block_size)"]
+        (f"error: {tmp_path / 'data' / 'val.bin'} has 23 tokens; block_size 32 needs at least 33 "
+         "(prepare with a larger --val-fraction, or set a smaller block_size)")]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
