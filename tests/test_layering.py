@@ -1,6 +1,7 @@
 """The package's import graph follows the layer order of the design notes.
 
-    _jit < tensor < autograd < nn (optim.py is a shim over nn) < the alphagrad root < train < cli
+    _jit < tensor < autograd < nn (optim.py is a shim over nn) < the alphagrad root < train
+    < cli and serve (side by side; serve may also use its extra: fastapi, uvicorn, pydantic)
     tokenizers: a leaf beside train that uses only _jit (and numpy, numba, regex, the standard
     library); train and cli may import it, and cli may import anything.
 
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "alphagrad"
-RANK = {"_jit": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5, "train": 4, "cli": 5}
+RANK = {"_jit": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5, "train": 4, "cli": 5,
+        "serve": 5}
 # llvmlite is numba's own code generator, installed with it
 RUNTIME_DEPENDENCIES = {"numpy", "numba", "llvmlite", "regex", "msgpack", "click", "tomli"}
 TOKENIZER_DEPENDENCIES = {"numpy", "numba", "regex"}
+SERVE_DEPENDENCIES = RUNTIME_DEPENDENCIES | {"fastapi", "starlette", "pydantic", "uvicorn"}
 
 
 def modules() -> list[Path]:
@@ -97,6 +100,8 @@ def test_imports_follow_the_layers(path):
             deps = TOKENIZER_DEPENDENCIES if layer(source) == "tokenizers" else RUNTIME_DEPENDENCIES
             if layer(source) == "_jit":
                 deps = {"numba"}
+            if layer(source) == "serve":
+                deps = SERVE_DEPENDENCIES
             if top not in deps:
                 bad.append(f"line {line}: {source} imports {target}, not a runtime dependency here")
     assert not bad, "\n".join(bad)

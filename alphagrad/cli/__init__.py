@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from alphagrad import __version__
-from alphagrad.cli import bench, data, model, runs, tokenizer, train
+from alphagrad.cli import bench, data, model, runs, serve, tokenizer, train
 from alphagrad.cli.errors import Group
 
 
@@ -33,7 +33,8 @@ def main() -> None:
 
 
 for command in (tokenizer.tokenizer, data.prepare, train.train, model.sample_command,
-                model.eval_command, runs.runs, model.export, model.import_hf, bench.bench):
+                model.eval_command, runs.runs, model.export, model.import_hf, bench.bench,
+                serve.serve):
     main.add_command(command)
 
 __all__ = ["main"]

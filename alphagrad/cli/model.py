@@ -20,24 +20,13 @@ from alphagrad.nn import GPT
 from alphagrad.nn.hf import gpt2_config, to_hf
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
-from alphagrad.train import CheckpointManager, TokenDataset, evaluate, load_checkpoint
+from alphagrad.train import TokenDataset, evaluate, load_checkpoint
 from alphagrad.train.checkpoint import save_checkpoint
 from alphagrad.train.export import save_weights
-from alphagrad.train.sampling import load_model, sample
+from alphagrad.train.sampling import checkpoint_file, load_model, sample
 
 existing = click.Path(exists=True, path_type=Path)
 checkpoint_argument = click.argument("checkpoint", type=existing, metavar="CKPT")
-
-
-def checkpoint_file(path: Path) -> Path:
-    """``path`` if it is a file, else the run folder's best checkpoint (or its latest)."""
-    if path.is_file():
-        return path
-    manager = CheckpointManager(path / "checkpoints")
-    found = manager.best() or manager.latest()
-    if found is None:
-        raise ValueError(f"{path} is not a checkpoint file, nor a run folder with checkpoints")
-    return found
 
 
 @contextlib.contextmanager

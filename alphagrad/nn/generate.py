@@ -20,34 +20,10 @@ import numpy as np
 
 from alphagrad.autograd.grad_mode import no_grad
 from alphagrad.autograd.tensor import Tensor
+from alphagrad.nn.kv_cache import LayerKV, new_kv_cache
 from alphagrad.tensor.random import generator
 
-
-class LayerKV:
-    """One layer's keys and values, (B, NH, capacity, hs) each, filled position by position."""
-
-    def __init__(self, batch: int, n_head: int, capacity: int, head_size: int, dtype: Any):
-        self.keys = np.empty((batch, n_head, capacity, head_size), dtype)
-        self.values = np.empty_like(self.keys)
-        self.length = 0
-
-    def extend(self, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Append k, v (B, NH, T, hs); return all keys and values so far (views, no copy)."""
-        end = self.length + k.shape[2]
-        if end > self.keys.shape[2]:
-            raise ValueError(f"KV cache: {end} positions exceed its capacity {self.keys.shape[2]}")
-        self.keys[:, :, self.length:end] = k
-        self.values[:, :, self.length:end] = v
-        self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]
-
-
-def new_kv_cache(model, batch: int) -> list[LayerKV]:
-    """Empty buffers for every layer of ``model``, as long as its context."""
-    c = model.config
-    dtype = model.transformer.wte.weight.dtype
-    return [LayerKV(batch, c.n_head, c.block_size, c.n_embd // c.n_head, dtype)
-            for _ in range(c.n_layer)]
+__all__ = ["LayerKV", "generate", "new_kv_cache", "sample", "stream"]
 
 
 def sample(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
@@ -117,10 +93,9 @@ def _steps(model, idx: np.ndarray, max_new_tokens: int, temperature: float, top_
         with _inference(model):
             if not use_cache:
                 logits, _ = model(tokens[:, -block:])
-            elif cache is None or cache[0].length == block:  # (re)fill from the cropped context
+            elif cache is None or cache.length == block:  # (re)fill from the cropped context
                 cache = cache or new_kv_cache(model, len(tokens))
-                for layer in cache:
-                    layer.length = 0
+                cache.reset()
                 logits, _ = model(tokens[:, -block:], kv_cache=cache)
             else:
                 logits, _ = model(tokens[:, -1:], kv_cache=cache)

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from alphagrad.autograd import functional as F
-from alphagrad.autograd.creation import from_numpy
 from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn import generate, hf, init
+from alphagrad.nn.kv_cache import LayerKV
 from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.nn.optim import AdamW
@@ -110,7 +110,7 @@ class CausalSelfAttention(Module):
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
         self.scale = attention_scale(config, layer)
 
-    def forward(self, x: Tensor, kv_cache: generate.LayerKV | None = None) -> Tensor:
+    def forward(self, x: Tensor, kv_cache: LayerKV | None = None) -> Tensor:
         _B, _T, _C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C)
         if kv_cache is not None:
@@ -133,11 +133,9 @@ class CausalSelfAttention(Module):
                                            scale=self.scale)
         return y.transpose(1, 2).contiguous().view(B, T, self.n_embd)
 
-    def _cached(self, qkv: Tensor, kv_cache: generate.LayerKV) -> Tensor:
+    def _cached(self, qkv: Tensor, kv_cache: LayerKV) -> Tensor:
         B, T, _ = qkv.shape
-        q, k, v = self._heads(qkv)
-        keys, values = kv_cache.extend(k.data, v.data)  # (B, NH, length, hs)
-        y = F.causal_attention(q, from_numpy(keys), from_numpy(values), self.scale)  # (B, NH, T, hs)
+        y = kv_cache.attend(*self._heads(qkv), self.scale)  # (B, NH, T, hs)
         return y.transpose(1, 2).reshape(B, T, self.n_embd)
 
 
@@ -160,7 +158,7 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, kv_cache: generate.LayerKV | None = None) -> Tensor:
+    def forward(self, x: Tensor, kv_cache: LayerKV | None = None) -> Tensor:
         x = x + self.attn(self.ln_1(x), kv_cache)
         return x + self.mlp(self.ln_2(x))
 
@@ -204,7 +202,7 @@ class GPT(Module):
         n = self.num_parameters()
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx: Any, targets: Any = None, kv_cache: list | None = None, *,
+    def forward(self, idx: Any, targets: Any = None, kv_cache: Any = None, *,
                 all_logits: bool = False) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, V) and the mean cross-entropy against ``targets`` (B, T), whose -1
         entries are ignored (when all are, the loss is 0.0 with zero gradients, not NaN).
@@ -215,24 +213,30 @@ class GPT(Module):
 
             >>> logits, _ = model(idx, all_logits=True)   # (B, T, V)
 
-        ``kv_cache`` (from ``generate.new_kv_cache``) continues a sequence whose earlier keys and
-        values it holds: ``idx`` are then the next tokens only.
+        ``kv_cache`` (see ``kv_cache.py``) continues sequences whose earlier keys and values it
+        holds: ``idx`` are then the next tokens only, and the cache picks the logits' rows.
         """
         idx = self._check_idx(idx)
         B, T = idx.shape
-        start = kv_cache[0].length if kv_cache else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"GPT: a sequence of length {start + T} does not fit block_size "
+        if kv_cache is not None:
+            pos = kv_cache.positions(T)  # (T,)
+        elif T > self.config.block_size:
+            raise ValueError(f"GPT: a sequence of length {T} does not fit block_size "
                              f"{self.config.block_size}; crop it (idx[:, -block_size:])")
-        pos = np.arange(start, start + T, dtype=np.int64)  # (T,)
+        else:
+            pos = np.arange(T, dtype=np.int64)  # (T,)
         tok_emb = self.transformer.wte(idx)  # (B, T, C)
         pos_emb = self.transformer.wpe(pos)  # (T, C)
         x = self.transformer.drop(tok_emb + pos_emb)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, kv_cache[i] if kv_cache else None)
+            x = block(x, kv_cache[i] if kv_cache is not None else None)
         x = self.transformer.ln_f(x)
         if targets is None:
-            return self.lm_head(x if all_logits else x[:, -1:, :]), None  # (B, T or 1, V)
+            if kv_cache is not None:
+                rows = kv_cache.readout(T)
+            else:
+                rows = slice(None) if all_logits else slice(T - 1, T)
+            return self.lm_head(x[:, rows, :]), None  # (B, 1, V), (B, T, V) or the cache's rows
         logits = self.lm_head(x)  # (B, T, V)
         targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
         if targets.shape != (B, T):

@@ -12,6 +12,7 @@ import os
 
 from alphagrad.tokenizers.base import Tokenizer, check_header, read_json
 from alphagrad.tokenizers.bpe import BPETokenizer
+from alphagrad.tokenizers.chat import PLAIN, ChatTemplate
 from alphagrad.tokenizers.vocab import CharTokenizer, WordTokenizer
 
 KINDS: dict[str, type[Tokenizer]] = {"bpe": BPETokenizer, "char": CharTokenizer,
@@ -38,4 +39,5 @@ def load(path: str | os.PathLike) -> Tokenizer:
         raise ValueError(f"tokenizer file {os.fspath(path)!r}: {err}") from None
 
 
-__all__ = ["BPETokenizer", "CharTokenizer", "Tokenizer", "WordTokenizer", "from_dict", "load"]
+__all__ = ["PLAIN", "BPETokenizer", "CharTokenizer", "ChatTemplate", "Tokenizer", "WordTokenizer",
+           "from_dict", "load"]

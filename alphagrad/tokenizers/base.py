@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from alphagrad.tokenizers.chat import ChatTemplate
+
 FORMAT = "alphagrad.tokenizer"
 VERSION = 1
 
@@ -63,10 +65,12 @@ END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<eos>"
 
 class Tokenizer:
     """Base class: subclasses define ``kind``, ``encode``, ``decode``, ``vocab_size`` and
-    ``to_dict``; those with special tokens keep them in ``special_tokens`` (text -> id)."""
+    ``to_dict``; those with special tokens keep them in ``special_tokens`` (text -> id).
+    ``chat_template`` (a ``ChatTemplate`` or None) is saved with the tokenizer."""
 
     kind: str = ""
     special_tokens: dict[str, int] = {}  # noqa: RUF012 (never mutated: subclasses set their own)
+    chat_template: ChatTemplate | None = None
 
     @property
     def end_of_text(self) -> str | None:
@@ -83,11 +87,22 @@ class Tokenizer:
         raise NotImplementedError
 
     def _header(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "kind": self.kind}
+        header = {"format": FORMAT, "version": VERSION, "kind": self.kind}
+        if self.chat_template is not None:
+            header["chat_template"] = self.chat_template.to_dict()
+        return header
+
+    def _with_extras(self, d: dict) -> Tokenizer:
+        """``self`` with the optional fields of its dict ``d`` (the chat template) applied."""
+        if d.get("chat_template") is not None:
+            self.chat_template = ChatTemplate.from_dict(d["chat_template"])
+        return self
 
     def fingerprint(self) -> str:
-        """Hex sha256 of the canonical content: equal for equal tokenizers."""
-        return hashlib.sha256(canonical_json(self.to_dict())).hexdigest()
+        """Hex sha256 of the canonical content: equal for tokenizers that encode alike (the
+        chat template is left out: it changes no token)."""
+        content = {k: v for k, v in self.to_dict().items() if k != "chat_template"}
+        return hashlib.sha256(canonical_json(content)).hexdigest()
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to ``path`` (JSON), atomically."""

@@ -155,11 +155,12 @@ class BPETokenizer(Tokenizer):
     def from_dict(cls, d: dict) -> BPETokenizer:
         check_header(d, "bpe")
         try:
-            return cls(d["merges"], d["pattern"], d["special_tokens"], d["byte_ids"])
+            tokenizer = cls(d["merges"], d["pattern"], d["special_tokens"], d["byte_ids"])
         except KeyError as err:
             raise ValueError(f"bpe tokenizer is missing the field {err.args[0]!r}") from None
         except (TypeError, AttributeError) as err:
             raise ValueError(f"bpe tokenizer has a malformed field: {err}") from None
+        return tokenizer._with_extras(d)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model file ``path`` and a human-readable ``<path>.vocab`` beside it."""

@@ -75,7 +75,7 @@ class VocabTokenizer(Tokenizer):
         tokens = d.get("tokens")
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError(f"{cls.kind} tokenizer: 'tokens' must be a list of strings")
-        return cls(tokens)
+        return cls(tokens)._with_extras(d)
 
     @classmethod
     def load(cls, path: str | os.PathLike):

@@ -10,8 +10,25 @@ from typing import Any
 import numpy as np
 
 from alphagrad.nn.gpt import GPT, GPTConfig
-from alphagrad.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from alphagrad.train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointManager,
+    load_checkpoint,
+)
 from alphagrad.train.export import is_safetensors, load_weights
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` if it is a file, else the run folder's best checkpoint (or its latest)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    manager = CheckpointManager(path / "checkpoints")
+    found = manager.best() or manager.latest()
+    if found is None:
+        raise ValueError(f"{path} is not a checkpoint file, nor a run folder with checkpoints")
+    return found
 
 
 def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
@@ -33,24 +50,40 @@ def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
     return model, tokenizer, ckpt
 
 
+class TextDecoder:
+    """Token ids in, text out as soon as it is whole: a character whose UTF-8 bytes are split
+    across tokens waits for its last byte.
+
+        >>> decoder = TextDecoder(tokenizer)
+        >>> pieces = [decoder.push(i) for i in ids] + [decoder.flush()]
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") \
+            if hasattr(tokenizer, "token_bytes") else None
+
+    def push(self, token_id: int) -> str:
+        """The text that ``token_id`` completes (may be empty)."""
+        if self._utf8 is not None:
+            return self._utf8.decode(self.tokenizer.token_bytes(token_id))
+        return self.tokenizer.decode([token_id])  # a vocabulary's tokens are whole strings
+
+    def flush(self) -> str:
+        """Whatever is still held back (an unfinished character becomes U+FFFD)."""
+        return self._utf8.decode(b"", final=True) if self._utf8 is not None else ""
+
+
 def _text_pieces(tokenizer: Any, ids: Iterator[int]) -> Iterator[str]:
-    """Decode a token stream piece by piece; multi-byte characters split across tokens wait."""
-    if hasattr(tokenizer, "token_bytes"):
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for i in ids:
-            piece = decoder.decode(tokenizer.token_bytes(i))
-            if piece:
-                yield piece
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
-        return
-    seen, text = [], ""
+    """Decode a token stream piece by piece."""
+    decoder = TextDecoder(tokenizer)
     for i in ids:
-        seen.append(i)
-        new = tokenizer.decode(seen)
-        yield new[len(text):]
-        text = new
+        piece = decoder.push(i)
+        if piece:
+            yield piece
+    tail = decoder.flush()
+    if tail:
+        yield tail
 
 
 def sample(checkpoint: str | Path | tuple, prompt: str = "\n", max_new_tokens: int = 200,

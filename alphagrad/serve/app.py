@@ -1,0 +1,63 @@
+"""The FastAPI application: the OpenAI-compatible API, the runs API and the web page.
+
+    app = create_app(load_all(["runs/20260101-120000"]), runs_root="runs", api_key=None)
+
+``app.state.shutdown()`` ends every in-flight generation with an error event and the live
+runs streams, so a server stops at once however many clients are connected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from alphagrad import __version__
+from alphagrad.serve import errors, openai_routes
+from alphagrad.serve.registry import ServedModel
+from alphagrad.serve.schemas import Health
+
+
+def create_app(models: dict[str, ServedModel], runs_root: str | Path | None = None,
+               api_key: str | None = None) -> FastAPI:
+    """An app serving ``models`` (started with it) and the runs under ``runs_root``."""
+    stopping = threading.Event()
+
+    def shutdown() -> None:
+        stopping.set()
+        for served in models.values():
+            served.engine.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for served in models.values():
+            served.engine.start()
+        try:
+            yield
+        finally:
+            shutdown()
+
+    app = FastAPI(title="alphagrad", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible inference with continuous batching, and the "
+                              "records of training runs.")
+    app.state.models, app.state.api_key = models, api_key
+    app.state.runs_root = Path(runs_root) if runs_root is not None else None
+    app.state.stopping, app.state.shutdown = stopping, shutdown
+    errors.install(app)
+    app.include_router(openai_routes.router)
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        """Up, and the models it serves (no API key needed)."""
+        return Health(models=list(models))
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(errors.ErrorResponse(error=errors.ErrorDetail(
+            message=str(exc), type="invalid_request_error")).model_dump(), status_code=400)
+
+    return app

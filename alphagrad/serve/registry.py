@@ -1,0 +1,91 @@
+"""The models a server holds: each loaded once, named, with its tokenizer and its engine.
+
+A source is a checkpoint file, a run folder (its best checkpoint, else its latest) or a local
+Hugging Face GPT-2 folder (``config.json``, ``model.safetensors``, and ``tokenizer.json`` if
+there is one). A model is named after its run folder, its file or its folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alphagrad.nn import GPT
+from alphagrad.serve.engine import Engine
+from alphagrad.tokenizers import PLAIN, BPETokenizer, ChatTemplate
+from alphagrad.train.sampling import checkpoint_file, load_model
+
+
+@dataclass
+class ServedModel:
+    name: str
+    kind: str
+    model: Any
+    tokenizer: Any
+    engine: Engine
+    source: str
+    created: int
+
+    @property
+    def context_length(self) -> int:
+        return self.model.config.block_size
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        return getattr(self.tokenizer, "chat_template", None) or PLAIN
+
+    def encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.name!r} has no tokenizer: send token ids, not text")
+        return self.tokenizer.encode(text)
+
+    def decode(self, tokens: list[int]) -> str:
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.name!r} has no tokenizer: it cannot make text")
+        return self.tokenizer.decode(tokens)
+
+    def start_token(self) -> int | None:
+        """The token an empty prompt starts from (``<|endoftext|>``, as GPT-2), if any."""
+        return self.engine.end_of_text
+
+
+def _name(path: Path, checkpoint: Path) -> str:
+    if path.is_dir():
+        return path.resolve().name
+    parent = checkpoint.resolve().parent
+    return parent.parent.name if parent.name == "checkpoints" else checkpoint.stem
+
+
+def load(source: str | Path, slots: int = 16, name: str | None = None) -> ServedModel:
+    """Load one model and start nothing yet (``engine.start()`` does)."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint, run folder or model folder")
+    if path.is_dir() and (path / "config.json").is_file():
+        model, kind = GPT.from_pretrained(str(path)), "gpt"
+        model.eval()
+        tokenizer_json = path / "tokenizer.json"
+        tokenizer = BPETokenizer.from_huggingface(tokenizer_json) \
+            if tokenizer_json.is_file() else None
+        checkpoint = path
+    else:
+        checkpoint = checkpoint_file(path)
+        model, tokenizer, ckpt = load_model(checkpoint)
+        kind = ckpt.model_kind
+    return ServedModel(name or _name(path, checkpoint), kind, model, tokenizer,
+                       Engine(model, tokenizer, slots=slots), str(checkpoint), int(time.time()))
+
+
+def load_all(sources: list[str | Path], slots: int = 16) -> dict[str, ServedModel]:
+    """Every source loaded, by a unique name (``-2``, ``-3``... added on a clash)."""
+    models: dict[str, ServedModel] = {}
+    for source in sources:
+        served = load(source, slots)
+        base, n = served.name, 1
+        while served.name in models:
+            n += 1
+            served.name = f"{base}-{n}"
+        models[served.name] = served
+    return models
