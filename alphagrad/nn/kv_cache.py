@@ -161,13 +161,14 @@ class _SlotLayer:
         step, cache = self.step, self.step.cache
         keys, values = cache.keys[self.layer], cache.values[self.layer]
         q, k, v = q.data, k.data, v.data
+        scale = cache.scale if scale is None else scale
         out = np.empty(q.shape, q.dtype)  # (1, NH, N, hs)
         for j, (slot, start, n) in enumerate(zip(step.slots, step.starts, step.counts)):
             a, end = step.offsets[j], start + n
             keys[slot, :, start:end] = k[0, :, a:a + n]
             values[slot, :, start:end] = v[0, :, a:a + n]
             attention_forward(q[:, :, a:a + n], keys[slot:slot + 1, :, :end],
-                              values[slot:slot + 1, :, :end], scale or cache.scale,
+                              values[slot:slot + 1, :, :end], scale,
                               out=out[:, :, a:a + n])
         return from_numpy(out)
 

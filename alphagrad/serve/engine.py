@@ -35,6 +35,7 @@ from alphagrad.nn.generate import sample
 from alphagrad.nn.kv_cache import new_slot_cache
 from alphagrad.train.sampling import TextDecoder
 
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How one sequence is sampled and when it ends.

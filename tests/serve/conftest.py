@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
 
-from alphagrad.tokenizers import CharTokenizer  # noqa: E402
-from alphagrad.train import TrainConfig, prepare, train  # noqa: E402
+from alphagrad.tokenizers import CharTokenizer
+from alphagrad.train import TrainConfig, prepare, train
 
 WORDS = ["alpha", "beta", "gamma", "delta", "grad", "tensor", "kernel", "loss", "def", "x"]
 
