@@ -10,7 +10,6 @@ import sys
 __version__ = "0.1.0"
 
 from alphagrad import nn, optim
-from alphagrad.nn.serialization import load, save
 from alphagrad.autograd import (
     Tensor,
     arange,
@@ -19,11 +18,11 @@ from alphagrad.autograd import (
     full,
     functional,
     gradcheck,
+    inference_mode,
     is_grad_enabled,
     no_grad,
     ones,
     ones_like,
-    inference_mode,
     rand,
     rand_like,
     randint,
@@ -53,6 +52,7 @@ from alphagrad.autograd.functional import (
     triu,
     where,
 )
+from alphagrad.nn.serialization import load, save
 from alphagrad.tensor import (
     get_default_dtype,
     get_num_threads,

@@ -167,7 +167,10 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def silu(x: Tensor) -> Tensor:
-    return mul(x, sigmoid(x))
+    """x · sigmoid(x), one fused kernel (float inputs)."""
+    if not is_float(x.dtype):
+        raise TypeError(f"silu: expects a float tensor, got {x.dtype}")
+    return ew.Silu.apply(x)
 
 
 def abs(x: Tensor) -> Tensor:
@@ -588,6 +591,39 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
         eps=eps,
     )
     return reshape(out, x.shape)
+
+
+def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x²) + eps) · weight over the last dim, as ``torch.nn.functional.rms_norm``
+    (``eps=None``: the dtype's machine epsilon, as PyTorch)."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(normalized_shape) != 1 or x.shape[-1:] != normalized_shape:
+        raise ValueError(f"rms_norm: normalized_shape {normalized_shape} must be the last dim of the "
+                         f"input shape {x.shape}")
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    return nnops.RMSNorm.apply(x, weight, eps=eps)
+
+
+def rotary_embedding(x: Tensor, cos: np.ndarray, sin: np.ndarray) -> Tensor:
+    """Rotary position embedding of heads ``x`` (B, T, NH, hs) in Hugging Face Llama's half-split
+    layout; ``cos``, ``sin`` (T, hs // 2) hold each position's angles (``rope_tables``)."""
+    if x.ndim != 4 or x.shape[-1] % 2:
+        raise ValueError(f"rotary_embedding: x must be (B, T, NH, hs) with an even hs, got {x.shape}")
+    cos = cos.data if isinstance(cos, Tensor) else np.asarray(cos)
+    sin = sin.data if isinstance(sin, Tensor) else np.asarray(sin)
+    if cos.shape != (x.shape[1], x.shape[3] // 2) or sin.shape != cos.shape:
+        raise ValueError(f"rotary_embedding: cos and sin must be (T, hs // 2) = "
+                         f"{(x.shape[1], x.shape[3] // 2)}, got {cos.shape} and {sin.shape}")
+    return nnops.RotaryEmbedding.apply(x, cos=cos.astype(x.dtype, copy=False),
+                                       sin=sin.astype(x.dtype, copy=False))
+
+
+def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+    """silu(gate) · up in one fused kernel (Llama's MLP activation); same shapes."""
+    if gate.shape != up.shape:
+        raise ValueError(f"swiglu: gate {gate.shape} and up {up.shape} must have one shape")
+    return nnops.SwiGLU.apply(gate, up)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -13,7 +13,7 @@ Hugging Face GPT-2 weights load through ``GPT.from_pretrained`` (see ``hf.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -21,11 +21,11 @@ import numpy as np
 
 from alphagrad.autograd import functional as F
 from alphagrad.autograd.tensor import Tensor
-from alphagrad.nn import generate, hf, init
+from alphagrad.nn import hf, init
 from alphagrad.nn.kv_cache import LayerKV
 from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
+from alphagrad.nn.lm import LanguageModel
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
-from alphagrad.nn.optim import AdamW
 from alphagrad.nn.parameter import Parameter
 from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
 
@@ -163,7 +163,7 @@ class Block(Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(Module):
+class GPT(LanguageModel):
     """GPT-2 style language model; ``model(idx, targets) -> (logits, loss)``."""
 
     def __init__(self, config: GPTConfig):
@@ -217,46 +217,13 @@ class GPT(Module):
         holds: ``idx`` are then the next tokens only, and the cache picks the logits' rows.
         """
         idx = self._check_idx(idx)
-        B, T = idx.shape
-        if kv_cache is not None:
-            pos = kv_cache.positions(T)  # (T,)
-        elif T > self.config.block_size:
-            raise ValueError(f"GPT: a sequence of length {T} does not fit block_size "
-                             f"{self.config.block_size}; crop it (idx[:, -block_size:])")
-        else:
-            pos = np.arange(T, dtype=np.int64)  # (T,)
+        pos = self._positions(idx.shape[1], kv_cache)  # (T,)
         tok_emb = self.transformer.wte(idx)  # (B, T, C)
         pos_emb = self.transformer.wpe(pos)  # (T, C)
         x = self.transformer.drop(tok_emb + pos_emb)
         for i, block in enumerate(self.transformer.h):
             x = block(x, kv_cache[i] if kv_cache is not None else None)
-        x = self.transformer.ln_f(x)
-        if targets is None:
-            if kv_cache is not None:
-                rows = kv_cache.readout(T)
-            else:
-                rows = slice(None) if all_logits else slice(T - 1, T)
-            return self.lm_head(x[:, rows, :]), None  # (B, 1, V), (B, T, V) or the cache's rows
-        logits = self.lm_head(x)  # (B, T, V)
-        targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
-        if targets.shape != (B, T):
-            raise ValueError(f"GPT: targets have shape {targets.shape}, expected {(B, T)} like idx")
-        if not (targets != -1).any():  # a mean over no targets: 0, still part of the graph
-            return logits, (logits * 0.0).sum()
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=-1)
-        return logits, loss
-
-    def _check_idx(self, idx: Any) -> np.ndarray:
-        idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(f"GPT: idx must be an integer array of shape (B, T), got {idx.dtype} "
-                             f"{idx.shape}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
-            raise ValueError(f"GPT: token id {bad} is out of range for vocab_size "
-                             f"{self.config.vocab_size}")
-        return idx
+        return self._logits_and_loss(self.transformer.ln_f(x), targets, kv_cache, all_logits)
 
     def crop_block_size(self, block_size: int) -> None:
         """Shrink the context length (e.g. to fine-tune GPT-2 on shorter sequences)."""
@@ -267,43 +234,11 @@ class GPT(Module):
         wpe.weight = Parameter(wpe.weight.data[:block_size].copy())
         wpe.num_embeddings = block_size
 
-    def configure_optimizers(self, weight_decay: float, learning_rate: float,
-                             betas: tuple[float, float], device_type: str | None = None):
-        """AdamW with weight decay on matrices (dim >= 2) only, not on biases and norms.
-
-        ``device_type`` is accepted so nanoGPT's call works unchanged; alphagrad runs on the CPU.
-        """
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ]
-        return AdamW(groups, lr=learning_rate, betas=betas)
-
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """FLOPs of one forward+backward per token: 6·N plus attention (PaLM's estimate)."""
         c = self.config
         T = seq_len if seq_len is not None else c.block_size
         return 6 * self.get_num_params() + 12 * c.n_layer * c.n_embd * T
-
-    # ----------------------------------------------------------------- generation
-    def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 use_cache: bool = True) -> Tensor:
-        """Continue each row of ``idx`` (B, T) by ``max_new_tokens`` sampled tokens: (B, T + n).
-
-        ``temperature=0`` is greedy; ``top_k`` / ``top_p`` restrict sampling to the k likeliest
-        tokens / the smallest set holding probability p; ``seed`` makes the draw repeatable.
-        """
-        return generate.generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                                 use_cache)
-
-    def stream(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
-               top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-               use_cache: bool = True) -> Iterator[int]:
-        """The tokens ``generate`` would add to one sequence, yielded one at a time as ints."""
-        return generate.stream(self, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                               use_cache)
 
     # ----------------------------------------------------------------- Hugging Face interop
     @classmethod

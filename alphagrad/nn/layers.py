@@ -1,4 +1,4 @@
-"""The layers a GPT is built from: Linear, Embedding, LayerNorm, Dropout, GELU.
+"""The layers the models are built from: Linear, Embedding, LayerNorm, RMSNorm, Dropout, GELU.
 
     >>> layer = Linear(4, 3)
     >>> layer(ag.randn(2, 4)).shape
@@ -66,6 +66,20 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"({self.normalized_shape},), eps={self.eps}, bias={self.bias is not None}"
+
+
+class RMSNorm(Module):
+    """Root-mean-square normalisation over the last axis, scaled by ``weight`` (Llama's norm)."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-6, dtype=None):
+        self.normalized_shape, self.eps = normalized_shape, eps
+        self.weight = init.ones_(_empty(normalized_shape, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"({self.normalized_shape},), eps={self.eps}"
 
 
 class Dropout(Module):

@@ -243,3 +243,55 @@ def test_attention_with_fewer_queries_than_keys_and_3d_inputs():
         np_attention,
         [a[0] for a in _qkv(rng, 1, 2, 3, 3, 2)],
     )
+
+
+def np_rms_norm(x, w, eps):
+    return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * w
+
+
+@FAST
+@given(lead=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3), C=st.integers(1, 6),
+       seed=seeds)
+def test_rms_norm(lead, C, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(lead + (C,)), rng.standard_normal(C)
+    check_op(lambda t, w: F.rms_norm(t, C, w, eps=1e-5), lambda a, w: np_rms_norm(a, w, 1e-5),
+             [x, w])
+    check_op(lambda t: F.rms_norm(t, (C,), eps=1e-5), lambda a: np_rms_norm(a, 1.0, 1e-5), [x])
+
+
+def np_rotary(x, theta):
+    # each pair (x[j], x[j + half]) at position t as a complex number times exp(i·t·θ_j)
+    half = x.shape[-1] // 2
+    angles = np.arange(x.shape[1])[:, None] * theta[None, :]  # (T, half)
+    z = (x[..., :half] + 1j * x[..., half:]) * np.exp(1j * angles)[None, :, None, :]
+    return np.concatenate([z.real, z.imag], axis=-1)
+
+
+@FAST
+@given(B=st.integers(1, 2), T=st.integers(1, 4), NH=st.integers(1, 3), half=st.integers(1, 3),
+       seed=seeds)
+def test_rotary_embedding(B, T, NH, half, seed):
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0.1, 2.0, half)
+    cos, sin = np.cos(np.outer(np.arange(T), theta)), np.sin(np.outer(np.arange(T), theta))
+    check_op(lambda t: F.rotary_embedding(t, cos, sin), lambda a: np_rotary(a, theta),
+             [rng.standard_normal((B, T, NH, 2 * half))])
+
+
+@FAST
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), seed=seeds)
+def test_swiglu(shape, seed):
+    rng = np.random.default_rng(seed)
+    gate, up = rng.uniform(-4, 4, shape), rng.standard_normal(shape)
+    check_op(F.swiglu, lambda g, u: g / (1 + np.exp(-g)) * u, [gate, up])
+
+
+def test_llama_op_errors():
+    x = ag.randn(2, 3, 1, 4)
+    with pytest.raises(ValueError, match="rms_norm: normalized_shape"):
+        F.rms_norm(x, 3)
+    with pytest.raises(ValueError, match="cos and sin must be"):
+        F.rotary_embedding(x, np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="swiglu: gate"):
+        F.swiglu(x, ag.randn(2, 3, 1, 3))

@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 
 from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor import kernels as K
-from alphagrad.tensor.kernels import adamw, cross_entropy, embedding, gelu, layernorm, softmax
+from alphagrad.tensor.kernels import (
+    adamw,
+    cross_entropy,
+    embedding,
+    gelu,
+    layernorm,
+    rmsnorm,
+    rope,
+    softmax,
+    swiglu,
+)
 from alphagrad.tensor.kernels import reference as R
 from alphagrad.tensor.kernels._exp import fast_exp
 
@@ -22,7 +32,8 @@ ROW_SHAPES = [(1, 1), (1, 7), (5, 1), (3, 65), (2, 3, 5), (4, 2, 33)]
 def threads(request, monkeypatch):
     """Small inputs normally take the serial twins; the parallel runs force the prange kernels."""
     if request.param != "serial":
-        for module in (softmax, cross_entropy, embedding, layernorm, gelu, adamw):
+        for module in (softmax, cross_entropy, embedding, layernorm, gelu, adamw, rmsnorm, rope,
+                       swiglu):
             monkeypatch.setattr(module, "PARALLEL_MIN_SIZE", 0)
     before = get_num_threads()
     set_num_threads(numba.config.NUMBA_NUM_THREADS if request.param.endswith("allthreads") else 1)
@@ -194,6 +205,91 @@ def test_layernorm(threads, dtype, shape, affine):
     else:
         assert_close(dweight, ref[1], scale=rows)
         assert_close(dbias, ref[2], scale=rows)
+
+
+# RMS norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES + [(1, 384)])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_rmsnorm(threads, dtype, shape, weighted):
+    rng = np.random.default_rng(3)
+    C = shape[-1]
+    x, dout = randn(rng, shape, dtype, 2.0), randn(rng, shape, dtype)
+    weight = randn(rng, C, dtype) if weighted else None
+    out, rstd = K.rmsnorm_forward(x, weight, 1e-6)
+    ref_out, ref_rstd = R.rmsnorm_forward(*exact(x, weight), 1e-6)
+    assert rstd.shape == shape[:-1]
+    assert_close(out, ref_out, scale=3.0)
+    assert_close(rstd, ref_rstd, scale=3.0)
+    dx, dweight = K.rmsnorm_backward(dout, x, weight, rstd)
+    ref_dx, ref_dweight = R.rmsnorm_backward(*exact(dout, x, weight, rstd))
+    assert_close(dx, ref_dx, scale=3.0)
+    if weighted:
+        assert_close(dweight, ref_dweight, scale=max(1, x.size // C))
+    else:
+        assert dweight is None
+
+
+def test_rmsnorm_known_value():
+    # [3, -4]: mean square 12.5, rstd 1/sqrt(12.5); weight 2 doubles the result
+    out, rstd = K.rmsnorm_forward(np.array([[3.0, -4.0]]), np.array([2.0, 2.0]), eps=0.0)
+    np.testing.assert_allclose(rstd, [1 / np.sqrt(12.5)])
+    np.testing.assert_allclose(out, [[6 / np.sqrt(12.5), -8 / np.sqrt(12.5)]])
+
+
+# rotary embedding
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 2), (2, 5, 3, 8), (1, 7, 2, 64), (3, 2, 1, 6)])
+def test_rope(threads, dtype, shape):
+    rng = np.random.default_rng(4)
+    T, hs = shape[1], shape[3]
+    inv_freq = 10000.0 ** (-np.arange(0, hs, 2) / hs)
+    cos, sin = K.rope_tables(inv_freq, T + 3, dtype)
+    cos, sin = cos[3:], sin[3:]  # positions 3..T+2, as a KV cache continues a sequence
+    x, dout = randn(rng, shape, dtype), randn(rng, shape, dtype)
+    out = K.rope_forward(x, cos, sin)
+    assert_close(out, R.rope_forward(*exact(x, cos, sin)))
+    assert_close(K.rope_backward(dout, cos, sin), R.rope_backward(*exact(dout, cos, sin)))
+    # a rotation keeps each pair's length
+    half = hs // 2
+    np.testing.assert_allclose(out[..., :half] ** 2 + out[..., half:] ** 2,
+                               x[..., :half] ** 2 + x[..., half:] ** 2, rtol=1e-4)
+
+
+def test_rope_rejects_odd_heads_and_wrong_tables():
+    cos, sin = K.rope_tables(np.ones(2), 3)
+    with pytest.raises(ValueError, match="even hs"):
+        K.rope_forward(np.ones((1, 3, 1, 5), np.float32), cos, sin)
+    with pytest.raises(ValueError, match=r"cos has shape \(3, 2\), expected \(2, 2\)"):
+        K.rope_forward(np.ones((1, 2, 1, 4), np.float32), cos, sin)
+
+
+# SiLU and SwiGLU
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 65), (2, 3, 5), (1000,)])
+def test_silu_and_swiglu(threads, dtype, shape):
+    rng = np.random.default_rng(5)
+    gate, up, dout = randn(rng, shape, dtype, 4.0), randn(rng, shape, dtype), randn(rng, shape, dtype)
+    assert_close(K.silu_forward(gate), R.silu_forward(*exact(gate)), scale=4.0)
+    assert_close(K.silu_backward(gate, dout), R.silu_backward(*exact(gate, dout)), scale=4.0)
+    assert_close(K.swiglu_forward(gate, up), R.swiglu_forward(*exact(gate, up)), scale=4.0)
+    dgate, dup = K.swiglu_backward(gate, up, dout)
+    ref_dgate, ref_dup = R.swiglu_backward(*exact(gate, up, dout))
+    assert_close(dgate, ref_dgate, scale=4.0)
+    assert_close(dup, ref_dup, scale=4.0)
+
+
+def test_silu_far_tails_float32():
+    # far left the sigmoid underflows to 0 (silu → -0), far right it is 1 (silu → x), no NaN
+    x = np.array([-200.0, -90.0, 0.0, 90.0, 200.0], np.float32)
+    np.testing.assert_allclose(K.silu_forward(x), [0.0, 0.0, 0.0, 90.0, 200.0], atol=1e-30)
+    assert np.isfinite(K.silu_backward(x, np.ones_like(x))).all()
 
 
 # cross-entropy

@@ -219,3 +219,16 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, grad):
         return (kernels.gelu_backward(ctx.x, grad, approximate=ctx.approximate),)
+
+
+class Silu(Function):
+    """x · sigmoid(x) (also called swish)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = x
+        return kernels.silu_forward(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (kernels.silu_backward(ctx.x, grad),)

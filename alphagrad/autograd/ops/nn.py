@@ -35,6 +35,44 @@ class LayerNorm(Function):
         return dx, dweight, dbias
 
 
+class RMSNorm(Function):
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        out, ctx.rstd = kernels.rmsnorm_forward(x, weight, eps)
+        ctx.x, ctx.weight = x, weight
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return kernels.rmsnorm_backward(grad, ctx.x, ctx.weight, ctx.rstd)
+
+
+class RotaryEmbedding(Function):
+    """Heads x (B, T, NH, hs) rotated by their positions' angles (cos, sin: (T, hs // 2))."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.cos, ctx.sin = cos, sin
+        return kernels.rope_forward(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (kernels.rope_backward(grad, ctx.cos, ctx.sin),)
+
+
+class SwiGLU(Function):
+    """silu(gate) · up in one pass (Llama's MLP)."""
+
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.gate, ctx.up = gate, up
+        return kernels.swiglu_forward(gate, up)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return kernels.swiglu_backward(ctx.gate, ctx.up, grad)
+
+
 class CrossEntropy(Function):
     """Fused log-softmax + negative log-likelihood over logits (N, V) and int targets (N,)."""
 

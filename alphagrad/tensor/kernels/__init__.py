@@ -10,11 +10,21 @@ from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross
 from alphagrad.tensor.kernels.embedding import embedding_backward, embedding_forward
 from alphagrad.tensor.kernels.gelu import gelu_backward, gelu_forward
 from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
+from alphagrad.tensor.kernels.rmsnorm import rmsnorm_backward, rmsnorm_forward
+from alphagrad.tensor.kernels.rope import rope_backward, rope_forward, rope_tables
 from alphagrad.tensor.kernels.softmax import softmax_backward, softmax_forward
+from alphagrad.tensor.kernels.swiglu import (
+    silu_backward,
+    silu_forward,
+    swiglu_backward,
+    swiglu_forward,
+)
 
 __all__ = [
     "adamw_step", "attention_backward", "attention_forward", "cross_entropy_backward",
     "cross_entropy_forward", "embedding_backward", "embedding_forward", "gelu_backward",
     "gelu_forward", "layernorm_backward",
-    "layernorm_forward", "softmax_backward", "softmax_forward",
+    "layernorm_forward", "rmsnorm_backward", "rmsnorm_forward", "rope_backward", "rope_forward",
+    "rope_tables", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
+    "swiglu_backward", "swiglu_forward",
 ]

@@ -118,6 +118,64 @@ def layernorm_backward(dout: np.ndarray, x: np.ndarray, weight, mean: np.ndarray
     return dx, (dout * xhat).sum(axis=lead).astype(x.dtype), dout.sum(axis=lead).astype(x.dtype)
 
 
+def rmsnorm_forward(x: np.ndarray, weight, eps: float = 1e-6):
+    """x / sqrt(mean(x²) + eps) · weight over the last axis; also rstd."""
+    rstd = 1.0 / np.sqrt((x * x).mean(axis=-1) + eps)
+    out = x * rstd[..., None]
+    if weight is not None:
+        out = out * weight
+    return out.astype(x.dtype), rstd.astype(x.dtype)
+
+
+def rmsnorm_backward(dout: np.ndarray, x: np.ndarray, weight, rstd: np.ndarray):
+    """(dx, dweight): d(x·r)/dx with r = (mean(x²) + eps)^-½, so dr/dx_k = −r³·x_k / C."""
+    g = dout * weight if weight is not None else dout
+    r = rstd[..., None]
+    dx = (g * r - x * r**3 * (g * x).mean(axis=-1, keepdims=True)).astype(x.dtype)
+    if weight is None:
+        return dx, None
+    lead = tuple(range(x.ndim - 1))
+    return dx, (dout * x * r).sum(axis=lead).astype(x.dtype)
+
+
+def rope_forward(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Hugging Face's rotate_half form: x·[cos, cos] + [−x2, x1]·[sin, sin], heads (B, T, NH, hs)."""
+    half = x.shape[-1] // 2
+    cos2 = np.concatenate([cos, cos], axis=-1)[None, :, None, :]  # (1, T, 1, hs)
+    sin2 = np.concatenate([sin, sin], axis=-1)[None, :, None, :]
+    rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return (x * cos2 + rotated * sin2).astype(x.dtype)
+
+
+def rope_backward(dout: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """The transpose of rope_forward's per-pair rotation matrix applied to dout."""
+    half = dout.shape[-1] // 2
+    d1, d2 = dout[..., :half], dout[..., half:]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    return np.concatenate([d1 * c + d2 * s, d2 * c - d1 * s], axis=-1).astype(dout.dtype)
+
+
+def silu_forward(x: np.ndarray) -> np.ndarray:
+    """x · sigmoid(x)."""
+    return (x / (1.0 + np.exp(-x))).astype(x.dtype)
+
+
+def silu_backward(x: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """dout · (sigmoid(x) + x · sigmoid(x) · (1 − sigmoid(x)))."""
+    s = 1.0 / (1.0 + np.exp(-x))
+    return (dout * (s + x * s * (1.0 - s))).astype(x.dtype)
+
+
+def swiglu_forward(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """silu(gate) · up."""
+    return (silu_forward(gate) * up).astype(gate.dtype)
+
+
+def swiglu_backward(gate: np.ndarray, up: np.ndarray, dout: np.ndarray):
+    """(dgate, dup) by the product rule."""
+    return silu_backward(gate, dout * up), (dout * silu_forward(gate)).astype(gate.dtype)
+
+
 def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.0):
     """Per-row -log softmax(x)[t], mixed with the mean over classes by label smoothing; lse."""
     lse = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
