@@ -9,16 +9,16 @@ Llama model families, generation, and weight files (safetensors, Hugging Face na
 from alphagrad.nn import init, optim, utils
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.nn.layers import (
-                                  GELU,
-                                  Dropout,
-                                  Embedding,
-                                  LayerNorm,
-                                  Linear,
-                                  ReLU,
-                                  RMSNorm,
-                                  Sigmoid,
-                                  SiLU,
-                                  Tanh,
+    GELU,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    ReLU,
+    RMSNorm,
+    Sigmoid,
+    SiLU,
+    Tanh,
 )
 from alphagrad.nn.llama import Llama, LlamaConfig
 from alphagrad.nn.module import Module, ModuleDict, ModuleList, Sequential
