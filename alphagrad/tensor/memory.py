@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import resource
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -25,3 +27,14 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold) and mallopt(_M_TRIM_THRESHOLD, threshold))
+
+
+def available_memory() -> int:
+    """Bytes this process may hold at most: the machine's RAM, or the address-space limit
+    (``ulimit -v``) if that is lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf names: not a POSIX system
+        total = 1 << 62
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return min(total, limit) if limit != resource.RLIM_INFINITY else total

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alphagrad.nn.gpt import LIMITS as MODEL_LIMITS
 from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
 
 try:
@@ -27,6 +28,16 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 _TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a string"}
+_STEPS = 10**12  # any count of steps: far past every run, and it fits a checkpoint's 64 bits
+# The largest value of every positive int setting (None: unset, where allowed), so that no
+# setting asks for more than a machine has before anything is allocated.
+_INT_LIMITS = {
+    **{name: MODEL_LIMITS[name] for name in ("n_layer", "n_head", "n_embd", "block_size")},
+    "batch_size": 1 << 16, "grad_accum_steps": 1 << 16, "eval_iters": 10**6, "keep_last": 10**6,
+    "n_inner": 4 * MODEL_LIMITS["n_embd"], "sample_tokens": 1 << 20, "num_threads": 4096,
+    **dict.fromkeys(("max_iters", "lr_decay_iters", "eval_interval", "log_interval",
+                     "checkpoint_interval", "sample_interval", "patience"), _STEPS),
+}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -134,13 +145,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Return self if the values make sense together; else one ValueError listing all."""
         errors = []
-        for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size",
-                     "grad_accum_steps", "max_iters", "eval_interval", "eval_iters",
-                     "log_interval", "keep_last", "sample_tokens", "lr_decay_iters", "patience",
-                     "checkpoint_interval", "sample_interval", "num_threads", "n_inner"):
+        for name, limit in _INT_LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                errors.append(f"{name} must be positive, got {value}")
+            if value is not None and not 1 <= value <= limit:
+                errors.append(f"{name} must be in [1, {limit:,}], got {value:,}")
         if self.n_head >= 1 and self.n_embd % self.n_head:
             errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         for name, ok, rule in (
@@ -148,12 +156,12 @@ class TrainConfig:
             ("layer_norm_eps", self.layer_norm_eps > 0, "positive"),
             ("learning_rate", 0 < self.learning_rate < math.inf, "positive"),
             ("min_lr", 0 <= self.min_lr <= self.learning_rate, "in [0, learning_rate]"),
-            ("warmup_iters", self.warmup_iters >= 0, "non-negative"),
+            ("warmup_iters", 0 <= self.warmup_iters <= _STEPS, f"in [0, {_STEPS:,}]"),
             ("weight_decay", 0 <= self.weight_decay < math.inf, "non-negative"),
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
             ("grad_clip", 0 <= self.grad_clip < math.inf, "non-negative (0 turns it off)"),
-            ("seed", self.seed >= 0, "non-negative"),
+            ("seed", 0 <= self.seed < 2**64, "in [0, 2**64)"),
             ("dtype", self.dtype in ("float32", "float64"), "'float32' or 'float64'"),
             ("gelu_approximate", self.gelu_approximate in GELU_FORMS,
              " or ".join(map(repr, GELU_FORMS))),

@@ -21,11 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alphagrad.autograd.creation import from_numpy
+from alphagrad.nn import init
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.nn.optim.schedules import warmup_cosine
 from alphagrad.nn.utils import clip_grad_norm_
-from alphagrad.tensor.memory import keep_freed_memory
+from alphagrad.tensor.memory import available_memory, keep_freed_memory
 from alphagrad.tensor.random import get_rng_state, manual_seed, set_rng_state
 from alphagrad.tensor.threads import get_num_threads, set_num_threads
 from alphagrad.train.checkpoint import Checkpoint, load_checkpoint
@@ -51,6 +54,23 @@ def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
     name, except the vocabulary, which the data decides."""
     names = [f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"]
     return GPTConfig(vocab_size=vocab_size, **{name: getattr(config, name) for name in names})
+
+
+def check_memory(config: TrainConfig, model: GPTConfig, vocab_source: str) -> None:
+    """Refuse, before anything is allocated, a run whose weights, gradients and AdamW moments
+    and one batch of logits alone exceed the memory this process may hold."""
+    with init.empty_weights():
+        n_params = GPT(model).num_parameters()
+    logits = config.batch_size * config.block_size * model.vocab_size
+    need = (4 * n_params + 2 * logits) * np.dtype(config.dtype).itemsize
+    have = available_memory()
+    if need > have:
+        raise ValueError(
+            f"train: this model needs at least {need / 2**30:,.1f} GiB ({n_params:,} parameters "
+            f"with their gradients and AdamW moments, and logits for batch_size="
+            f"{config.batch_size} x block_size={config.block_size} x vocab_size="
+            f"{model.vocab_size:,} from {vocab_source}), but only {have / 2**30:,.1f} GiB is "
+            "available; lower n_layer, n_embd, block_size or batch_size")
 
 
 def _load_tokenizer(data_dir: Path):
@@ -89,8 +109,13 @@ class Trainer:
         if config.num_threads:
             set_num_threads(config.num_threads)
         keep_freed_memory()  # each step reuses the last step's buffers instead of page-faulting
+        try:  # the settings are checked already: only the data's vocab_size can be wrong here
+            shape = model_config(config, self.train_data.vocab_size)
+        except ValueError as e:
+            raise ValueError(f"{self.train_data.path}: {e}") from None
+        check_memory(config, shape, str(self.train_data.path))
         manual_seed(config.seed)
-        self.model = GPT(model_config(config, self.train_data.vocab_size))
+        self.model = GPT(shape)
         if config.dtype == "float64":
             self.model.double()
         self.optimizer = self.model.configure_optimizers(

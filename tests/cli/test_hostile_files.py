@@ -16,6 +16,7 @@ import pytest
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.train.checkpoint import save_checkpoint
+from alphagrad.train.data import write_token_file
 
 MEMORY_LIMIT = 1 << 30  # address space; every file here holds well under a megabyte
 TIMEOUT = 60
@@ -101,3 +102,29 @@ def test_import_hf_with_a_bad_config_names_it(tmp_path, config, fragment):
     folder = hf_folder(tmp_path / "gpt2", config, {"wte.weight": np.zeros((32, 64), np.float32)})
     status, _, stderr = bounded("import-hf", folder, "-o", "out.ckpt", cwd=tmp_path)
     assert_user_error(status, stderr, fragment)
+
+
+@pytest.mark.parametrize("vocab_size, fragments", [
+    (2**31, ["vocab_size=2,147,483,648 from", "GiB is available", "train.bin"]),
+    (2**32 - 1, ["train.bin", "vocab_size must be an int in [1, 2147483648]"]),
+])
+def test_token_files_declaring_a_huge_vocabulary_are_refused(tmp_path, vocab_size, fragments):
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for split in ("train", "val"):
+        write_token_file(tmp_path / "data" / f"{split}.bin", rng.integers(0, 50, 500),
+                         vocab_size=vocab_size, fingerprint="0" * 64)
+    status, _, stderr = bounded("train", "--data", "data", "--set", "max_iters=1",
+                                "--runs-root", "runs", cwd=tmp_path)
+    assert_user_error(status, stderr, *fragments)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("block_size=100000000", "block_size must be in [1, 1,048,576], got 100,000,000"),
+    ("n_layer=12345678901234567890", "n_layer must be in [1, 1,024]"),
+    ("seed=18446744073709551616", "seed must be in [0, 2**64)"),
+])
+def test_settings_beyond_their_limits_are_refused_first(tmp_path, setting, message):
+    (tmp_path / "data").mkdir()
+    status, _, stderr = bounded("train", "--data", "data", "--set", setting, cwd=tmp_path)
+    assert_user_error(status, stderr, message)

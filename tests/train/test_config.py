@@ -1,5 +1,6 @@
 import dataclasses
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -108,9 +109,9 @@ def test_validate_lists_every_problem():
         bad.validate()
     message = str(info.value)
     for part in ("n_embd (130) must be divisible by n_head (4)", "dropout must be in [0, 1)",
-                 "min_lr must be in [0, learning_rate]", "batch_size must be positive, got 0",
+                 "min_lr must be in [0, learning_rate]", "batch_size must be in [1, 65,536], got 0",
                  "beta2 must be in [0, 1)", "grad_clip must be non-negative",
-                 "dtype must be 'float32' or 'float64'", "patience must be positive",
+                 "dtype must be 'float32' or 'float64'", "patience must be in [1, ",
                  "gelu_approximate must be 'tanh' or 'none'"):
         assert part in message
     with pytest.raises(ValueError, match="learning_rate must be positive"):
@@ -118,3 +119,20 @@ def test_validate_lists_every_problem():
     with pytest.raises(ValueError, match="unknown key 'lr' in replace"):
         TrainConfig().replace(lr=1.0)
     assert TrainConfig().replace(n_head=5, n_embd=10).n_embd == 10
+
+
+@pytest.mark.parametrize("line, message", [
+    ("block_size = 1e8", "'block_size' must be an int"),
+    ("block_size = 100000000", "block_size must be in [1, 1,048,576], got 100,000,000"),
+    ("n_layer = 12345678901234567890", "n_layer must be in [1, 1,024], got"),
+    ("n_embd = 1_000_000_000", "n_embd must be in [1, 65,536]"),
+    ("batch_size = 100000000", "batch_size must be in [1, 65,536]"),
+    ("max_iters = 100000000000000000000", "max_iters must be in [1, 1,000,000,000,000]"),
+    ("seed = 18446744073709551616", "seed must be in [0, 2**64), got 18446744073709551616"),
+])
+def test_every_setting_is_bounded_before_anything_is_built(tmp_path, line, message):
+    path = tmp_path / "train.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.from_toml(path)
+    assert TrainConfig().replace(seed=2**64 - 1).seed == 2**64 - 1  # the largest seed is fine
