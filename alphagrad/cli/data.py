@@ -24,12 +24,16 @@ SMALL_VAL = 1024  # validation tokens below which prepare warns: a common block_
               default=0.1, show_default=True, help="Share of the corpus held out for validation.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the shuffle that picks the validation documents.")
+@click.option("--separator", default="auto", show_default=True, metavar="TOKEN|auto|none",
+              help="A special token put after every document; auto: the tokenizer's end-of-text "
+                   "token (e.g. <|endoftext|>) if it has one.")
 @threads_option
 def prepare(corpus: tuple[Path, ...], tokenizer_path: Path, output: Path, val_fraction: float,
-            seed: int) -> None:
+            seed: int, separator: str) -> None:
     """Tokenize CORPUS (files, or folders of them) into a data folder for alphagrad train.
 
-    With several files, whole files go to validation; one file is cut at a line break.
+    With several files, whole files go to validation; one file is cut at a line break. Each
+    file's tokens are exactly what the tokenizer's encode gives for its text.
 
     \b
     Examples:
@@ -39,10 +43,12 @@ def prepare(corpus: tuple[Path, ...], tokenizer_path: Path, output: Path, val_fr
     tok = load(tokenizer_path)
     with progress_bars() as progress:
         stats = prepare_data(list(corpus), tok, output, val_fraction=val_fraction, seed=seed,
-                             progress=lambda done, total: progress("tokenize", done, total))
+                             progress=lambda done, total: progress("tokenize", done, total),
+                             separator=None if separator == "none" else separator)
     click.echo(f"{output}: {stats['train_tokens']:,} train and {stats['val_tokens']:,} val tokens "
-               f"({stats['documents']} documents, vocab {stats['vocab_size']}) in "
-               f"{stats['seconds']:.1f}s")
+               f"({stats['documents']} documents"
+               + (f" each followed by {stats['separator']}" if stats["separator"] else "")
+               + f", vocab {stats['vocab_size']}) in {stats['seconds']:.1f}s")
     if stats["val_tokens"] <= SMALL_VAL:
         click.echo(f"warning: the validation split has only {stats['val_tokens']} tokens; "
                    f"training needs block_size + 1 of them, so block_size can be at most "

@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from alphagrad.tokenizers.chat import ChatTemplate
 
 FORMAT = "alphagrad.tokenizer"
@@ -57,6 +59,19 @@ def check_header(d: object, kind: str | None = None) -> dict:
     if kind is not None and d.get("kind") != kind:
         raise ValueError(f"tokenizer kind is {d.get('kind')!r}, expected {kind!r}")
     return d
+
+
+# A piece of text ending this many characters before the end of what is known is final: the
+# split patterns decide a piece from at most a couple of characters past its end (GPT-2's and
+# GPT-4's look one character ahead, in "\s+(?!\S)"), so more text cannot change it.
+CUT_MARGIN = 64
+
+
+def stable_cut(piece_ends: np.ndarray, length: int) -> int:
+    """The end of the last piece (``piece_ends`` ascending) that ends ``CUT_MARGIN`` or more
+    characters before ``length``, or 0: text up to there encodes the same whatever follows."""
+    k = int(np.searchsorted(piece_ends, length - CUT_MARGIN, side="right"))
+    return int(piece_ends[k - 1]) if k else 0
 
 
 # The names an end-of-text (document separator) special token goes by, likeliest first.

@@ -12,11 +12,20 @@ import numpy as np
 import regex
 
 from alphagrad.tokenizers import interop
-from alphagrad.tokenizers.base import Tokenizer, atomic_write, check_header, read_json
+from alphagrad.tokenizers.base import (
+    Tokenizer,
+    atomic_write,
+    check_header,
+    read_json,
+    stable_cut,
+)
 from alphagrad.tokenizers.counting import count_chunks
 from alphagrad.tokenizers.encoder import Encoder
 from alphagrad.tokenizers.pretokenize import PATTERNS, resolve_pattern, split
 from alphagrad.tokenizers.trainer import train_merges
+
+# Look-behinds and anchors see text before a cut, so the text after it would split differently.
+_LOOKS_BEHIND = regex.compile(r"\(\?<[=!]|\\[bBGAZz]|(?<!\[)\^|(?<!\\)\$")
 
 
 class BPETokenizer(Tokenizer):
@@ -78,6 +87,26 @@ class BPETokenizer(Tokenizer):
         stops = np.concatenate([[0], chunk_ids])[doc_chunks].tolist()
         flat = ids.tolist()
         return [flat[a:b] for a, b in zip([0, *stops[:-1]], stops)]
+
+    def stable_prefix(self, text: str) -> int:
+        """How many leading characters of ``text`` encode the same whatever text follows (a
+        long document is encoded a block at a time, cut there, with unchanged ids).
+
+        The cut is a piece boundary well before the end of ``text`` at which the prefix, split
+        on its own, gives the same pieces (a piece can depend on the characters after it, as
+        ``\\s+(?!\\S)`` does); the rest then splits from there as it would have, unless the
+        pattern looks behind, for which no cut is safe (0).
+        """
+        if _LOOKS_BEHIND.search(self.pattern):
+            return 0
+        data, ends, _ = split([text], self.pattern)
+        last = int(np.searchsorted(ends, stable_cut(ends, len(data)), side="right"))
+        for k in range(last, max(last - 8, 0), -1):  # a few boundaries back, if need be
+            prefix = bytes(data[:ends[k - 1]]).decode("utf-8", "surrogatepass")
+            _, prefix_ends, _ = split([prefix], self.pattern)
+            if np.array_equal(prefix_ends, ends[:k]):
+                return len(prefix)
+        return 0
 
     def encode(self, text: str, allowed_special: str | Iterable[str] = ()) -> list[int]:
         """Ids of ``text``. Special tokens map to their ids only when listed in

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections import Counter
 
+import numpy as np
 import regex
 
-from alphagrad.tokenizers.base import Tokenizer, check_header, read_json
+from alphagrad.tokenizers.base import Tokenizer, check_header, read_json, stable_cut
 
 UNK = "<unk>"
 _WORD = regex.compile(r"\w+|[^\w\s]|\s+")
@@ -28,6 +29,11 @@ class VocabTokenizer(Tokenizer):
     @staticmethod
     def split(text: str) -> list[str]:
         raise NotImplementedError
+
+    def stable_prefix(self, text: str) -> int:
+        """How many leading characters of ``text`` encode the same whatever text follows (a
+        long document is encoded a block at a time, cut there, with unchanged ids)."""
+        return stable_cut(np.cumsum([len(unit) for unit in self.split(text)]), len(text))
 
     @classmethod
     def train(cls, text: str, vocab_size: int | None = None, min_frequency: int = 1):
@@ -98,6 +104,9 @@ class CharTokenizer(VocabTokenizer):
     @staticmethod
     def split(text: str) -> list[str]:
         return list(text)
+
+    def stable_prefix(self, text: str) -> int:
+        return len(text)  # each character is a token of its own
 
 
 class WordTokenizer(VocabTokenizer):

@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -246,15 +246,13 @@ def _split(docs: list[_Document], val_fraction: float, seed: int) -> tuple[list,
 
 
 def _read_chunks(piece: _Piece) -> Iterator[tuple[str, int]]:
-    """(text, bytes read) for a piece, a chunk at a time, cut after a line break where possible."""
+    """(text, bytes read) for a piece, a chunk at a time."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     with piece.doc.open() as f:
         f.seek(piece.start)
         pos = piece.start
         while pos < piece.end:
             block = f.read(min(_CHUNK_BYTES, piece.end - pos))
-            if pos + len(block) < piece.end:
-                block += f.readline(min(_CHUNK_BYTES, piece.end - pos - len(block)))
             if not block:
                 raise ValueError(f"prepare: {piece.doc.name} changed while it was being read")
             pos += len(block)
@@ -263,6 +261,31 @@ def _read_chunks(piece: _Piece) -> Iterator[tuple[str, int]]:
             except UnicodeDecodeError as e:
                 raise ValueError(f"prepare: {piece.doc.name} is not UTF-8 text (bad byte near "
                                  f"offset {pos - len(block) + e.start})") from None
+
+
+def _piece_ids(piece: _Piece, tokenizer: Any) -> Iterator[tuple[list[int], int]]:
+    """(ids, bytes read) of a piece a chunk at a time, together ``tokenizer.encode`` of its whole
+    text: each chunk is cut where the ids cannot depend on what follows (``stable_prefix``) and
+    the rest carried into the next. A tokenizer without ``stable_prefix`` gets the whole text."""
+    stable_prefix = getattr(tokenizer, "stable_prefix", lambda text: 0)
+    carry = ""
+    for text, nbytes in _read_chunks(piece):
+        carry += text
+        cut = stable_prefix(carry)
+        yield (tokenizer.encode(carry[:cut]) if cut else []), nbytes
+        carry = carry[cut:]
+    if carry:
+        yield tokenizer.encode(carry), 0
+
+
+def _separator_id(tokenizer: Any, separator: str | None) -> int | None:
+    if separator is None:
+        return None
+    specials = getattr(tokenizer, "special_tokens", {})
+    if separator not in specials:
+        raise ValueError(f"prepare: separator {separator!r} is not a special token of the "
+                         f"tokenizer (it has {sorted(specials) or 'none'})")
+    return specials[separator]
 
 
 def _checked_ids(ids: Any, vocab_size: int, name: str) -> np.ndarray:
@@ -275,15 +298,20 @@ def _checked_ids(ids: Any, vocab_size: int, name: str) -> np.ndarray:
 
 def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer: Any,
             out_dir: str | Path, val_fraction: float = 0.1, seed: int = 0,
-            progress: Callable[[int, int], None] | None = None) -> dict:
+            progress: Callable[[int, int], None] | None = None,
+            separator: str | None | Literal["auto"] = "auto") -> dict:
     """Tokenize a corpus into ``out_dir/train.bin`` and ``out_dir/val.bin`` (plus ``meta.json``).
 
     ``sources`` is text, a path (a folder means every non-hidden file in it), or an iterable of
     them, each one document; a ``str`` is a path if such a file exists, else text. With several
     documents, whole documents go to validation by a seeded shuffle until it holds about
     ``val_fraction`` of the UTF-8 bytes (each split keeps at least one); a single document is
-    cut at the line break nearest ``1 - val_fraction`` of it. Text is tokenized a chunk of lines
-    at a time, so memory stays flat. Returns the statistics also written to ``meta.json``.
+    cut at the line break nearest ``1 - val_fraction`` of it. Each document's ids are exactly
+    ``tokenizer.encode(text)``, computed a chunk at a time so memory stays flat.
+
+    ``separator``, a special token of the tokenizer, follows every document (as nanoGPT's
+    ``<|endoftext|>``); ``"auto"`` (the default) is the tokenizer's end-of-text token when it has
+    one, else none. Returns the statistics also written to ``meta.json``.
 
     >>> prepare("input.txt", tok, "data/tiny")["train_tokens"]
     """
@@ -292,13 +320,17 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
     vocab_size = _check_vocab_size(tokenizer.vocab_size)
     fingerprint = _check_fingerprint(tokenizer.fingerprint())
     dtype = token_dtype(vocab_size)
+    if separator == "auto":
+        separator = getattr(tokenizer, "end_of_text", None)
+    separator_id = _separator_id(tokenizer, separator)
     docs = _documents(sources)
     splits = dict(zip(("train", "val"), _split(docs, val_fraction, seed)))
     total = sum(p.end - p.start for pieces in splits.values() for p in pieces)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats: dict[str, Any] = {"vocab_size": vocab_size, "dtype": dtype.name,
-                             "fingerprint": fingerprint, "documents": len(docs)}
+                             "fingerprint": fingerprint, "documents": len(docs),
+                             "separator": separator, "separator_id": separator_id}
     done, started = 0, time.perf_counter()
     with contextlib.ExitStack() as stack:  # both files appear together, or neither changes
         for split, pieces in splits.items():
@@ -306,13 +338,16 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
             f.write(bytes(HEADER_SIZE))
             count = 0
             for piece in pieces:
-                for text, nbytes in _read_chunks(piece):
-                    ids = _checked_ids(tokenizer.encode(text), vocab_size, piece.doc.name)
+                for ids, nbytes in _piece_ids(piece, tokenizer):
+                    ids = _checked_ids(ids, vocab_size, piece.doc.name)
                     f.write(ids.astype(dtype).tobytes())
                     count += len(ids)
                     done += nbytes
-                    if progress is not None:
+                    if progress is not None and nbytes:
                         progress(done, total)
+                if separator_id is not None:
+                    f.write(np.array([separator_id], dtype).tobytes())
+                    count += 1
             if count < 2:
                 names = ", ".join(sorted({p.doc.name for p in pieces}))
                 raise ValueError(f"prepare: the {split} split ({names}) has {count} tokens; it "

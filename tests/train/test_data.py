@@ -31,6 +31,9 @@ class ByteTokenizer:
     def encode(self, text):
         return list(text.encode("utf-8"))
 
+    def stable_prefix(self, text):
+        return len(text)  # every byte is a token
+
     def fingerprint(self):
         return hashlib.sha256(self.name.encode()).hexdigest()
 
@@ -277,3 +280,62 @@ def test_eval_batches_are_fixed_and_span_the_data(tmp_path):
         np.testing.assert_array_equal(y1, x1 + 1)
     starts = np.concatenate([x[:, 0] for x, _ in first])
     assert starts[0] == 0 and starts[-1] == n - T - 1 and np.all(np.diff(starts) > 0)
+
+
+# ---- prepare: exactly encode() of each document, with a separator -----------------------------
+
+CUT_SENSITIVE = "):\n \t\r'sdéa1€x"  # runs of these make pieces that a cut at a line break splits
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizers():
+    from alphagrad.tokenizers import BPETokenizer
+
+    code = "def f(x):\n\n    return 'a's \r\n(x)):\n\t€1234\n  \n" * 40
+    return [BPETokenizer.train(code, 300, pattern=p, special_tokens=["<|endoftext|>"])
+            for p in ("gpt4", "gpt2")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(CUT_SENSITIVE, min_size=30, max_size=400), min_size=2, max_size=2),
+       st.integers(1, 40), st.sampled_from([8, 64]), st.integers(0, 1))
+def test_prepare_gives_encode_of_each_document_whatever_the_chunks(
+        bpe_tokenizers, tmp_path_factory, docs, chunk, margin, which):
+    from alphagrad.tokenizers import base
+
+    tok = bpe_tokenizers[which]
+    out = tmp_path_factory.mktemp("cuts")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data_module, "_CHUNK_BYTES", chunk)
+        mp.setattr(base, "CUT_MARGIN", margin)
+        prepare(docs, tok, out, val_fraction=0.5, separator=None)
+    train = TokenDataset(out / "train.bin").tokens.tolist()
+    val = TokenDataset(out / "val.bin").tokens.tolist()
+    assert sorted([train, val]) == sorted([tok.encode(d) for d in docs])
+
+
+def test_prepare_puts_the_end_of_text_token_after_each_document(bpe_tokenizers, tmp_path):
+    import json
+
+    tok = bpe_tokenizers[0]
+    docs = ["first doc):\n\n", "second\n", "third one\n" * 3, "4th"]
+    stats = prepare(docs, tok, tmp_path / "a", val_fraction=0.3)
+    eot = tok.special_tokens["<|endoftext|>"]
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["separator"] == "<|endoftext|>" and meta["separator_id"] == eot == stats["separator_id"]
+    streams = [TokenDataset(tmp_path / "a" / f"{s}.bin").tokens.tolist() for s in ("train", "val")]
+    expected = {tuple(tok.encode(d) + [eot]) for d in docs}
+    for stream in streams:  # each split: whole documents, each closed by the separator
+        pieces, start = [], 0
+        for k, t in enumerate(stream):
+            if t == eot:
+                pieces.append(tuple(stream[start:k + 1]))
+                start = k + 1
+        assert start == len(stream) and set(pieces) <= expected
+    assert sum(stream.count(eot) for stream in streams) == len(docs)
+    none = prepare(docs, tok, tmp_path / "b", val_fraction=0.3, separator=None)
+    assert none["separator"] is None and none["train_tokens"] + none["val_tokens"] == \
+        stats["train_tokens"] + stats["val_tokens"] - len(docs)
+    with pytest.raises(ValueError, match="'<eos>' is not a special token"):
+        prepare(docs, tok, tmp_path / "c", separator="<eos>")
+    assert prepare(docs, ByteTokenizer(), tmp_path / "d")["separator"] is None
