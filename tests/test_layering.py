@@ -21,6 +21,7 @@ RANK = {"_jit": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5, "tr
 RUNTIME_DEPENDENCIES = {"numpy", "numba", "llvmlite", "regex", "msgpack", "click", "tomli"}
 TOKENIZER_DEPENDENCIES = {"numpy", "numba", "regex"}
 SERVE_DEPENDENCIES = RUNTIME_DEPENDENCIES | {"fastapi", "starlette", "pydantic", "uvicorn"}
+OPTIONAL_DEPENDENCIES = {"train": {"mpi4py"}}  # the mpi extra: data parallelism, imported lazily
 
 
 def modules() -> list[Path]:
@@ -102,6 +103,7 @@ def test_imports_follow_the_layers(path):
                 deps = {"numba"}
             if layer(source) == "serve":
                 deps = SERVE_DEPENDENCIES
+            deps = deps | OPTIONAL_DEPENDENCIES.get(layer(source), set())
             if top not in deps:
                 bad.append(f"line {line}: {source} imports {target}, not a runtime dependency here")
     assert not bad, "\n".join(bad)

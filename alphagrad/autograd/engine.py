@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alphagrad.autograd import hooks
 from alphagrad.tensor.broadcast import unbroadcast
 
 
@@ -48,6 +49,7 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
 
     grads: dict[int, np.ndarray] = {id(root): gradient}
     handed_out: set[int] = set()  # a leaf's .grad must own its memory: optimizers edit it in place
+    any_hooks = hooks.has_hooks()
     for tensor in _topological_order(root):
         grad = grads.pop(id(tensor), None)
         if grad is None:
@@ -64,6 +66,8 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
             else:
                 tensor.grad.data = tensor.grad.data + grad
         if ctx is None:
+            if any_hooks:
+                hooks.run_hooks(tensor)
             continue
         input_grads = ctx.backward(ctx, grad)
         for parent, g in zip(ctx.inputs, input_grads):

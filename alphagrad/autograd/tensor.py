@@ -67,6 +67,15 @@ class Tensor:
         """Keep ``.grad`` on this non-leaf tensor after ``backward()``."""
         self._retains_grad = True
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` in each ``backward()`` once this leaf's ``.grad`` is final.
+
+        Returns a handle whose ``remove()`` unregisters it (see ``autograd/hooks.py``).
+        """
+        from alphagrad.autograd.hooks import register
+
+        return register(self, hook)
+
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data, False)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
 import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from alphagrad.cli.display import TrainingStatus, cell, count, duration, table
-from alphagrad.cli.errors import INTERRUPTED, Failure, UserError
+from alphagrad.cli.errors import INTERRUPTED, USER_MISTAKES, Failure, UserError, describe
 from alphagrad.cli.options import progress_bars, runs_root_option
 from alphagrad.train import PRESETS, Trainer, TrainingDiverged
+from alphagrad.train.distributed import World, current_world, launched_by_mpi, mpiexec_command
 from alphagrad.train.pipeline import make_trainer, resume_trainer
 
 
@@ -30,6 +37,55 @@ def _header(trainer: Trainer) -> str:
             f"({c.n_layer} layers x {c.n_embd}), data {c.data_dir} "
             f"({count(len(trainer.train_data))} train tokens, vocab "
             f"{trainer.train_data.vocab_size}), {c.max_iters} steps")
+
+
+def _launch(nproc: int) -> None:
+    """Run this same command on ``nproc`` ranks under mpiexec; exit with its status."""
+    if launched_by_mpi():
+        raise UserError("--nproc starts mpiexec itself; under an MPI launcher leave it out")
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
+            args.append(arg)
+        skip = arg == "--nproc"
+    command = mpiexec_command(nproc, args)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks
+    try:
+        status = subprocess.run(command, check=False).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if status not in (0, 1, 2, INTERRUPTED):
+        click.echo(f"error: the {nproc}-rank job stopped (mpiexec exit status {status}): a rank "
+                   "failed or was killed, see above. The run's checkpoints are intact; continue "
+                   f"with: alphagrad train --resume RUN_DIR --nproc {nproc}", err=True)
+    raise click.exceptions.Exit(status)
+
+
+def _report(error: BaseException, rank: int) -> int:
+    """Print ``error`` as the CLI would, naming the rank; return the exit status."""
+    if isinstance(error, KeyboardInterrupt):
+        error = UserError("interrupted")
+    elif isinstance(error, USER_MISTAKES):
+        error = UserError(describe(error))
+    if isinstance(error, click.ClickException):
+        click.echo(f"error: rank {rank}: {error.format_message()}", err=True)
+        return error.exit_code
+    click.echo(f"error: rank {rank}:", err=True)
+    traceback.print_exception(error)
+    return 1
+
+
+@contextlib.contextmanager
+def _all_ranks_stop_on_error(world: World) -> Iterator[None]:
+    """An error on one rank ends every rank: the others would wait for it in MPI forever."""
+    try:
+        yield
+    except click.exceptions.Exit:
+        raise  # a clean stop (Ctrl-C): every rank takes it at the same step
+    except BaseException as error:  # whatever it is, the other ranks must hear of it
+        if world.size == 1:
+            raise
+        world.abort(_report(error, world.rank))
 
 
 def _print_samples(trainer: Trainer) -> None:
@@ -53,11 +109,15 @@ def _print_samples(trainer: Trainer) -> None:
               help="Continue a run from its latest checkpoint (or from the given checkpoint).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one setting, e.g. --set max_iters=200 (repeatable; last word).")
+@click.option("--nproc", type=int, metavar="N",
+              help="Train data-parallel on N processes of this machine (starts mpiexec; needs "
+                   "alphagrad[mpi]). Each takes cores/N threads unless num_threads is set.")
 @runs_root_option
 @click.option("--list-presets", is_flag=True, expose_value=False, is_eager=True,
               callback=_list_presets, help="List the presets and exit.")
 def train(preset: str | None, config_file: Path | None, data: Path | None, out: Path | None,
-          resume: Path | None, overrides: tuple[str, ...], runs_root: Path) -> None:
+          resume: Path | None, overrides: tuple[str, ...], nproc: int | None,
+          runs_root: Path) -> None:
     """Train a GPT, showing progress; Ctrl-C saves a checkpoint and stops.
 
     Settings come from the preset, then --config, then --data/--out, then --set, each
@@ -70,7 +130,20 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
       alphagrad train --preset bpe-small --data data/corpus --set max_iters=5000
       alphagrad train --config train.toml --out runs/exp1
       alphagrad train --resume runs/exp1 --set max_iters=8000
+      alphagrad train --preset char-small --nproc 2        # two data-parallel processes
+      mpiexec -n 8 --hostfile hosts alphagrad train --preset char-small
     """
+    if nproc is not None:
+        _launch(nproc)
+    world = current_world()
+    with _all_ranks_stop_on_error(world):
+        _train(world, preset, config_file, data, out, resume, overrides, runs_root)
+
+
+def _train(world: World, preset: str | None, config_file: Path | None, data: Path | None,
+           out: Path | None, resume: Path | None, overrides: tuple[str, ...],
+           runs_root: Path) -> None:
+    echo = click.echo if world.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks
     if resume is not None:
         given = [name for name, value in (("--preset", preset), ("--config", config_file),
                                           ("--data", data), ("--out", out)) if value]
@@ -81,13 +154,16 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
         trainer = resume_trainer(resume, overrides, runs_root=None if source is
                                  click.core.ParameterSource.DEFAULT else runs_root)
     else:
-        with progress_bars() as progress:
+        with progress_bars() if world.is_main else contextlib.nullcontext() as progress:
             trainer = make_trainer(preset, data=data, config_file=config_file,
                                    overrides=overrides, out=out, runs_root=runs_root,
-                                   log=click.echo, progress=progress)
+                                   log=echo, progress=progress)
     status = TrainingStatus(trainer.config.max_iters, trainer.config.log_interval)
-    trainer.callbacks.append(status)
-    click.echo(_header(trainer) + (f", resuming at step {trainer.step}" if trainer.step else ""))
+    if world.is_main:
+        trainer.callbacks.append(status)
+    ranks = f", {world.size} ranks on {len(set(world.hosts))} hosts" if world.size > 1 else ""
+    echo(_header(trainer) + ranks
+         + (f", resuming at step {trainer.step}" if trainer.step else ""))
     started, first_tokens = time.perf_counter(), trainer.tokens_seen
     try:
         final = trainer.fit()
@@ -97,10 +173,12 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
     status.close()
     seconds = time.perf_counter() - started
     if final["status"] == "interrupted":
-        click.echo(f"interrupted at step {trainer.step}; checkpoint saved in "
-                   f"{trainer.run.checkpoints.latest()}", err=True)
-        click.echo(f"resume with: alphagrad train --resume {trainer.run.path}", err=True)
+        echo(f"interrupted at step {trainer.step}; checkpoint saved in "
+             f"{trainer.run.checkpoints.latest()}", err=True)
+        echo(f"resume with: alphagrad train --resume {trainer.run.path}", err=True)
         raise click.exceptions.Exit(INTERRUPTED)
+    if not world.is_main:
+        return
     _print_samples(trainer)
     last = status.last_eval or {}
     click.echo(f"{final['status']}: step {trainer.step}, val loss {cell(last.get('val_loss'))} "

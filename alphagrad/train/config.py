@@ -36,7 +36,8 @@ _INT_LIMITS = {
     "batch_size": 1 << 16, "grad_accum_steps": 1 << 16, "eval_iters": 10**6, "keep_last": 10**6,
     "n_inner": 4 * MODEL_LIMITS["n_embd"], "sample_tokens": 1 << 20, "num_threads": 4096,
     **dict.fromkeys(("max_iters", "lr_decay_iters", "eval_interval", "log_interval",
-                     "checkpoint_interval", "sample_interval", "patience"), _STEPS),
+                     "checkpoint_interval", "sample_interval", "patience", "checksum_interval"),
+                  _STEPS),
 }
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -84,6 +85,7 @@ class TrainConfig:
     sample_interval: int | None = None  # None: no samples during training
     sample_tokens: int = 200
     # runtime
+    checksum_interval: int | None = 100  # data-parallel ranks compare weight checksums; None: off
     seed: int = 1337
     num_threads: int | None = None  # None: all cores
     dtype: str = "float32"

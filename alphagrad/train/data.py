@@ -382,24 +382,34 @@ def _check_sizes(dataset: TokenDataset, batch_size: int, block_size: int) -> Non
 class BatchSampler:
     """Random windows of a dataset, from its own seeded generator, so a run can be resumed.
 
+    Data-parallel ranks share the generator and each takes its own rows of every batch, so the
+    global batch, and the sampler's state, do not depend on the number of ranks.
+
         sampler = BatchSampler(train, batch_size=12, block_size=64, seed=1337)
         x, y = sampler.next()                  # y[b, t] == x[b, t + 1] within a window
         saved = sampler.state_dict()           # ... later: sampler.load_state_dict(saved)
     """
 
-    def __init__(self, dataset: TokenDataset, batch_size: int, block_size: int, seed: int):
+    def __init__(self, dataset: TokenDataset, batch_size: int, block_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
         _check_sizes(dataset, batch_size, block_size)
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over {world_size} "
+                             f"ranks; use a multiple of {world_size}")
         self.dataset, self.batch_size, self.block_size = dataset, batch_size, block_size
         self.seed = seed
         self.batches_drawn = 0
         self._rng = np.random.Generator(np.random.PCG64(seed))
+        share = batch_size // world_size
+        self._rows = slice(rank * share, (rank + 1) * share)
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
-        """The next (x, y) batch, int64 arrays of shape (batch_size, block_size)."""
+        """The next (x, y) batch, int64 arrays of shape (batch_size, block_size); with
+        ``world_size`` ranks, this rank's rows of it, (batch_size / world_size, block_size)."""
         high = len(self.dataset) - self.block_size
-        offsets = self._rng.integers(0, high, size=self.batch_size)  # (B,)
+        offsets = self._rng.integers(0, high, size=self.batch_size)  # (B,), the same on every rank
         self.batches_drawn += 1
-        return _windows(self.dataset.tokens, offsets, self.block_size)
+        return _windows(self.dataset.tokens, offsets[self._rows], self.block_size)
 
     __next__ = next
 

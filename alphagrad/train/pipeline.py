@@ -22,6 +22,7 @@ from alphagrad.train.atomic import atomic_write_text
 from alphagrad.train.config import TrainConfig, tomllib
 from alphagrad.train.corpus import stdlib_files
 from alphagrad.train.data import TokenDataset, prepare
+from alphagrad.train.distributed import current_world
 from alphagrad.train.presets import Preset, get_preset
 from alphagrad.train.trainer import Trainer
 
@@ -139,8 +140,10 @@ def make_trainer(preset: str | None = None, *, data: str | Path | None = None,
             raise ValueError("no training data: give a data folder made by prepare "
                              "(alphagrad train --data DIR) or a preset to train on the built-in "
                              "corpus (alphagrad train --preset char-tiny)")
-        folder = builtin_data(config.preset, runs_root, log, progress)
-        config = config.replace(data_dir=str(folder.resolve()))
+        world = current_world()  # rank 0 builds the data; the others wait for its folder
+        folder = builtin_data(config.preset, runs_root, log, progress) if world.is_main else None
+        folder = Path(world.broadcast_json(folder and str(folder.resolve())))
+        config = config.replace(data_dir=str(folder))
     elif not Path(config.data_dir).is_dir():
         raise FileNotFoundError(f"data folder {config.data_dir} does not exist; make it with "
                                 "alphagrad prepare")

@@ -34,6 +34,7 @@ from alphagrad.tensor.threads import get_num_threads, set_num_threads
 from alphagrad.train.checkpoint import Checkpoint, load_checkpoint
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.data import BatchSampler, TokenDataset
+from alphagrad.train.distributed import GradientReducer, World, check_in_sync, current_world
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
 from alphagrad.train.presets import PRESETS
@@ -85,10 +86,15 @@ class Trainer:
 
     ``callbacks`` receive every record the run logs (``{"kind": "step" | "eval" | ..., ...}``):
     the hook for progress displays.
+
+    Under an MPI launcher (``world``, by default ``current_world()``) each rank trains on its
+    rows of every batch and the gradients are averaged (see ``distributed.py``); ``batch_size``
+    stays the global batch, and rank 0 alone writes the run's files.
     """
 
     def __init__(self, config: TrainConfig, tokenizer: Any = None, callbacks: tuple = (),
-                 run: RunDir | None = None, runs_root: str | Path | None = None):
+                 run: RunDir | None = None, runs_root: str | Path | None = None,
+                 world: World | None = None):
         self.config = config = config.resolved().validate()
         if config.data_dir is None:
             raise ValueError("train: data_dir is not set; prepare data first (alphagrad prepare)")
@@ -106,8 +112,10 @@ class Trainer:
         meta = data_dir / "meta.json"
         stats = json.loads(meta.read_text()) if meta.is_file() else {}
         self.bytes_per_token = stats.get("val_bytes", 0) / max(stats.get("val_tokens", 0), 1) or None
-        if config.num_threads:
-            set_num_threads(config.num_threads)
+        self.world = world = world or current_world()
+        threads = config.num_threads or (world.default_threads() if world.size > 1 else None)
+        if threads:
+            set_num_threads(threads)
         keep_freed_memory()  # each step reuses the last step's buffers instead of page-faulting
         try:  # the settings are checked already: only the data's vocab_size can be wrong here
             shape = model_config(config, self.train_data.vocab_size)
@@ -118,18 +126,27 @@ class Trainer:
         self.model = GPT(shape)
         if config.dtype == "float64":
             self.model.double()
+        if world.size > 1:  # the same initial weights everywhere, but each rank its own dropout
+            manual_seed(_rank_seed(config.seed, 0, world.rank))
         self.optimizer = self.model.configure_optimizers(
             config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
-        self.sampler = BatchSampler(self.train_data, config.batch_size, config.block_size, config.seed)
+        self.reducer = GradientReducer(self._parameters(), world)
+        self.sampler = BatchSampler(self.train_data, config.batch_size, config.block_size,
+                                    config.seed, rank=world.rank, world_size=world.size)
         self.step, self.tokens_seen, self.best_val_loss, self.stale_evals = 0, 0, math.inf, 0
         if run is None:
-            run = RunDir.create(config.out_dir or make_run_folder(runs_root), config)
-            run.update_manifest(runs_root=str(Path(runs_root or default_runs_root()).resolve()))
+            if world.is_main:
+                run = RunDir.create(config.out_dir or make_run_folder(runs_root), config)
+                run.update_manifest(runs_root=str(Path(runs_root or default_runs_root()).resolve()))
+            path = world.broadcast_json(run and str(run.path))
+            run = run or RunDir(path, config)  # the other ranks only read rank 0's folder
         self.run = run
         self.callbacks = list(callbacks)
-        # The runs root owns the index: a run kept elsewhere (out_dir) is listed there too.
-        self.db = RunDB(runs_root or run.manifest.get("runs_root") or default_runs_root())
-        self.db.register_run(self.run)
+        self.db = None
+        if world.is_main:
+            # The runs root owns the index: a run kept elsewhere (out_dir) is listed there too.
+            self.db = RunDB(runs_root or run.manifest.get("runs_root") or default_runs_root())
+            self.db.register_run(self.run)
         self._stop_signal: int | None = None
         self._step_time = None
 
@@ -144,7 +161,8 @@ class Trainer:
         """
         path = Path(path)
         run = RunDir.open(path if path.is_dir() else path.parent.parent)
-        run.lock.acquire()  # RunInUse if another process is training it
+        if current_world().is_main:
+            run.lock.acquire()  # RunInUse if another process is training it
         try:
             return cls._resume(run, path, callbacks, max_iters, runs_root)
         except BaseException:
@@ -171,7 +189,8 @@ class Trainer:
         trainer = cls(config, tokenizer=tokenizer, callbacks=callbacks, run=run,
                       runs_root=runs_root)
         trainer._restore(ckpt)
-        trainer.run.truncate_metrics(after_step=trainer.step)
+        if trainer.world.is_main:
+            trainer.run.truncate_metrics(after_step=trainer.step)
         return trainer
 
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -179,8 +198,12 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer)
         state = ckpt.train_state
         self.sampler.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        states = state.get("rng_by_rank") or [state["rng"]]
+        if len(states) == self.world.size:  # bit-exact: each rank's own dropout generator
+            set_rng_state(states[self.world.rank])
+        else:  # saved by another number of ranks: fresh, distinct dropout streams
+            manual_seed(_rank_seed(self.config.seed, self.step, self.world.rank))
         self.best_val_loss, self.stale_evals = state["best_val_loss"], state["stale_evals"]
 
     # ------------------------------------------------------------------ one step
@@ -195,13 +218,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = 0.0
-        for _ in range(c.grad_accum_steps):
+        for micro in range(c.grad_accum_steps):
             x, y = self.sampler.next()
+            self.reducer.sync = micro == c.grad_accum_steps - 1  # reduce the summed gradients once
             _, loss = self.model(from_numpy(x), y)
             (loss / c.grad_accum_steps if c.grad_accum_steps > 1 else loss).backward()
             total += loss.item()
-        loss = total / c.grad_accum_steps
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        loss = self.reducer.wait(total / c.grad_accum_steps)
+        params = self._parameters()
         grad_norm = float(clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise TrainingDiverged(
@@ -210,21 +234,27 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if c.checksum_interval and self.step % c.checksum_interval == 0:
+            check_in_sync(params, self.world, self.step)
         tokens = c.batch_size * c.block_size * c.grad_accum_steps
         self.tokens_seen += tokens
         seconds = time.perf_counter() - started
         self._step_time = seconds if self._step_time is None else 0.9 * self._step_time + 0.1 * seconds
-        flops = self.model.flops_per_token(c.block_size) * tokens / seconds
+        flops = self.model.flops_per_token(c.block_size) * tokens / seconds / self.world.size
         return {"kind": "step", "step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_sec": tokens / seconds, "mfu": flops / peak_flops(get_num_threads()),
                 "eta_seconds": self._step_time * (c.max_iters - self.step), "seconds": seconds}
+
+    def _parameters(self) -> list:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     # ------------------------------------------------------------------ evaluation, samples, checkpoints
     def evaluate(self) -> dict[str, Any]:
         c = self.config
         val = evaluate(self.model, self.val_data, c.batch_size, c.block_size, c.eval_iters,
-                       self.bytes_per_token)
-        train = evaluate(self.model, self.train_data, c.batch_size, c.block_size, c.eval_iters)
+                       self.bytes_per_token, world=self.world)
+        train = evaluate(self.model, self.train_data, c.batch_size, c.block_size, c.eval_iters,
+                         world=self.world)
         return {"kind": "eval", "step": self.step, "train_loss": train["loss"],
                 "val_loss": val["loss"], "val_perplexity": val["perplexity"],
                 **({"val_bits_per_byte": val["bits_per_byte"]} if "bits_per_byte" in val else {})}
@@ -244,11 +274,16 @@ class Trainer:
                 for i, prompt in enumerate(prompts)]
 
     def save_checkpoint(self, is_best: bool = False, metrics: dict | None = None) -> Path:
+        """Write a checkpoint (rank 0 does; every rank calls this at the same step)."""
+        rng = self.world.allgather_json(get_rng_state())
+        if not self.world.is_main:
+            return self.run.checkpoints.path_for(self.step)
         self.run.lock.check()
         train_state = {
             "step": self.step, "tokens_seen": self.tokens_seen, "best_val_loss": self.best_val_loss,
             "stale_evals": self.stale_evals, "config": self.config.to_dict(),
-            "rng": get_rng_state(), "sampler": self.sampler.state_dict(),
+            "rng": rng[0], "sampler": self.sampler.state_dict(),
+            **({"rng_by_rank": rng} if self.world.size > 1 else {}),
         }
         path = self.run.checkpoints.save(
             self.step, is_best=is_best, model_kind="gpt",
@@ -263,7 +298,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def _emit(self, record: dict[str, Any], log: bool = False) -> None:
-        if log:
+        if log and self.world.is_main:
             self.run.lock.check()
             self.run.log_metrics(record)
             self.db.log_metrics(self.run, [record])
@@ -292,10 +327,12 @@ class Trainer:
         SIGINT (Ctrl-C) and SIGTERM finish the current step, save a checkpoint and stop.
         """
         c = self.config
-        self.run.lock.acquire()  # held from construction; taken again if fit() runs twice
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self.run.update_manifest(status="running", num_threads=get_num_threads(),
-                                 parameters=self.model.num_parameters())
+        if self.world.is_main:
+            self.run.lock.acquire()  # held from construction; taken again if fit() runs twice
+            self.run.update_manifest(status="running", num_threads=get_num_threads(),
+                                     parameters=self.model.num_parameters(),
+                                     world_size=self.world.size, hosts=list(self.world.hosts))
         status, started = "completed", time.perf_counter()
         try:
             self.model.train()
@@ -305,7 +342,7 @@ class Trainer:
                     self._emit(record, log=True)
                 else:
                     self._emit(record)
-                if c.sample_interval and self.step % c.sample_interval == 0:
+                if c.sample_interval and self.step % c.sample_interval == 0 and self.world.is_main:
                     self.run.log_samples(self.sample())
                 if self.step % c.eval_interval == 0 or self.step == c.max_iters:
                     if self._evaluate_and_checkpoint():
@@ -313,11 +350,11 @@ class Trainer:
                         break
                 elif self.step % c.checkpoint_interval == 0:
                     self.save_checkpoint()
-                if self._stop_signal is not None:
+                if self.world.any(self._stop_signal is not None):  # every rank stops together
                     self.save_checkpoint()
                     status = "interrupted"
                     break
-            if status == "completed":
+            if status == "completed" and self.world.is_main:
                 self.run.log_samples(self.sample())
             return self._finish(status, started)
         except BaseException as error:
@@ -330,6 +367,8 @@ class Trainer:
 
     def _record_failure(self, error: BaseException, started: float) -> None:
         """Leave the truth behind when ``fit`` stops on an error: status and reason."""
+        if not self.world.is_main:
+            return
         if isinstance(error, RunLockLost):
             self.run.lock.release()
             try:  # the folder is ours to write to only if nobody else took it meanwhile
@@ -346,10 +385,17 @@ class Trainer:
         final = {"step": self.step, "tokens_seen": self.tokens_seen,
                  "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
                  "status": status, **({"reason": reason} if reason else {})}
+        if not self.world.is_main:
+            return final
         manifest = self.run.finish(status, final_metrics=final,
                                    train_seconds=round(time.perf_counter() - started, 3))
         self.db.finish_run(self.run, status, final, finished=manifest["finished"])
         return final
+
+
+def _rank_seed(seed: int, step: int, rank: int) -> int:
+    """A dropout seed of its own for each rank (and each resume point)."""
+    return (seed * 1_000_003 + step * 7919 + rank + 1) % 2**63
 
 
 def train(config: TrainConfig, **kwargs: Any) -> Trainer:

@@ -131,3 +131,28 @@ def test_int_with_float_computes_in_the_float_dtype():
     assert (i - ag.ones(4, dtype="float64")).dtype == np.float64
     assert (i * 2).dtype == np.int64 and (i / 2).dtype == np.float32
     np.testing.assert_array_equal((i * 1.5).data, [0, 1.5, 3, 4.5])
+
+
+def test_post_accumulate_grad_hook_sees_each_leafs_final_gradient_once():
+    x = ag.tensor([1.0, -2.0, 3.0], dtype="float64", requires_grad=True)
+    w = ag.tensor([0.5, 0.25, 2.0], dtype="float64", requires_grad=True)
+    seen = {"x": [], "w": []}
+    handle = x.register_post_accumulate_grad_hook(lambda t: seen["x"].append(t.grad.data.copy()))
+    w.register_post_accumulate_grad_hook(lambda t: seen["w"].append(t.grad.data.copy()))
+    (x * w + x * x).sum().backward()  # x feeds two paths: the hook waits for both
+    assert len(seen["x"]) == len(seen["w"]) == 1
+    np.testing.assert_allclose(seen["x"][0], w.data + 2 * x.data)
+    np.testing.assert_allclose(seen["w"][0], x.data)
+    (x * 2.0).sum().backward()  # accumulated onto the first gradient: the hook sees the sum
+    np.testing.assert_allclose(seen["x"][1], w.data + 2 * x.data + 2.0)
+    handle.remove()
+    (x * 2.0).sum().backward()
+    assert len(seen["x"]) == 2
+
+
+def test_post_accumulate_grad_hook_is_for_leaves_that_require_grad():
+    x = ag.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="only a leaf tensor that requires grad"):
+        (x * 2).register_post_accumulate_grad_hook(print)
+    with pytest.raises(RuntimeError, match="only a leaf tensor that requires grad"):
+        ag.ones(2).register_post_accumulate_grad_hook(print)

