@@ -13,7 +13,7 @@ from alphagrad.cli.chart import line_chart
 from alphagrad.cli.display import cell, duration, table
 from alphagrad.cli.options import runs_root_option
 from alphagrad.train import RunDB, RunDir
-from alphagrad.train.rundb import DB_NAME
+from alphagrad.train.rundb import DB_NAME, RunDBDamaged
 
 EVAL_COLUMNS = {"train_loss": "train loss", "val_loss": "val loss",
                 "val_perplexity": "val perplexity", "val_bits_per_byte": "val bits/byte"}
@@ -98,6 +98,8 @@ def show(run: str, runs_root: Path, width: int, height: int) -> None:
                             "val loss": series(db, record, "eval", "val_loss")}, width, height)
         checkpoints = db.checkpoints(record["id"])
     click.echo(f"run {record['name']} ({record['status']}), {record['path']}")
+    if record["final_metrics"].get("reason"):
+        click.echo(f"stopped by: {record['final_metrics']['reason']}")
     click.echo(_timing(Path(record["path"])) or f"created {record['created']}")
     config = ", ".join(f"{k}={v}" for k, v in record["config"].items() if v is not None)
     click.echo("\n" + textwrap.fill(f"config: {config}", 100, subsequent_indent="  "))
@@ -146,14 +148,22 @@ def compare(first: str, second: str, runs_root: Path) -> None:
 @runs.command()
 @runs_root_option
 def sync(runs_root: Path) -> None:
-    """Rebuild the database from the run folders (it is only an index of them).
+    """Rebuild the database from the run folders (it is only an index of them); a damaged
+    database is moved aside first.
 
     \b
     Example:
       alphagrad runs sync --runs-root runs
     """
-    with RunDB(runs_root) as db:
-        counts = db.sync()
+    try:
+        with RunDB(runs_root) as db:
+            counts = db.sync()
+    except RunDBDamaged:
+        moved = RunDB.set_aside(runs_root)
+        click.echo(f"the runs database {runs_root / DB_NAME} was damaged; moved it to {moved} "
+                   "and rebuilt it from the run folders", err=True)
+        with RunDB(runs_root) as db:
+            counts = db.sync()
     click.echo(f"{counts['runs']} runs, {counts['metrics']} metric values, "
                f"{counts['checkpoints']} checkpoints indexed; {counts['removed']} gone runs "
                f"removed")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,8 +137,14 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
     if nproc is not None:
         _launch(nproc)
     world = current_world()
-    with _all_ranks_stop_on_error(world):
+    with _all_ranks_stop_on_error(world), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
         _train(world, preset, config_file, data, out, resume, overrides, runs_root)
+
+
+def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """A warning (e.g. the runs database is busy) as one ``warning: ...`` line on stderr."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def _train(world: World, preset: str | None, config_file: Path | None, data: Path | None,
@@ -165,7 +172,13 @@ def _train(world: World, preset: str | None, config_file: Path | None, data: Pat
     echo(_header(trainer) + ranks
          + (f", resuming at step {trainer.step}" if trainer.step else ""))
     started, first_tokens = time.perf_counter(), trainer.tokens_seen
+
+    def show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+        status.close()  # a line of its own, not in the middle of the status line
+        _show_warning(message)
+
     try:
+        warnings.showwarning = show_warning
         final = trainer.fit()
     except TrainingDiverged as e:
         status.close()

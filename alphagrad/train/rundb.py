@@ -7,17 +7,22 @@
 
 The folders are the truth and the database only an index: ``sync()`` rebuilds it from them at
 any time. Several processes may write at once (WAL journal, a busy timeout, one short
-transaction per call).
+transaction per call). A database that is busy for longer than the timeout raises RunDBError,
+a damaged one RunDBDamaged, each naming the file; a training writes through ``RunDBWriter``,
+which never lets the index stop a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import numbers
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,31 @@ _NOT_METRICS = {"step", "split", "kind", "time"}
 DB_NAME = "alphagrad.db"
 
 
+class RunDBError(ValueError):
+    """The runs database cannot be used: busy past the timeout, or unreadable."""
+
+
+class RunDBDamaged(RunDBError):
+    """The runs database file is damaged; ``RunDB.set_aside`` and ``sync`` rebuild it."""
+
+
+class RunDBWarning(UserWarning):
+    """The runs database could not be updated during training (the run itself goes on)."""
+
+
+def _sqlite_errors(method):
+    """Turn sqlite3's errors into RunDBError/RunDBDamaged naming the database file."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    return wrapper
+
+
 def _metric_rows(run_id: int, records: Iterable[dict]) -> list[tuple]:
     """One row per numeric value; the series is the record's ``split`` (or ``kind``), default
     ``"train"``. Records without an integer ``step`` are not metrics and are skipped."""
@@ -62,12 +92,20 @@ class RunDB:
     """The index at ``<root>/alphagrad.db`` (created on first use)."""
 
     def __init__(self, root: str | Path = "runs", timeout: float = 30.0):
-        self.root = Path(root)
+        self.root, self.timeout = Path(root), timeout
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / DB_NAME
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        try:
+            self._setup()
+        except RunDBError:
+            self._conn.close()
+            raise
+
+    @_sqlite_errors
+    def _setup(self) -> None:
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
@@ -75,6 +113,29 @@ class RunDB:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+
+    def _error(self, error: sqlite3.Error) -> RunDBError:
+        name, text = getattr(error, "sqlite_errorname", ""), str(error)
+        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text \
+                or "not a database" in text:
+            return RunDBDamaged(f"the runs database {self.path} is damaged ({text}); rebuild it "
+                                f"from the run folders with: alphagrad runs sync --runs-root "
+                                f"{self.root}")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+            return RunDBError(f"the runs database {self.path} is busy: another process has held "
+                              f"it for over {self.timeout:g}s; try again")
+        return RunDBError(f"the runs database {self.path}: {text}")
+
+    @staticmethod
+    def set_aside(root: str | Path) -> Path:
+        """Move a damaged ``root/alphagrad.db`` (and its journal files) out of the way, to
+        ``alphagrad.db.damaged-<time>``; returns where it went. The next RunDB starts afresh."""
+        path = Path(root) / DB_NAME
+        moved = path.with_name(f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):  # a stale journal must not replay into the new file
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{suffix}").rename(f"{moved}{suffix}")
+        return moved
 
     def close(self) -> None:
         self._conn.close()
@@ -111,6 +172,7 @@ class RunDB:
 
     # ---- writing ---------------------------------------------------------------------------
 
+    @_sqlite_errors
     def register_run(self, run: RunDir) -> int:
         """Add or refresh a run from its folder (config and manifest); return its id."""
         manifest = run.manifest
@@ -126,6 +188,7 @@ class RunDB:
                 "final_metrics = excluded.final_metrics", values)
             return conn.execute("SELECT id FROM runs WHERE path = ?", values[1:2]).fetchone()[0]
 
+    @_sqlite_errors
     def log_metrics(self, run: int | str | Path | RunDir, records: Iterable[dict]) -> int:
         """Insert metric records (as in metrics.jsonl) in one transaction; re-inserting the same
         (step, split, key) replaces it. Returns the number of values stored."""
@@ -134,6 +197,7 @@ class RunDB:
             conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
         return len(rows)
 
+    @_sqlite_errors
     def add_checkpoint(self, run: int | str | Path | RunDir, step: int | None, path: str | Path,
                        is_best: bool = False, val_loss: float | None = None) -> None:
         """Record a checkpoint file; a new best unmarks the old one, and rows whose file has
@@ -148,6 +212,7 @@ class RunDB:
             conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
                          (run_id, step, self._key(path), int(is_best), val_loss))
 
+    @_sqlite_errors
     def finish_run(self, run: int | str | Path | RunDir, status: str = "completed",
                    final_metrics: dict | None = None, finished: str | None = None) -> None:
         run_id = self._run_id(run)
@@ -164,6 +229,7 @@ class RunDB:
         run["final_metrics"] = json.loads(run["final_metrics"] or "{}")
         return run
 
+    @_sqlite_errors
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run, oldest first, with its last logged step."""
         rows = self._conn.execute(
@@ -171,6 +237,7 @@ class RunDB:
             "FROM runs ORDER BY created, id")
         return [self._run_dict(row) for row in rows]
 
+    @_sqlite_errors
     def get_run(self, name_or_path: str | Path) -> dict[str, Any]:
         """A run by folder path, or by folder name when that is unambiguous."""
         query = "SELECT runs.*, (SELECT MAX(step) FROM metrics WHERE run_id = runs.id) " \
@@ -185,6 +252,7 @@ class RunDB:
             raise ValueError(f"no run {str(name_or_path)!r} in {self.path} (try sync)")
         return self._run_dict(rows[0])
 
+    @_sqlite_errors
     def metrics(self, run: int | str | Path | RunDir, key: str | None = None,
                 split: str | None = None) -> list[dict[str, Any]]:
         """A run's metric values as ``{"step", "split", "key", "value"}``, by series then step."""
@@ -194,6 +262,7 @@ class RunDB:
             (self._run_id(run), key, key, split, split))
         return [dict(row) for row in rows]
 
+    @_sqlite_errors
     def checkpoints(self, run: int | str | Path | RunDir) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT step, path, is_best, val_loss FROM checkpoints WHERE run_id = ? "
@@ -203,6 +272,7 @@ class RunDB:
 
     # ---- rebuilding ------------------------------------------------------------------------
 
+    @_sqlite_errors
     def sync(self) -> dict[str, Any]:
         """Rebuild the index from every run folder under the root (config.toml, manifest.json,
         metrics.jsonl, checkpoints/); rows of folders that are gone are removed. Run folders
@@ -213,30 +283,38 @@ class RunDB:
             if not (folder / "config.toml").is_file():
                 continue
             try:
-                run = RunDir.open(folder)
-                rows = _metric_rows(0, run.read_metrics())
-                found = self._checkpoint_rows(run)
+                run_id, n_metrics, n_checkpoints = self.sync_run(RunDir.open(folder))
+            except RunDBError:
+                raise
             except (ValueError, OSError) as e:
                 skipped.append({"path": str(folder), "error": str(e)})
                 continue
-            run_id = self.register_run(run)
             seen.add(run_id)
-            with self._write() as conn:
-                for table in ("metrics", "checkpoints"):
-                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-                conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
-                                 [(run_id, *row[1:]) for row in rows])
-                conn.executemany("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)",
-                                 [(run_id, *row) for row in found])
             counts["runs"] += 1
-            counts["metrics"] += len(rows)
-            counts["checkpoints"] += len(found)
+            counts["metrics"] += n_metrics
+            counts["checkpoints"] += n_checkpoints
         with self._write() as conn:
             stored = conn.execute("SELECT id, path FROM runs").fetchall()
             gone = [(run_id,) for run_id, path in stored
                     if run_id not in seen and not (self.root / path / "manifest.json").exists()]
             conn.executemany("DELETE FROM runs WHERE id = ?", gone)
         return counts | {"removed": len(gone), "skipped": skipped}
+
+    @_sqlite_errors
+    def sync_run(self, run: RunDir) -> tuple[int, int, int]:
+        """Replace one run's rows with what its folder holds; returns (run id, metric values,
+        checkpoints)."""
+        rows = _metric_rows(0, run.read_metrics())
+        found = self._checkpoint_rows(run)
+        run_id = self.register_run(run)
+        with self._write() as conn:
+            for table in ("metrics", "checkpoints"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                             [(run_id, *row[1:]) for row in rows])
+            conn.executemany("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                             [(run_id, *row) for row in found])
+        return run_id, len(rows), len(found)
 
     def _checkpoint_rows(self, run: RunDir) -> list[tuple]:
         """(step, path, is_best, val_loss) for each readable checkpoint of a run."""
@@ -254,3 +332,68 @@ class RunDB:
                          int(path == run.checkpoints.best_path),
                          val_loss if isinstance(val_loss, float) else None))
         return rows
+
+
+class RunDBWriter:
+    """A training's writes to the runs database, which never stop the training.
+
+    Same writing methods as RunDB. When the database is busy past ``timeout`` or damaged, it
+    warns once (RunDBWarning) and stops writing; every ``retry_after`` seconds, and at
+    ``finish_run``, it tries again by re-reading the run's folder (``sync_run``), which by then
+    holds everything the missed writes would have added.
+    """
+
+    def __init__(self, root: str | Path, timeout: float = 1.0, retry_after: float = 30.0):
+        self.root, self.timeout, self.retry_after = Path(root), timeout, retry_after
+        self._db: RunDB | None = None
+        self._behind: RunDir | None = None  # a run whose rows missed writes
+        self._next_try = 0.0
+        self._warned = False
+
+    def register_run(self, run: RunDir) -> None:
+        self._write(run, lambda db: db.register_run(run))
+
+    def sync_run(self, run: RunDir) -> None:
+        self._write(run, lambda db: db.sync_run(run))
+
+    def log_metrics(self, run: RunDir, records: Iterable[dict]) -> None:
+        self._write(run, lambda db: db.log_metrics(run, records))
+
+    def add_checkpoint(self, run: RunDir, step: int | None, path: str | Path,
+                       is_best: bool = False, val_loss: float | None = None) -> None:
+        self._write(run, lambda db: db.add_checkpoint(run, step, path, is_best, val_loss))
+
+    def finish_run(self, run: RunDir, status: str = "completed",
+                   final_metrics: dict | None = None, finished: str | None = None) -> None:
+        """The last write of a run: tried now even if the last attempt was recent."""
+        self._next_try = 0.0
+        self._write(run, lambda db: db.finish_run(run, status, final_metrics, finished))
+        if self._behind is not None:
+            warnings.warn(f"the runs database {self.root / DB_NAME} could not be updated; "
+                          f"`alphagrad runs sync --runs-root {self.root}` rebuilds it from the "
+                          "run folders", RunDBWarning, stacklevel=2)
+        self.close()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _write(self, run: RunDir, action: Callable[[RunDB], Any]) -> None:
+        if self._behind is not None and time.monotonic() < self._next_try:
+            return
+        try:
+            if self._db is None:
+                self._db = RunDB(self.root, timeout=self.timeout)
+            if self._behind is not None:
+                self._db.sync_run(self._behind)  # the folder holds what was missed, and more
+                self._behind = None
+            else:
+                action(self._db)
+        except (RunDBError, OSError) as e:
+            self.close()
+            self._behind, self._next_try = run, time.monotonic() + self.retry_after
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"{e}; training goes on, and the index catches up from the run "
+                              "folder when it can", RunDBWarning, stacklevel=3)

@@ -39,7 +39,7 @@ from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
 from alphagrad.train.presets import PRESETS
 from alphagrad.train.run import RunDir, default_runs_root, make_run_folder
-from alphagrad.train.rundb import RunDB
+from alphagrad.train.rundb import RunDBWriter
 from alphagrad.train.runlock import RunInUse, RunLockLost
 from alphagrad.train.sampling import sample
 
@@ -145,7 +145,8 @@ class Trainer:
         self.db = None
         if world.is_main:
             # The runs root owns the index: a run kept elsewhere (out_dir) is listed there too.
-            self.db = RunDB(runs_root or run.manifest.get("runs_root") or default_runs_root())
+            self.db = RunDBWriter(runs_root or run.manifest.get("runs_root")
+                                  or default_runs_root())
             self.db.register_run(self.run)
         self._stop_signal: int | None = None
         self._step_time = None
@@ -228,9 +229,8 @@ class Trainer:
         params = self._parameters()
         grad_norm = float(clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            raise TrainingDiverged(
-                f"step {self.step}: loss {loss}, gradient norm {grad_norm}; training stopped. The last "
-                f"good checkpoint is in {self.run.checkpoint_dir}; resume with a lower learning_rate")
+            raise TrainingDiverged(f"step {self.step}: loss {loss}, gradient norm {grad_norm}; "
+                                   f"training stopped; {self._after_divergence()}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -247,6 +247,21 @@ class Trainer:
 
     def _parameters(self) -> list:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _after_divergence(self) -> str:
+        """What to do next, as settings a resume (or a new run) accepts."""
+        c = self.config
+        lower = [f"learning_rate={c.learning_rate / 2:g}"]
+        if c.min_lr > c.learning_rate / 2:
+            lower.append(f"min_lr={c.min_lr / 2:g}")
+        sets = " ".join(f"--set {item}" for item in lower)
+        latest = self.run.checkpoints.latest()
+        if latest is None:
+            return (f"no checkpoint was saved yet (the first was due at step "
+                    f"{min(c.eval_interval, c.checkpoint_interval)}); start again with a lower "
+                    f"learning rate ({sets})")
+        return (f"the last good checkpoint is {latest.name}; resume from it with a lower learning "
+                f"rate: alphagrad train --resume {self.run.path} {sets}")
 
     # ------------------------------------------------------------------ evaluation, samples, checkpoints
     def evaluate(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from cli_support import run_cli, sets
 
@@ -82,8 +84,8 @@ def test_a_failing_run_is_not_a_user_mistake(data_dir, tmp_path):
     result = run_cli("train", "--data", data_dir, "--out", tmp_path / "run", *sets(
         "max_iters=50", "eval_interval=50", "learning_rate=1e30", "min_lr=0", "grad_clip=0"),
         expect=1)
-    assert result.stderr.startswith("error: step ") and "resume with a lower learning_rate" \
-        in result.stderr
+    assert result.stderr.startswith("error: step ") and "start again with a lower learning rate " \
+        "(--set learning_rate=5e+29)" in result.stderr
 
 
 def test_a_validation_split_too_short_for_the_block_is_refused_at_the_start(tmp_path,
@@ -99,3 +101,24 @@ def test_a_validation_split_too_short_for_the_block_is_refused_at_the_start(tmp_
         (f"error: {tmp_path / 'data' / 'val.bin'} has 23 tokens; block_size 32 needs at least 33 "
          "(prepare with a larger --val-fraction, or set a smaller block_size)")]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_damaged_runs_database_is_named_and_sync_rebuilds_it(trained, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(trained[0], root)
+    listed = run_cli("runs", "list", "--runs-root", root).stdout
+    for name in ("alphagrad.db-wal", "alphagrad.db-shm"):
+        (root / name).unlink(missing_ok=True)
+    (root / "alphagrad.db").write_bytes(b"\0garbage" * 600)
+    for command in (["list"], ["show", "first"]):
+        result = run_cli("runs", *command, "--runs-root", root, expect=2)
+        assert result.stderr.splitlines() == [(
+            f"error: the runs database {root / 'alphagrad.db'} is damaged (file is not a "
+            f"database); rebuild it from the run folders with: alphagrad runs sync --runs-root "
+            f"{root}")]
+    synced = run_cli("runs", "sync", "--runs-root", root)
+    moved = [p for p in root.iterdir() if p.name.startswith("alphagrad.db.damaged-")]
+    assert len(moved) == 1 and moved[0].read_bytes() == b"\0garbage" * 600
+    assert synced.stderr.startswith(f"the runs database {root / 'alphagrad.db'} was damaged; "
+                                    f"moved it to {moved[0]}")
+    assert run_cli("runs", "list", "--runs-root", root).stdout == listed

@@ -1,12 +1,14 @@
 import multiprocessing
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
+from holders import DatabaseHolder
 
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.run import RunDir
-from alphagrad.train.rundb import RunDB
+from alphagrad.train.rundb import RunDB, RunDBDamaged, RunDBError
 
 
 def make_run(root, name, n_steps=3, checkpoints=()):
@@ -122,3 +124,43 @@ def test_two_processes_write_at_once(tmp_path):
     assert len(db.metrics("run0")) == len(db.metrics("run1")) == 300
     assert len(db.metrics("shared")) == 600
     assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _damage(db_path, how):
+    if how == "garbage":
+        db_path.write_bytes(b"not a database, " * 512)
+    else:  # half of a real database: the header is fine, the pages it points to are gone
+        data = db_path.read_bytes()
+        db_path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_a_damaged_database_gets_a_clear_error_and_sync_rebuilds_it(tmp_path, how):
+    for name in ("a", "b"):
+        make_run(tmp_path, name, n_steps=40, checkpoints=[(100, 2.0)])
+    with RunDB(tmp_path) as db:
+        db.sync()
+        before = db.list_runs()
+    db_path = tmp_path / "alphagrad.db"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    _damage(db_path, how)
+    with pytest.raises(RunDBDamaged, match=rf"the runs database {db_path} is damaged .*"
+                                           rf"alphagrad runs sync --runs-root {tmp_path}"), \
+            RunDB(tmp_path) as db:
+        db.list_runs()
+    moved = RunDB.set_aside(tmp_path)
+    assert moved.name.startswith("alphagrad.db.damaged-") and not db_path.exists()
+    with RunDB(tmp_path) as db:
+        assert db.sync()["runs"] == 2
+        assert [(r["name"], r["last_step"]) for r in db.list_runs()] == \
+            [(r["name"], r["last_step"]) for r in before]
+
+
+def test_a_busy_database_gets_a_clear_error(tmp_path):
+    make_run(tmp_path, "a")
+    RunDB(tmp_path).close()
+    with DatabaseHolder(tmp_path / "alphagrad.db"), \
+            pytest.raises(RunDBError, match="is busy: another process has held it for over "
+                                            "0.2s; try again"):
+        RunDB(tmp_path, timeout=0.2).register_run(RunDir.open(tmp_path / "a"))

@@ -8,15 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from holders import DatabaseHolder
 
 from alphagrad.tokenizers import CharTokenizer
 from alphagrad.train.checkpoint import checkpoint_info, load_checkpoint
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.data import prepare
+from alphagrad.train.rundb import RunDB, RunDBWarning
+from alphagrad.train.runlock import RunLockLost
 from alphagrad.train.trainer import Trainer, TrainingDiverged
 
 
@@ -151,3 +155,97 @@ def test_resume_after_sigkill_is_bit_exact(data_dir, tmp_path):
     straight.fit()
     _assert_same_state(straight, resumed)
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "killed")
+
+
+def _db_metrics(db: RunDB, run_dir: Path) -> set[tuple]:
+    return {(m["step"], m["key"]) for m in db.metrics(run_dir)}
+
+
+def _file_metrics(run_dir: Path) -> set[tuple]:
+    """(step, key) of every number in metrics.jsonl."""
+    records = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return {(r["step"], key) for r in records for key, value in r.items()
+            if key not in ("step", "kind") and type(value) in (int, float)}
+
+
+def test_training_goes_on_when_the_runs_database_is_damaged(data_dir, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "alphagrad.db").write_bytes(b"garbage " * 1000)
+    with pytest.warns(RunDBWarning) as caught:
+        final = Trainer(_config(data_dir, root / "run"), runs_root=root).fit()
+    assert final["status"] == "completed"
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages  # once when it failed, once at the end: what to do
+    assert "is damaged" in messages[0] and "training goes on" in messages[0]
+    assert f"alphagrad runs sync --runs-root {root}" in messages[1]
+    assert json.loads((root / "run" / "manifest.json").read_text())["status"] == "completed"
+
+
+def test_training_goes_on_while_the_database_is_locked_and_catches_up(data_dir, tmp_path):
+    root = tmp_path / "root"
+    RunDB(root).close()
+    holder = DatabaseHolder(root / "alphagrad.db")
+
+    def release(record):  # the other process lets go half way through
+        if record["kind"] == "step" and record["step"] == 6:
+            holder.release()
+
+    started = time.perf_counter()
+    with holder, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(_config(data_dir, root / "run", max_iters=12), runs_root=root,
+                          callbacks=[release])
+        final = trainer.fit()
+    assert time.perf_counter() - started < 30  # the index's 30 s busy wait would block this
+    assert final["status"] == "completed"
+    assert [w.category for w in caught] == [RunDBWarning] and "is busy" in str(caught[0].message)
+    with RunDB(root) as db:  # caught up at the end, from the run folder
+        assert db.get_run(root / "run")["status"] == "completed"
+        assert _db_metrics(db, root / "run") == _file_metrics(root / "run")
+
+
+def test_a_run_that_stops_on_an_error_records_failed_and_why(data_dir, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    trainer = Trainer(_config(data_dir, root / "run"), runs_root=root)
+
+    def impossible():
+        raise ValueError("evaluation impossible: no batches")
+
+    monkeypatch.setattr(trainer, "evaluate", impossible)
+    with pytest.raises(ValueError, match="evaluation impossible"):
+        trainer.fit()
+    manifest = json.loads((root / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["final_metrics"]["reason"] == "ValueError: evaluation impossible: no batches"
+    with RunDB(root) as db:
+        record = db.get_run(root / "run")
+    assert record["status"] == "failed"
+    assert record["final_metrics"]["reason"] == manifest["final_metrics"]["reason"]
+    assert not trainer.run.lock.held  # another process may resume it now
+
+
+def test_a_lost_lock_stops_the_run_as_failed(data_dir, tmp_path):
+    def remove_lock(record):
+        if record["kind"] == "step" and record["step"] == 2:
+            os.unlink(tmp_path / "run" / "writer.lock")
+
+    trainer = Trainer(_config(data_dir, tmp_path / "run"), callbacks=[remove_lock])
+    with pytest.raises(RunLockLost, match="lost its lock"):
+        trainer.fit()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "lost its lock" in manifest["final_metrics"]["reason"]
+    assert trainer.step == 3  # noticed at the next write
+
+
+def test_divergence_before_any_checkpoint_says_what_to_do(data_dir, tmp_path):
+    trainer = Trainer(_config(data_dir, tmp_path / "run", learning_rate=1e30, min_lr=0.0,
+                              grad_clip=0.0, warmup_iters=0))
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    assert "no checkpoint was saved yet" in message and "learning_rate=5e+29" in message
+    assert str(trainer.run.checkpoint_dir) not in message
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "diverged"
+    assert manifest["final_metrics"]["reason"].startswith("TrainingDiverged: step ")
