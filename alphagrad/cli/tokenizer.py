@@ -71,6 +71,9 @@ def train_tokenizer(corpus: tuple[Path, ...], kind: str, vocab_size: int | None,
           --special '<|endoftext|>' -o tok.json
     """
     files = corpus_files(corpus)
+    if all(f.stat().st_size == 0 for f in files):
+        raise UserError(f"the corpus is empty ({', '.join(map(str, files[:3]))}"
+                        f"{', ...' if len(files) > 3 else ''} hold no text): nothing to train on")
     started = time.perf_counter()
     if kind == "bpe":
         if vocab_size is None:
@@ -88,6 +91,16 @@ def train_tokenizer(corpus: tuple[Path, ...], kind: str, vocab_size: int | None,
     tok.save(output)
     click.echo(f"{kind} tokenizer: {tok.vocab_size} ids from {len(files)} file(s) in "
                f"{time.perf_counter() - started:.1f}s -> {output}")
+
+
+def stdin_text() -> str:
+    """Standard input as text: its bytes must be UTF-8 (they are not guessed at or escaped)."""
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"standard input is not UTF-8 text: byte {raw[e.start]:#04x} at offset "
+                        f"{e.start} ({e.reason}); convert it first, e.g. with iconv") from None
 
 
 def _piece(tok: Tokenizer, token_id: int) -> str:
@@ -113,7 +126,7 @@ def encode(file: Path, text: str | None, pieces: bool, allow_special: bool) -> N
       alphagrad tokenizer encode tok.json --allow-special --text 'end<|endoftext|>'
     """
     tok = load(file)
-    text = sys.stdin.read() if text is None else text
+    text = stdin_text() if text is None else text
     if allow_special and not tok.special_tokens:
         raise UserError(f"{file} has no special tokens; --allow-special changes nothing")
     ids = tok.encode(text, allowed_special="all") if allow_special else tok.encode(text)

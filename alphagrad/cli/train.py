@@ -189,7 +189,8 @@ def _train(world: World, preset: str | None, config_file: Path | None, data: Pat
         echo(f"interrupted at step {trainer.step}; checkpoint saved in "
              f"{trainer.run.checkpoints.latest()}", err=True)
         echo(f"resume with: alphagrad train --resume {trainer.run.path}", err=True)
-        raise click.exceptions.Exit(INTERRUPTED)
+        # the shell's status for a command a signal stopped: 128 + its number (SIGTERM: 143)
+        raise click.exceptions.Exit(128 + (trainer.stop_signal or signal.SIGINT))
     if not world.is_main:
         return
     _print_samples(trainer)

@@ -33,6 +33,9 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = Non
         >>> sample(np.array([[0.0, 5.0, 1.0]]), temperature=0)
         array([1])
     """
+    if np.isnan(logits).any() or np.isposinf(logits).any():
+        raise ValueError("sample: the logits hold NaN or +inf (has the model diverged?); "
+                         "nothing can be sampled from them")
     if temperature == 0:
         return np.argmax(logits, axis=-1)
     logits = logits.astype(np.float64) / temperature  # (B, V)
@@ -58,8 +61,8 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = Non
 def _check_sampling(max_new_tokens: int, temperature: float, top_k, top_p) -> None:
     if max_new_tokens < 0:
         raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+    if not temperature >= 0:  # NaN too
+        raise ValueError(f"generate: temperature must be a number >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"generate: top_k must be >= 1, got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:

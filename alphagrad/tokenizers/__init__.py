@@ -23,7 +23,7 @@ def from_dict(d: dict) -> Tokenizer:
     """Rebuild any tokenizer from its ``to_dict()``."""
     check_header(d)
     kind = d.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r} (known: {sorted(KINDS)})")
     return KINDS[kind].from_dict(d)
 

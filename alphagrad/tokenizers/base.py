@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,11 +17,19 @@ FORMAT = "alphagrad.tokenizer"
 VERSION = 1
 
 
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes files 0600; ours are as open() makes
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -47,6 +56,8 @@ def read_json(path: str | os.PathLike) -> object:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{where} is damaged or not JSON: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{where} is nested too deeply to be a tokenizer") from None
 
 
 def check_header(d: object, kind: str | None = None) -> dict:

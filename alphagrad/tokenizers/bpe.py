@@ -42,9 +42,10 @@ class BPETokenizer(Tokenizer):
                  special_tokens: dict[str, int] | None = None,
                  byte_ids: Iterable[int] | None = None) -> None:
         self.pattern = resolve_pattern(pattern)
-        self.byte_ids = list(range(256)) if byte_ids is None else [int(t) for t in byte_ids]
-        self.merges = [(int(a), int(b), int(t)) for a, b, t in merges]
-        self.special_tokens = {str(s): int(t) for s, t in (special_tokens or {}).items()}
+        self.byte_ids = list(range(256)) if byte_ids is None else \
+            [_token_id(t, f"byte id {k}") for k, t in enumerate(byte_ids)]
+        self.merges = [_merge(m, rank) for rank, m in enumerate(merges)]
+        self.special_tokens = _special_tokens(special_tokens or {})
         self._vocab = _derive_vocab(self.byte_ids, self.merges, self.special_tokens)
         self.vocab_size = max(self._vocab) + 1
         merges_array = np.array(self.merges, np.int64).reshape(-1, 3)
@@ -70,6 +71,8 @@ class BPETokenizer(Tokenizer):
         pattern = resolve_pattern(pattern)
         counts = count_chunks(source, pattern, num_threads or os.cpu_count() or 1)
         data, offsets, word_counts = counts.words()
+        if not len(word_counts):
+            raise ValueError("train: the corpus is empty: there is no text to learn merges from")
         merges = train_merges(data, offsets, word_counts, vocab_size - len(special_tokens),
                               min_frequency, progress)
         first = max((t for _, _, t in merges), default=255) + 1
@@ -257,6 +260,28 @@ def _in_file(path: str | os.PathLike, err: ValueError) -> ValueError:
     message = str(err)
     where = f"tokenizer file {os.fspath(path)!r}"
     return ValueError(message if message.startswith(where) else f"{where}: {message}")
+
+
+MAX_ID = 2**31 - 1  # the encoder keys a pair of ids as left << 32 | right in an int64
+
+
+def _token_id(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= value <= MAX_ID:
+        raise ValueError(f"{where} is {value!r:.40}; token ids are ints in [0, {MAX_ID}]")
+    return int(value)
+
+
+def _merge(merge: object, rank: int) -> tuple[int, int, int]:
+    if not isinstance(merge, (list, tuple)) or len(merge) != 3:
+        raise ValueError(f"merge {rank} is {merge!r:.60}; a merge is [left id, right id, new id]")
+    return tuple(_token_id(t, f"merge {rank}: an id") for t in merge)
+
+
+def _special_tokens(special_tokens: object) -> dict[str, int]:
+    if not isinstance(special_tokens, dict) or not all(isinstance(s, str) for s in special_tokens):
+        raise ValueError(f"special tokens must map text to ids, got {special_tokens!r:.60}")
+    return {s: _token_id(t, f"special token {s!r:.40}: its id") for s, t in special_tokens.items()}
 
 
 def _derive_vocab(byte_ids: list[int], merges: list[tuple[int, int, int]],

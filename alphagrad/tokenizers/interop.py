@@ -146,19 +146,34 @@ def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tu
         raise ValueError(f"byte {err.args[0]!r} is missing: not a byte-level vocabulary") from None
     out = []
     for rank, merge in enumerate(merges):
-        left, right = merge.split(" ") if isinstance(merge, str) else merge
+        pair = merge.split(" ") if isinstance(merge, str) else merge
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise ValueError(f"merge {rank} is {merge!r:.60}; a merge is 'left right' or "
+                             "[left, right]")
+        left, right = pair
         if left not in vocab or right not in vocab or left + right not in vocab:
-            raise ValueError(f"merge {rank} {merge!r} uses a token missing from the vocabulary")
+            raise ValueError(f"merge {rank} {merge!r:.60} uses a token missing from the "
+                             "vocabulary")
         out.append((vocab[left], vocab[right], vocab[left + right]))
     if any(c not in char_to_byte for token in vocab for c in token):
         raise ValueError("vocabulary has tokens outside the byte-level alphabet")
-    specials = {t["content"]: t["id"] for t in d.get("added_tokens") or []}
-    return pattern, specials, byte_ids, out
+    return pattern, _added_tokens(d.get("added_tokens") or []), byte_ids, out
+
+
+def _added_tokens(added: object) -> dict[str, object]:
+    """``added_tokens`` as text -> id (the ids are checked where the tokenizer is built)."""
+    entries = added if isinstance(added, list) else [added]
+    if not all(isinstance(t, dict) and isinstance(t.get("content"), str) and "id" in t
+               for t in entries):
+        raise ValueError(f"added_tokens must be a list of {{\"id\": ..., \"content\": ...}} "
+                         f"objects, got {added!r:.60}")
+    return {t["content"]: t["id"] for t in entries}
 
 
 def _hf_pattern(pre: object) -> str:
     is_sequence = isinstance(pre, dict) and pre.get("type") == "Sequence"
     steps = pre.get("pretokenizers", []) if is_sequence else [pre]
+    steps = steps if isinstance(steps, list) else [steps]  # a lone step is refused below
     byte_level = [s for s in steps if isinstance(s, dict) and s.get("type") == "ByteLevel"]
     splits = [s for s in steps if isinstance(s, dict) and s.get("type") == "Split"]
     if len(byte_level) != 1 or len(steps) != len(byte_level) + len(splits) or len(splits) > 1:
@@ -166,9 +181,10 @@ def _hf_pattern(pre: object) -> str:
     if byte_level[0].get("add_prefix_space"):
         raise ValueError("ByteLevel add_prefix_space=true is not supported")
     if splits:
-        regex_pattern = splits[0].get("pattern", {}).get("Regex")
+        pattern = splits[0].get("pattern")
+        regex_pattern = pattern.get("Regex") if isinstance(pattern, dict) else None
         isolated = splits[0].get("behavior") == "Isolated" and not splits[0].get("invert")
-        if regex_pattern is None or not isolated:
+        if not isinstance(regex_pattern, str) or not isolated:
             raise ValueError("the Split pre-tokenizer must be an isolated, non-inverted Regex")
         return regex_pattern
     if byte_level[0].get("use_regex", True):

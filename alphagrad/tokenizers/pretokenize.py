@@ -9,6 +9,7 @@ built once per process by asking ``regex`` itself, so both paths agree on every 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 import regex
@@ -180,12 +181,29 @@ def split(docs: list[str], pattern: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return (data, *_regex_ends(docs, regex.compile(pattern)))
 
 
+# A custom pattern runs with a time bound: this many seconds per text plus this many per
+# character (100,000 characters a second, tens of times slower than any sane pattern runs), so
+# one that backtracks catastrophically fails with an error instead of hanging.
+_REGEX_SECONDS, _REGEX_SECONDS_PER_CHAR = 1.0, 1e-5
+
+
+def _matches(compiled: regex.Pattern, doc: str) -> Iterator[regex.Match]:
+    seconds = _REGEX_SECONDS + _REGEX_SECONDS_PER_CHAR * len(doc)
+    try:
+        yield from compiled.finditer(doc, timeout=seconds)
+    except TimeoutError:
+        raise ValueError(
+            f"split pattern {compiled.pattern!r:.80} took over {seconds:.1f} s on a text of "
+            f"{len(doc):,} characters: it backtracks catastrophically (nested quantifiers such "
+            "as (a|aa)+?); simplify it, or use 'gpt2' or 'gpt4'") from None
+
+
 def _regex_ends(docs: list[str], compiled: regex.Pattern) -> tuple[np.ndarray, np.ndarray]:
     # Text the pattern skips becomes a chunk of its own, so nothing is ever dropped.
     ends, doc_chunks, b = [], [], 0
     for doc in docs:
         pos = 0
-        for m in compiled.finditer(doc):
+        for m in _matches(compiled, doc):
             if m.start() == m.end():
                 continue
             if m.start() > pos:

@@ -42,6 +42,8 @@ class VocabTokenizer(Tokenizer):
         if vocab_size is not None and (not isinstance(vocab_size, int) or vocab_size < 1):
             raise ValueError(f"train: vocab_size must be a positive int or None, "
                              f"got {vocab_size!r}")
+        if not text:
+            raise ValueError("train: the corpus is empty: there is no text to learn from")
         counts = Counter(cls.split(text))
         counts.pop(UNK, None)
         kept = sorted((u for u, c in counts.items() if c >= min_frequency),

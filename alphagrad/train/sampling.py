@@ -46,7 +46,14 @@ def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
     if ckpt.tokenizer is not None:
         from alphagrad.tokenizers import from_dict
 
-        tokenizer = from_dict(ckpt.tokenizer)
+        try:
+            tokenizer = from_dict(ckpt.tokenizer)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: the embedded tokenizer is damaged: {e}") from None
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise CheckpointError(
+                f"{path}: the embedded tokenizer has {tokenizer.vocab_size} ids but the model only "
+                f"{model.config.vocab_size}; they do not belong together")
     return model, tokenizer, ckpt
 
 
@@ -65,6 +72,8 @@ class TextDecoder:
 
     def push(self, token_id: int) -> str:
         """The text that ``token_id`` completes (may be empty)."""
+        if token_id >= self.tokenizer.vocab_size:  # a model's padding ids have no text
+            return "\ufffd"
         if self._utf8 is not None:
             return self._utf8.decode(self.tokenizer.token_bytes(token_id))
         return self.tokenizer.decode([token_id])  # a vocabulary's tokens are whole strings

@@ -336,6 +336,11 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
 
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that stopped ``fit`` (SIGINT or SIGTERM), or None."""
+        return self._stop_signal
+
     def fit(self) -> dict[str, Any]:
         """Train to ``max_iters`` (or early stop, or a signal); returns the final metrics.
 

@@ -218,3 +218,8 @@ def test_bench_without_the_scripts_says_where_they_are_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="source checkout"):
         bench_module.benchmarks_dir(tmp_path)
     assert bench_module.benchmarks_dir().name == "benchmarks"  # this is a source checkout
+
+
+def test_every_file_prepare_writes_has_the_same_permissions(data_dir):
+    modes = {p.name: p.stat().st_mode & 0o777 for p in data_dir.iterdir()}
+    assert "tokenizer.json" in modes and len(set(modes.values())) == 1, modes

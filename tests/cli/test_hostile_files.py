@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from alphagrad.nn.gpt import GPT, GPTConfig
+from alphagrad.tokenizers import BPETokenizer, CharTokenizer
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.train.checkpoint import save_checkpoint
 from alphagrad.train.data import write_token_file
@@ -43,11 +44,14 @@ def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
         assert fragment in stderr, (fragment, stderr)
 
 
-def tiny_checkpoint(path: Path, **config_changes) -> None:
+def tiny_checkpoint(path: Path, tokenizer: dict | None = None, nan: bool = False,
+                    **config_changes) -> None:
     model = GPT(TINY)
+    if nan:  # what a diverged run leaves
+        model.transformer.h[0].mlp.c_fc.weight.data[0, 0] = np.nan
     config = {**dataclasses.asdict(TINY), **config_changes}
     save_checkpoint(path, model_kind="gpt", model_config=config, model_state=model.state_dict(),
-                    tied=model.tied_weights())
+                    tied=model.tied_weights(), tokenizer=tokenizer)
 
 
 def test_a_checkpoint_claiming_a_larger_model_fails_before_allocating(tmp_path):
@@ -128,3 +132,57 @@ def test_settings_beyond_their_limits_are_refused_first(tmp_path, setting, messa
     (tmp_path / "data").mkdir()
     status, _, stderr = bounded("train", "--data", "data", "--set", setting, cwd=tmp_path)
     assert_user_error(status, stderr, message)
+
+
+CHARS = CharTokenizer.train("hello world").to_dict()  # 9 ids, fewer than the model's 32
+
+
+@pytest.mark.parametrize("options, checkpoint, fragments", [
+    (["--temperature", "nan"], {}, ["temperature must be a number >= 0, got nan"]),
+    ([], {"nan": True}, ["logits hold NaN", "diverged"]),
+    ([], {"tokenizer": {**CHARS, "tokens": "hello"}}, ["ckpt", "embedded tokenizer is damaged"]),
+    ([], {"tokenizer": {**BPETokenizer([], "gpt2").to_dict(), "merges": [[1, 2, 2**40]]}},
+     ["ckpt", "merge 0: an id is 1099511627776"]),
+    ([], {"tokenizer": BPETokenizer([], "gpt2").to_dict()},
+     ["ckpt", "tokenizer has 256 ids but the model only 32"]),
+])
+def test_sampling_from_bad_checkpoints_says_what_is_wrong(tmp_path, options, checkpoint,
+                                                          fragments):
+    tiny_checkpoint(tmp_path / "m.ckpt", **{"tokenizer": CHARS, **checkpoint})
+    status, _, stderr = bounded("sample", "m.ckpt", "--max-new-tokens", "3", *options,
+                                cwd=tmp_path)
+    assert_user_error(status, stderr, *fragments)
+
+
+def test_a_tokenizer_smaller_than_the_model_samples_without_failing(tmp_path):
+    tiny_checkpoint(tmp_path / "m.ckpt", tokenizer=CHARS)
+    status, stdout, stderr = bounded("sample", "m.ckpt", "--prompt", "he", "--max-new-tokens",
+                                     "40", "--seed", "1", cwd=tmp_path)
+    assert status == 0, stderr
+    assert stdout.startswith("he") and len(stdout) > len("he\n")
+
+
+def test_a_backtracking_pattern_in_a_tokenizer_file_fails_in_bounded_time(tmp_path):
+    BPETokenizer([], r"(a|aa)+$").save(tmp_path / "tok.json")
+    status, _, stderr = bounded("tokenizer", "encode", "tok.json", "--text", "a" * 40 + "!",
+                                cwd=tmp_path)
+    assert_user_error(status, stderr, "backtracks catastrophically")
+
+
+def test_invalid_bytes_on_standard_input_are_refused(tmp_path):
+    BPETokenizer([], "gpt2").save(tmp_path / "tok.json")
+    status, _, stderr = bounded("tokenizer", "encode", "tok.json", cwd=tmp_path,
+                                stdin=b"caf\xc3\xa9 \xff\xfe")
+    assert_user_error(status, stderr, "standard input is not UTF-8", "0xff at offset 6")
+    status, stdout, _ = bounded("tokenizer", "encode", "tok.json", cwd=tmp_path,
+                                stdin="café".encode())
+    assert status == 0 and json.loads(stdout) == list("café".encode())
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_training_a_tokenizer_on_an_empty_corpus_is_refused(tmp_path, kind):
+    (tmp_path / "empty.txt").write_text("")
+    status, _, stderr = bounded("tokenizer", "train", "empty.txt", "--kind", kind,
+                                "--vocab-size", "300", "-o", "tok.json", cwd=tmp_path)
+    assert_user_error(status, stderr, "the corpus is empty", "empty.txt")
+    assert not (tmp_path / "tok.json").exists()

@@ -82,6 +82,22 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, data_dir):
     assert os.path.exists(run / "checkpoints" / f"step-{step + 2:08d}.ckpt")
 
 
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, data_dir):
+    run = tmp_path / "runs" / "term"
+    process = _start("train", "--data", data_dir, "--out", run,
+                     *sets("max_iters=100000", "eval_interval=100000", "log_interval=1"))
+    try:
+        for line in process.stdout:
+            if line.startswith("step 2/"):
+                process.send_signal(signal.SIGTERM)
+                break
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM == 143, err
+    assert len(list((run / "checkpoints").glob("step-*.ckpt"))) == 1
+
+
 def _start(*args: str | Path, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([*ALPHAGRAD, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

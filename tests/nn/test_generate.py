@@ -71,6 +71,20 @@ def test_sampling_argument_errors(model):
         model.generate(np.zeros((1, 0), np.int64), 1)
 
 
+def test_nan_logits_and_a_nan_temperature_are_clear_errors(model):
+    for logits in ([[0.0, np.nan, 1.0]], [[0.0, np.inf, 1.0]]):
+        for temperature in (0, 1.0):
+            with pytest.raises(ValueError, match="NaN or \\+inf .*diverged"):
+                sample(np.array(logits), temperature)
+    assert sample(np.array([[0.0, -np.inf, 1.0]]), 0).tolist() == [2]  # -inf: masked, fine
+    with pytest.raises(ValueError, match="temperature must be a number >= 0, got nan"):
+        model.generate(PROMPT, 1, temperature=float("nan"))
+    diverged = nn.GPT(model.config)
+    diverged.transformer.ln_f.weight.data[0] = np.nan
+    with pytest.raises(ValueError, match="diverged"):
+        diverged.generate(PROMPT, 1, temperature=0)
+
+
 def test_kv_cache_capacity_is_checked():
     cache = LayerKV(1, 2, 4, 3, np.float32)
     keys, _ = cache.extend(np.ones((1, 2, 3, 3)), np.ones((1, 2, 3, 3)))
