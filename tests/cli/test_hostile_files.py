@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from alphagrad.nn.gpt import GPT, GPTConfig
-from alphagrad.tokenizers import BPETokenizer, CharTokenizer
 from alphagrad.nn.safetensors import save_safetensors
+from alphagrad.tokenizers import BPETokenizer, CharTokenizer
 from alphagrad.train.checkpoint import save_checkpoint
 from alphagrad.train.data import write_token_file
 
