@@ -55,7 +55,7 @@ def _launch(nproc: int) -> None:
         status = subprocess.run(command, check=False).returncode
     finally:
         signal.signal(signal.SIGINT, previous)
-    if status not in (0, 1, 2, INTERRUPTED):
+    if status not in (0, 1, 2, INTERRUPTED, 128 + signal.SIGTERM):
         click.echo(f"error: the {nproc}-rank job stopped (mpiexec exit status {status}): a rank "
                    "failed or was killed, see above. The run's checkpoints are intact; continue "
                    f"with: alphagrad train --resume RUN_DIR --nproc {nproc}", err=True)
