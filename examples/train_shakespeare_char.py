@@ -51,9 +51,10 @@ def print_progress(record: dict[str, Any]) -> None:
     """A Trainer callback: a line every ``PRINT_EVERY`` steps and one per evaluation."""
     step = record["step"]
     if record["kind"] == "step" and (step == 1 or step % PRINT_EVERY == 0):
+        eta = record["eta_seconds"]  # None on the first step, which compiles kernels
         print(f"step {step:5d}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
-              f"{record['tokens_per_sec']:7.0f} tok/s  eta {record['eta_seconds']:4.0f} s",
-              flush=True)
+              f"{record['tokens_per_sec']:7.0f} tok/s  eta "
+              + ("   - s" if eta is None else f"{eta:4.0f} s"), flush=True)
     elif record["kind"] == "eval":
         print(f"eval {step:5d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}",
               flush=True)
@@ -82,7 +83,7 @@ def train_and_report(config: TrainConfig, runs_root: str | Path = "runs",
           f"{len(trainer.train_data):,} train / {len(trainer.val_data):,} val tokens; "
           f"run folder {trainer.run.path}", flush=True)
     started = time.perf_counter()
-    trainer.fit()
+    trainer.fit(progress=False)  # print_progress shows these lines
     wall = time.perf_counter() - started
     final = evaluate(trainer.model, trainer.val_data, c.batch_size, c.block_size, final_eval_iters,
                      trainer.bytes_per_token)

@@ -32,7 +32,11 @@ threads_option = click.option(
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
     """A ``progress(phase, done, total)`` callback that shows a bar for the current phase on
-    stderr (click prints only the label when stderr is not a terminal)."""
+    stderr when it is a terminal; elsewhere (a log file, a pipe) nothing, rather than click's
+    bare phase labels."""
+    if not sys.stderr.isatty():
+        yield lambda phase, done, total: None
+        return
     current: dict[str, Any] = {}
 
     def finish() -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from alphagrad.cli.chart import line_chart
-from alphagrad.cli.display import cell, duration, table
+from alphagrad.cli.display import cell, table
 from alphagrad.cli.options import runs_root_option
 from alphagrad.train import RunDB, RunDir
+from alphagrad.train.progress import duration
 from alphagrad.train.rundb import DB_NAME, RunDBDamaged
 
 EVAL_COLUMNS = {"train_loss": "train loss", "val_loss": "val loss",

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
-from alphagrad.cli.display import count, table
+from alphagrad.cli.display import table
 from alphagrad.cli.errors import UserError
 from alphagrad.cli.options import progress_bars, threads_option
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load
+from alphagrad.train.progress import count
 
 KINDS = {"bpe": BPETokenizer, "char": CharTokenizer, "word": WordTokenizer}
 existing = click.Path(exists=True, path_type=Path)

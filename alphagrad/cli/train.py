@@ -14,12 +14,13 @@ from pathlib import Path
 
 import click
 
-from alphagrad.cli.display import TrainingStatus, cell, count, duration, table
+from alphagrad.cli.display import cell, table
 from alphagrad.cli.errors import INTERRUPTED, USER_MISTAKES, Failure, UserError, describe
 from alphagrad.cli.options import progress_bars, runs_root_option
 from alphagrad.train import PRESETS, Trainer, TrainingDiverged
 from alphagrad.train.distributed import World, current_world, launched_by_mpi, mpiexec_command
 from alphagrad.train.pipeline import make_trainer, resume_trainer
+from alphagrad.train.progress import TrainingStatus, count, duration
 
 
 def _list_presets(ctx: click.Context, param: click.Parameter, value: bool) -> None:

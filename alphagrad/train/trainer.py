@@ -38,6 +38,7 @@ from alphagrad.train.distributed import GradientReducer, World, check_in_sync, c
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
 from alphagrad.train.presets import PRESETS
+from alphagrad.train.progress import TrainingStatus
 from alphagrad.train.run import RunDir, default_runs_root, make_run_folder
 from alphagrad.train.rundb import RunDBWriter
 from alphagrad.train.runlock import RunInUse, RunLockLost
@@ -149,7 +150,7 @@ class Trainer:
                                   or default_runs_root())
             self.db.register_run(self.run)
         self._stop_signal: int | None = None
-        self._step_time = None
+        self._step_time, self._steps_this_session = None, 0
 
     # ------------------------------------------------------------------ resume
     @classmethod
@@ -239,11 +240,15 @@ class Trainer:
         tokens = c.batch_size * c.block_size * c.grad_accum_steps
         self.tokens_seen += tokens
         seconds = time.perf_counter() - started
-        self._step_time = seconds if self._step_time is None else 0.9 * self._step_time + 0.1 * seconds
+        self._steps_this_session += 1
+        if self._steps_this_session > 1:  # the first step compiles kernels: it predicts nothing
+            self._step_time = seconds if self._step_time is None else \
+                0.9 * self._step_time + 0.1 * seconds
+        eta = None if self._step_time is None else self._step_time * (c.max_iters - self.step)
         flops = self.model.flops_per_token(c.block_size) * tokens / seconds / self.world.size
         return {"kind": "step", "step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_sec": tokens / seconds, "mfu": flops / peak_flops(get_num_threads()),
-                "eta_seconds": self._step_time * (c.max_iters - self.step), "seconds": seconds}
+                "eta_seconds": eta, "seconds": seconds}
 
     def _parameters(self) -> list:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -341,12 +346,21 @@ class Trainer:
         """The signal that stopped ``fit`` (SIGINT or SIGTERM), or None."""
         return self._stop_signal
 
-    def fit(self) -> dict[str, Any]:
+    def fit(self, progress: bool = True) -> dict[str, Any]:
         """Train to ``max_iters`` (or early stop, or a signal); returns the final metrics.
 
+        ``progress`` shows a live status line (step, loss, learning rate, tokens/s, MFU, ETA)
+        rewritten in place on a terminal or in a notebook, plain lines every ``log_interval``
+        steps elsewhere, and a line per evaluation and checkpoint; ``progress=False`` is silent.
+        A ``TrainingStatus`` among the callbacks (as the command line adds) takes its place.
         SIGINT (Ctrl-C) and SIGTERM finish the current step, save a checkpoint and stop.
         """
         c = self.config
+        shown = [cb for cb in self.callbacks if isinstance(cb, TrainingStatus)]
+        display = TrainingStatus(c.max_iters, c.log_interval) \
+            if progress and not shown and self.world.is_main else None
+        if display is not None:
+            self.callbacks.append(display)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         if self.world.is_main:
             self.run.lock.acquire()  # held from construction; taken again if fit() runs twice
@@ -384,6 +398,9 @@ class Trainer:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
             self.run.lock.release()
+            if display is not None:
+                display.close()
+                self.callbacks.remove(display)
 
     def _record_failure(self, error: BaseException, started: float) -> None:
         """Leave the truth behind when ``fit`` stops on an error: status and reason."""

@@ -61,6 +61,9 @@ def test_prepare_writes_what_the_library_writes(corpus, char_tokenizer, data_dir
     prepare([corpus], load(char_tokenizer), tmp_path / "lib", val_fraction=0.2)
     for name in ("train.bin", "val.bin", "tokenizer.json"):
         assert (data_dir / name).read_bytes() == (tmp_path / "lib" / name).read_bytes()
+    again = run_cli("prepare", corpus, "--tokenizer", char_tokenizer, "-o", tmp_path / "cli",
+                    "--val-fraction", "0.2")
+    assert again.stderr == ""  # no progress-bar labels left behind when stderr is not a terminal
 
 
 # ---- train, sample, eval ----------------------------------------------------------------

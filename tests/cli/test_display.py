@@ -1,4 +1,4 @@
-"""The terminal chart, tables, number formats and the training status line."""
+"""The terminal chart and tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from alphagrad.cli.chart import line_chart
-from alphagrad.cli.display import TrainingStatus, count, duration, table
+from alphagrad.cli.display import table
 
 
 def test_chart_places_points_on_the_grid():
@@ -55,53 +55,3 @@ def test_table_aligns_numbers_right_and_text_left():
         "bbb         -",
         "cc    10.2500",
     ]
-
-
-@pytest.mark.parametrize("seconds, text", [(0, "0s"), (59.4, "59s"), (61, "1m01s"),
-                                           (3599, "59m59s"), (3725, "1h02m")])
-def test_duration(seconds, text):
-    assert duration(seconds) == text
-
-
-@pytest.mark.parametrize("n, text", [(950, "950"), (12_345, "12.3k"), (4_560_000, "4.56M"),
-                                     (0.5, "0.5")])
-def test_count(n, text):
-    assert count(n) == text
-
-
-def _step(step: int, loss: float = 2.0) -> dict:
-    return {"kind": "step", "step": step, "loss": loss, "lr": 1e-3, "tokens_per_sec": 12_345.0,
-            "mfu": 0.031, "eta_seconds": 65.0}
-
-
-def test_status_without_a_terminal_prints_one_line_per_log_interval(capsys):
-    status = TrainingStatus(max_iters=6, log_interval=3, tty=False)
-    for step in range(1, 7):
-        status(_step(step))
-    status({"kind": "eval", "step": 6, "train_loss": 1.5, "val_loss": 1.75,
-            "val_perplexity": math.exp(1.75)})
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split("/")[0] for line in lines[:3]] == ["step 1", "step 3", "step 6"]
-    assert lines[1] == ("step 3/6 | loss 2.0000 | lr 1.00e-03 | 12.3k tok/s | MFU 3.1% | "
-                        "ETA 1m05s")
-    assert lines[3] == "eval step 6: train loss 1.5000, val loss 1.7500, val perplexity 5.75"
-    assert len(lines) == 4
-
-
-def test_status_on_a_terminal_rewrites_one_line(capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
-    status = TrainingStatus(max_iters=3, log_interval=100, tty=True)
-    status(_step(1, loss=3.0))
-    status(_step(2, loss=2.5))
-    status({"kind": "checkpoint", "step": 2, "path": "run/ckpt", "is_best": True})
-    out = capsys.readouterr().out
-    first, second = status.status(_step(1, loss=3.0)), status.status(_step(2, loss=2.5))
-    assert out == ("\r" + first + "\r" + second + "\r" + " " * len(second) + "\r"
-                   + "  saved run/ckpt (best so far)\n")
-
-
-def test_status_on_a_narrow_terminal_is_cut_to_fit(capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "30")
-    status = TrainingStatus(max_iters=3, log_interval=100, tty=True)
-    status(_step(1))
-    assert capsys.readouterr().out == "\r" + status.status(_step(1))[:29]
