@@ -260,3 +260,66 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(data_dir, tmp_pa
     latest = max(run.glob("checkpoints/step-*.ckpt"))
     ckpt = load_checkpoint(latest)  # whole: its checksums verify
     assert ckpt.train_state["step"] % 3 == 0 and ckpt.train_state["rng_by_rank"]
+
+
+# ---- two "machines": network namespaces joined by a veth pair --------------------------------
+
+FAKE_SSH = """#!/bin/sh
+# mpiexec's remote shell: "ssh HOST COMMAND" runs COMMAND inside HOST's network namespace
+host=$1; shift
+case "$host" in
+  {ip_b}) exec ip netns exec {ns_b} unshare --uts sh -c "hostname second-host; $*" ;;
+  *) exec ip netns exec {ns_a} sh -c "$*" ;;
+esac
+"""
+
+
+@pytest.fixture
+def two_hosts(tmp_path):
+    """Namespaces A (10.213.x.1) and B (10.213.x.2) on a veth pair: (A, hostfile, ssh agent)."""
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        pytest.skip("needs the ip and unshare commands (iproute2, util-linux)")
+    tag, subnet = f"ag{os.getpid()}", f"10.213.{os.getpid() % 250}"
+    ns_a, ns_b = f"{tag}a", f"{tag}b"
+    made = subprocess.run(["ip", "netns", "add", ns_a], capture_output=True, text=True,
+                          check=False)
+    if made.returncode != 0:
+        pytest.skip(f"ip netns is not permitted here: {made.stderr.strip()}")
+    try:
+        for command in (f"netns add {ns_b}", f"link add {tag}x type veth peer name {tag}y",
+                        f"link set {tag}x netns {ns_a}", f"link set {tag}y netns {ns_b}",
+                        f"-n {ns_a} addr add {subnet}.1/24 dev {tag}x",
+                        f"-n {ns_b} addr add {subnet}.2/24 dev {tag}y",
+                        *(f"-n {ns} link set {dev} up" for ns in (ns_a, ns_b)
+                          for dev in ("lo", f"{tag}x" if ns == ns_a else f"{tag}y"))):
+            subprocess.run(["ip", *command.split()], check=True, capture_output=True)
+        agent = tmp_path / "fake-ssh"
+        agent.write_text(FAKE_SSH.format(ip_b=f"{subnet}.2", ns_a=ns_a, ns_b=ns_b))
+        agent.chmod(0o755)
+        hostfile = tmp_path / "hosts"
+        hostfile.write_text(f"{subnet}.1 slots=1\n{subnet}.2 slots=1\n")
+        yield ns_a, hostfile, agent, f"{subnet}.0/24"
+    finally:
+        for ns in (ns_a, ns_b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def test_two_hosts_over_tcp_match_one_process(single, data_dir, tmp_path, two_hosts):
+    ns_a, hostfile, agent, subnet = two_hosts
+    settings = SETTINGS | {"max_iters": HALF, "lr_decay_iters": STEPS}
+    command = ["ip", "netns", "exec", ns_a, find_mpiexec(), "-n", "2", "--hostfile",
+               str(hostfile), "--mca", "plm_rsh_agent", str(agent), "--mca", "btl", "tcp,self",
+               "--mca", "btl_tcp_if_include", subnet, "--mca", "oob_tcp_if_include", subnet,
+               "--bind-to", "none", sys.executable, "-m", "alphagrad.cli", "train",
+               "--data", str(data_dir), "--out", str(tmp_path / "run"), *_sets(settings)]
+    result = subprocess.run(command, cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "2 ranks on 2 hosts" in result.stdout
+    run = tmp_path / "run"
+    assert json.loads((run / "manifest.json").read_text())["hosts"][1] == "second-host"
+    mine, theirs = _steps(run), _steps(single)
+    np.testing.assert_allclose([mine[s] for s in range(1, HALF + 1)],
+                               [theirs[s] for s in range(1, HALF + 1)], rtol=1e-5)
+    _assert_close_weights(run / "checkpoints/step-00000010.ckpt",
+                          single / "checkpoints/step-00000010.ckpt")
