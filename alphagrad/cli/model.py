@@ -22,6 +22,7 @@ from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
 from alphagrad.train import TokenDataset, evaluate, load_checkpoint
 from alphagrad.train.checkpoint import save_checkpoint
+from alphagrad.train.data import bytes_per_token
 from alphagrad.train.export import save_weights
 from alphagrad.train.sampling import checkpoint_file, load_model, sample
 
@@ -80,14 +81,6 @@ def sample_command(checkpoint: Path, prompt: str, max_new_tokens: int, temperatu
     click.echo()
 
 
-def _bytes_per_token(token_file: Path) -> float | None:
-    """Text bytes per token of a prepared split, from the ``meta.json`` beside it."""
-    meta_path = token_file.parent / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    nbytes, tokens = meta.get(f"{token_file.stem}_bytes"), meta.get(f"{token_file.stem}_tokens")
-    return nbytes / tokens if nbytes and tokens else None
-
-
 @click.command("eval")
 @checkpoint_argument
 @click.option("--data", required=True, type=existing, metavar="DIR|FILE",
@@ -117,7 +110,7 @@ def eval_command(checkpoint: Path, data: Path, batches: int | None,
     run_config = (ckpt.train_state or {}).get("config", {})
     result = evaluate(model, dataset, batch_size or run_config.get("batch_size", 8),
                       model.config.block_size, batches or run_config.get("eval_iters", 20),
-                      _bytes_per_token(token_file))
+                      bytes_per_token(token_file))
     click.echo(f"{token_file}: {len(dataset):,} tokens")
     click.echo(table(["metric", "value"], [[k.replace("_", " "), v] for k, v in result.items()]))
 

@@ -344,7 +344,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     _expect(path, tensors, dict, "tensors")
     _expect(path, tied, dict, "tied")
     for alias, canonical in tied.items():
-        if not isinstance(alias, str) or canonical not in tensors:
+        if not isinstance(alias, str) or not isinstance(canonical, str) \
+                or canonical not in tensors:
             raise _damaged(path, f"tied alias {alias!r} points to a missing tensor")
     nested = ("model", "metrics", "train_state", "tokenizer", "optimizer")
     for name, record in tensors.items():

@@ -127,6 +127,26 @@ def write_token_file(path: str | Path, tokens: np.ndarray, *, vocab_size: int,
         f.write(tokens.astype(token_dtype(vocab_size)).tobytes())
 
 
+def bytes_per_token(token_file: str | Path) -> float | None:
+    """Text bytes per token of a prepared split (``train.bin``, ``val.bin``), from the
+    ``meta.json`` that ``prepare`` wrote beside it; None if it is not there."""
+    token_file = Path(token_file)
+    path = token_file.parent / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{path} is damaged ({e!s:.100}); re-run prepare") from None
+    counts = [meta.get(f"{token_file.stem}_{k}") if isinstance(meta, dict) else None
+              for k in ("bytes", "tokens")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise ValueError(f"{path} is damaged (no byte and token counts for {token_file.name}); "
+                         "re-run prepare")
+    nbytes, tokens = counts
+    return nbytes / tokens if nbytes and tokens else None
+
+
 class TokenDataset:
     """A token file, memory-mapped read-only: ``.tokens``, ``.vocab_size``, ``.fingerprint``."""
 

@@ -55,9 +55,12 @@ def load_weights(path: str | Path) -> Checkpoint:
                 "or GPT.from_hf_state_dict(load_safetensors(path))")
         config, tied = json.loads(metadata["model_config"]), json.loads(metadata.get("tied", "{}"))
         tokenizer = json.loads(metadata["tokenizer"]) if "tokenizer" in metadata else None
+        if not isinstance(config, dict) or not isinstance(tied, dict) \
+                or not all(isinstance(v, str) for v in tied.values()):
+            raise KeyError("model_config and tied must be JSON objects")
         state = load_safetensors(path)
-    except (KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: damaged alphagrad metadata ({e!r})") from None
+    except (KeyError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: damaged alphagrad metadata ({e!r:.200})") from None
     except SafetensorsError as e:
         raise CheckpointError(str(e)) from None
     for alias, canonical in tied.items():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import signal
 import time
@@ -31,9 +30,9 @@ from alphagrad.nn.utils import clip_grad_norm_
 from alphagrad.tensor.memory import available_memory, keep_freed_memory
 from alphagrad.tensor.random import get_rng_state, manual_seed, set_rng_state
 from alphagrad.tensor.threads import get_num_threads, set_num_threads
-from alphagrad.train.checkpoint import Checkpoint, load_checkpoint
+from alphagrad.train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from alphagrad.train.config import TrainConfig
-from alphagrad.train.data import BatchSampler, TokenDataset
+from alphagrad.train.data import BatchSampler, TokenDataset, bytes_per_token
 from alphagrad.train.distributed import GradientReducer, World, check_in_sync, current_world
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
@@ -75,6 +74,30 @@ def check_memory(config: TrainConfig, model: GPTConfig, vocab_source: str) -> No
             "available; lower n_layer, n_embd, block_size or batch_size")
 
 
+# What a checkpoint's train_state holds: each field's type (the counts also non-negative)
+_TRAIN_STATE = {"step": int, "tokens_seen": int, "stale_evals": int, "best_val_loss": float,
+                "config": dict, "sampler": dict}
+
+
+def _resumable(path: Path, ckpt: Checkpoint) -> TrainConfig:
+    """The run's config, once the checkpoint's train_state and weights are checked to fit it:
+    a damaged or crafted file fails here, naming itself, before a model is allocated."""
+    state = ckpt.train_state
+    for name, kind in _TRAIN_STATE.items():
+        value = state.get(name)
+        if isinstance(value, bool) or not isinstance(value, kind) or (kind is int and value < 0):
+            raise CheckpointError(f"{path}: train_state.{name} is {value!r:.60}, not a "
+                                  f"{'non-negative int' if kind is int else kind.__name__}")
+    try:
+        config = TrainConfig.from_dict(state["config"], source=f"{path}'s train_state.config")
+        wte = ckpt.model_state.get("transformer.wte.weight")
+        vocab_size = wte.shape[0] if wte is not None and wte.ndim == 2 else 1
+        GPT.from_state_dict(model_config(config, vocab_size), ckpt.model_state)  # no copies
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return config
+
+
 def _load_tokenizer(data_dir: Path):
     from alphagrad.tokenizers import load  # the tokenizers stand beside the training layer
 
@@ -110,9 +133,7 @@ class Trainer:
         for dataset in (self.train_data, self.val_data):
             if self.tokenizer is not None:
                 dataset.check_tokenizer(self.tokenizer)
-        meta = data_dir / "meta.json"
-        stats = json.loads(meta.read_text()) if meta.is_file() else {}
-        self.bytes_per_token = stats.get("val_bytes", 0) / max(stats.get("val_tokens", 0), 1) or None
+        self.bytes_per_token = bytes_per_token(data_dir / "val.bin")
         self.world = world = world or current_world()
         threads = config.num_threads or (world.default_threads() if world.size > 1 else None)
         if threads:
@@ -180,7 +201,7 @@ class Trainer:
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.train_state is None or ckpt.optimizer is None:
             raise ValueError(f"{ckpt_path} holds weights only (no training state); it cannot resume")
-        config = TrainConfig.from_dict(ckpt.train_state["config"])
+        config = _resumable(ckpt_path, ckpt)
         if max_iters is not None:
             config = config.replace(max_iters=max_iters)  # the saved, resolved schedule stays
         tokenizer = None

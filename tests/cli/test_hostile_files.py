@@ -1,23 +1,29 @@
-"""Crafted files against the real command: one ``error:`` line, under a memory limit and a
-timeout, never gigabytes, a hang or a traceback."""
+"""Crafted files against the command line: one ``error:`` line, never gigabytes, a hang or a
+traceback. Files that could make a command allocate or loop run it in a process of its own under
+a memory limit and a timeout; the rest run in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from alphagrad.cli import main
 from alphagrad.nn.gpt import GPT, GPTConfig
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer
-from alphagrad.train.checkpoint import save_checkpoint
+from alphagrad.train.checkpoint import load_checkpoint, save_checkpoint
 from alphagrad.train.data import write_token_file
+from alphagrad.train.export import FORMAT
 
 MEMORY_LIMIT = 1 << 30  # address space; every file here holds well under a megabyte
 TIMEOUT = 60
@@ -35,6 +41,13 @@ def bounded(*args: str | Path, cwd: Path, stdin: bytes | None = None) -> tuple[i
                             input=stdin, capture_output=True, timeout=TIMEOUT,
                             preexec_fn=_limit_memory, check=False)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def in_process(*args: str | Path, cwd: Path, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """As ``bounded``, without a new interpreter: for files that cannot make anything large."""
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(main, [str(a) for a in args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
 
 
 def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
@@ -70,7 +83,7 @@ def test_a_checkpoint_claiming_a_larger_model_fails_before_allocating(tmp_path):
 ])
 def test_a_checkpoint_with_a_bad_model_config_names_the_field(tmp_path, changes, fragment):
     tiny_checkpoint(tmp_path / "bad.ckpt", **changes)
-    status, _, stderr = bounded("sample", "bad.ckpt", cwd=tmp_path)
+    status, _, stderr = in_process("sample", "bad.ckpt", cwd=tmp_path)
     assert_user_error(status, stderr, "bad.ckpt", fragment)
 
 
@@ -104,7 +117,7 @@ def test_import_hf_checks_the_config_against_the_weights_before_allocating(tmp_p
 ])
 def test_import_hf_with_a_bad_config_names_it(tmp_path, config, fragment):
     folder = hf_folder(tmp_path / "gpt2", config, {"wte.weight": np.zeros((32, 64), np.float32)})
-    status, _, stderr = bounded("import-hf", folder, "-o", "out.ckpt", cwd=tmp_path)
+    status, _, stderr = in_process("import-hf", folder, "-o", "out.ckpt", cwd=tmp_path)
     assert_user_error(status, stderr, fragment)
 
 
@@ -130,7 +143,7 @@ def test_token_files_declaring_a_huge_vocabulary_are_refused(tmp_path, vocab_siz
 ])
 def test_settings_beyond_their_limits_are_refused_first(tmp_path, setting, message):
     (tmp_path / "data").mkdir()
-    status, _, stderr = bounded("train", "--data", "data", "--set", setting, cwd=tmp_path)
+    status, _, stderr = in_process("train", "--data", "data", "--set", setting, cwd=tmp_path)
     assert_user_error(status, stderr, message)
 
 
@@ -149,14 +162,14 @@ CHARS = CharTokenizer.train("hello world").to_dict()  # 9 ids, fewer than the mo
 def test_sampling_from_bad_checkpoints_says_what_is_wrong(tmp_path, options, checkpoint,
                                                           fragments):
     tiny_checkpoint(tmp_path / "m.ckpt", **{"tokenizer": CHARS, **checkpoint})
-    status, _, stderr = bounded("sample", "m.ckpt", "--max-new-tokens", "3", *options,
+    status, _, stderr = in_process("sample", "m.ckpt", "--max-new-tokens", "3", *options,
                                 cwd=tmp_path)
     assert_user_error(status, stderr, *fragments)
 
 
 def test_a_tokenizer_smaller_than_the_model_samples_without_failing(tmp_path):
     tiny_checkpoint(tmp_path / "m.ckpt", tokenizer=CHARS)
-    status, stdout, stderr = bounded("sample", "m.ckpt", "--prompt", "he", "--max-new-tokens",
+    status, stdout, stderr = in_process("sample", "m.ckpt", "--prompt", "he", "--max-new-tokens",
                                      "40", "--seed", "1", cwd=tmp_path)
     assert status == 0, stderr
     assert stdout.startswith("he") and len(stdout) > len("he\n")
@@ -171,10 +184,10 @@ def test_a_backtracking_pattern_in_a_tokenizer_file_fails_in_bounded_time(tmp_pa
 
 def test_invalid_bytes_on_standard_input_are_refused(tmp_path):
     BPETokenizer([], "gpt2").save(tmp_path / "tok.json")
-    status, _, stderr = bounded("tokenizer", "encode", "tok.json", cwd=tmp_path,
+    status, _, stderr = in_process("tokenizer", "encode", "tok.json", cwd=tmp_path,
                                 stdin=b"caf\xc3\xa9 \xff\xfe")
     assert_user_error(status, stderr, "standard input is not UTF-8", "0xff at offset 6")
-    status, stdout, _ = bounded("tokenizer", "encode", "tok.json", cwd=tmp_path,
+    status, stdout, _ = in_process("tokenizer", "encode", "tok.json", cwd=tmp_path,
                                 stdin="café".encode())
     assert status == 0 and json.loads(stdout) == list("café".encode())
 
@@ -182,7 +195,51 @@ def test_invalid_bytes_on_standard_input_are_refused(tmp_path):
 @pytest.mark.parametrize("kind", ["bpe", "char"])
 def test_training_a_tokenizer_on_an_empty_corpus_is_refused(tmp_path, kind):
     (tmp_path / "empty.txt").write_text("")
-    status, _, stderr = bounded("tokenizer", "train", "empty.txt", "--kind", kind,
+    status, _, stderr = in_process("tokenizer", "train", "empty.txt", "--kind", kind,
                                 "--vocab-size", "300", "-o", "tok.json", cwd=tmp_path)
     assert_user_error(status, stderr, "the corpus is empty", "empty.txt")
     assert not (tmp_path / "tok.json").exists()
+
+
+def _edit_latest_checkpoint(run: Path, edit) -> None:
+    path = max((run / "checkpoints").glob("step-*.ckpt"))
+    ckpt = load_checkpoint(path)
+    fields = {"model_kind": ckpt.model_kind, "model_config": ckpt.model_config,
+              "model_state": ckpt.model_state, "tied": ckpt.tied, "optimizer": ckpt.optimizer,
+              "train_state": ckpt.train_state, "tokenizer": ckpt.tokenizer,
+              "metrics": ckpt.metrics}
+    edit(fields)
+    save_checkpoint(path, **fields)
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    (lambda f: f["train_state"].update(step="6"), ["train_state.step is '6', not a non-negative"]),
+    (lambda f: f["train_state"].pop("sampler"), ["train_state.sampler is None"]),
+    (lambda f: f["train_state"]["config"].update(n_layers=2), ["unknown key 'n_layers'"]),
+    (lambda f: f["train_state"]["config"].update(n_embd=4096, n_head=32, n_layer=4),
+     ["shape mismatches", "vs model (", "4096)"]),
+])
+def test_resuming_from_a_crafted_checkpoint_names_it(tmp_path, trained, edit, fragments):
+    run = tmp_path / "run"
+    shutil.copytree(trained[1], run)
+    _edit_latest_checkpoint(run, edit)
+    status, _, stderr = in_process("train", "--resume", run, cwd=tmp_path)
+    assert_user_error(status, stderr, "step-", *fragments)
+
+
+@pytest.mark.parametrize("meta", ["{", "[1]", '{"val_bytes": "9", "val_tokens": 3}'])
+def test_a_damaged_meta_json_is_named(tmp_path, trained, data_dir, meta):
+    shutil.copytree(data_dir, tmp_path / "data")
+    (tmp_path / "data" / "meta.json").write_text(meta)
+    status, _, stderr = in_process("eval", trained[1], "--data", "data", cwd=tmp_path)
+    assert_user_error(status, stderr, "meta.json is damaged", "re-run prepare")
+
+
+@pytest.mark.parametrize("metadata", [{"model_config": "[1]"}, {"model_config": "{}",
+                                                                 "tied": '["x"]'},
+                                      {"model_config": "[" * 100_000 + "]" * 100_000}])
+def test_weights_with_damaged_alphagrad_metadata_are_named(tmp_path, metadata):
+    save_safetensors(tmp_path / "w.safetensors", {"x": np.zeros(2, np.float32)},
+                     {"format": FORMAT, "model_kind": "gpt", **metadata})
+    status, _, stderr = in_process("sample", "w.safetensors", cwd=tmp_path)
+    assert_user_error(status, stderr, "w.safetensors: damaged alphagrad metadata")

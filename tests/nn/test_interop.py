@@ -6,6 +6,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alphagrad as ag
 from alphagrad import nn
@@ -232,3 +234,33 @@ def test_from_state_dict_gives_the_same_model_without_copying(model):
     logits, _ = rebuilt(idx())
     expected, _ = model(idx())
     np.testing.assert_array_equal(logits.data, expected.data)
+
+
+HOSTILE = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=4),
+    st.lists(st.one_of(st.integers(-3, 2**62), st.text(max_size=2)), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(-3, 2**40), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(["dtype", "shape", "data_offsets", "entry", "__metadata__"]),
+       value=HOSTILE)
+def test_property_semantically_hostile_safetensors_headers(tmp_path_factory, field, value):
+    """A header that is valid JSON with one hostile value: it loads, holding exactly what the
+    file says, or fails with a SafetensorsError naming the file."""
+    header = {"w": dict(ENTRY), "__metadata__": {"format": "pt"}}
+    if field == "entry":
+        header["w"] = value
+    elif field == "__metadata__":
+        header["__metadata__"] = value
+    else:
+        header["w"][field] = value
+    path = tmp_path_factory.mktemp("st") / "h.safetensors"
+    _crafted_safetensors(path, json.dumps(header).encode(), bytes(range(16)))
+    try:
+        tensors = nn.load_safetensors(path)
+    except SafetensorsError as e:
+        assert "h.safetensors" in str(e)
+        return
+    assert sum(t.nbytes for t in tensors.values()) <= 16

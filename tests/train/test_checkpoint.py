@@ -1,3 +1,4 @@
+import math
 import os
 import struct
 import subprocess
@@ -371,3 +372,48 @@ def test_loading_holds_about_one_copy_of_the_tensors(tmp_path):
                          capture_output=True, text=True, check=True, timeout=120)
     peak = int(out.stdout)
     assert nbytes <= peak < 1.5 * nbytes, peak / nbytes
+
+
+# Values a crafted file may put anywhere: wrong types, huge and negative sizes, deep nesting.
+HOSTILE = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(), st.text(max_size=4),
+    st.binary(max_size=8), st.lists(st.integers(-3, 2**40), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(-3, 2**40), max_size=2),
+    st.recursive(st.integers(0, 3), lambda inner: st.lists(inner, min_size=1, max_size=1),
+                 max_leaves=200),
+)
+# Where a crafted file may put one: a tensor record's field, a tensor's name, a nested field.
+PLACES = {
+    "dtype": lambda top, v: top["tensors"]["u8"].__setitem__("dtype", v),
+    "shape": lambda top, v: top["tensors"]["u8"].__setitem__("shape", v),
+    "data": lambda top, v: top["tensors"]["u8"].__setitem__("data", v),
+    "crc32": lambda top, v: top["tensors"]["u8"].__setitem__("crc32", v),
+    "record": lambda top, v: top["tensors"].__setitem__("u8", v),
+    "nested record": lambda top, v: top["optimizer"]["state"][0].__setitem__(
+        "v", {"__tensor__": v}),
+    "tied": lambda top, v: top["tied"].__setitem__("lm_head.weight", v),
+    "model": lambda top, v: top.__setitem__("model", v),
+    "config value": lambda top, v: top["model"]["config"].__setitem__("n_layer", v),
+    "train_state": lambda top, v: top.__setitem__("train_state", v),
+    "metrics value": lambda top, v: top["metrics"].__setitem__("val_loss", v),
+    "version": lambda top, v: top.__setitem__("version", v),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(place=st.sampled_from(sorted(PLACES)), value=HOSTILE)
+def test_property_semantically_hostile_checkpoints(tmp_path_factory, valid_bytes, place, value):
+    """Well-formed msgpack with a valid file checksum, but a hostile value in one place: it
+    loads (and what it holds is what the file says) or fails with a CheckpointError naming the
+    file; never another exception, and never an allocation the file's bytes do not back."""
+    path = tmp_path_factory.mktemp("hostile") / "h.ckpt"
+    path.write_bytes(edited(valid_bytes, lambda top: PLACES[place](top, value)))
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:
+        assert "h.ckpt" in str(e)
+        return
+    total = sum(a.nbytes for a in ckpt.model_state.values())
+    assert total <= path.stat().st_size  # every array is backed by the file's own bytes
+    if place == "metrics value":
+        assert ckpt.metrics["val_loss"] == value or math.isnan(value)
