@@ -6,6 +6,10 @@ q, k, v are views of one (B, T, 3, NH, hs) float32 buffer, as a GPT's c_attn pro
 Sides run interleaved (A B C A B C ...) at the same thread count; the table shows medians in
 milliseconds and the ratios ours/reference and ours/torch (below 1 means ours is faster).
 A second table times one decoding step: a single query row against Tk cached keys and values.
+
+GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
+pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
+scores a backward recomputes are not counted.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ def torch_side(torch):
     return run
 
 
+def causal_flops(q_shape: tuple, Tk: int, backward: bool) -> int:
+    """Model FLOPs of one call: 2·hs per visible (query, key) pair per product."""
+    B, NH, Tq, hs = q_shape
+    pairs = Tq * (Tq + 1) // 2 + Tq * (Tk - Tq)  # query i sees keys up to i + Tk - Tq
+    return (6 if backward else 2) * 2 * hs * B * NH * pairs
+
+
 def first_call_seconds() -> list[str]:
     """Time the first call of each kernel: a compile, or a load from Numba's cache."""
     q, k, v = qkv_views(np.random.default_rng(0), 1, 1, 3, 2)
@@ -82,9 +93,9 @@ def main() -> None:
     print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats")
     print("\n".join(first_call_seconds()))
 
-    header = f"{'pass':>8} {'ours ms':>9} {'numpy ms':>9} {'ours/np':>8}"
+    header = f"{'pass':>8} {'ours ms':>9} {'GFLOP/s':>8} {'numpy ms':>9} {'ours/np':>8}"
     if torch is not None:
-        header += f" {'torch ms':>9} {'ours/torch':>10}"
+        header += f" {'torch ms':>9} {'GFLOP/s':>8} {'ours/torch':>10}"
     rng = np.random.default_rng(0)
     print(f"{'B, NH, T, hs':>16} {header}")
     for B, NH, T, hs in SHAPES:
@@ -116,10 +127,11 @@ def time_sides(torch, arrays: tuple, backward: bool, repeats: int) -> str:
             if repeat:  # the first round warms caches and compiles
                 times[name].append(time.perf_counter() - start)
     ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-    row = (f"{'fwd+bwd' if backward else 'fwd':>8} {ms['ours']:9.3f} {ms['numpy']:9.3f} "
-           f"{ms['ours'] / ms['numpy']:8.3f}")
+    mflop = causal_flops(arrays[0].shape, arrays[1].shape[2], backward) / 1e6
+    row = (f"{'fwd+bwd' if backward else 'fwd':>8} {ms['ours']:9.3f} {mflop / ms['ours']:8.1f} "
+           f"{ms['numpy']:9.3f} {ms['ours'] / ms['numpy']:8.3f}")
     if torch is not None:
-        row += f" {ms['torch']:9.3f} {ms['ours'] / ms['torch']:10.3f}"
+        row += f" {ms['torch']:9.3f} {mflop / ms['torch']:8.1f} {ms['ours'] / ms['torch']:10.3f}"
     return row
 
 

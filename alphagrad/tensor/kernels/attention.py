@@ -1,8 +1,17 @@
 """Fused causal self-attention: flash-style forward and backward kernels.
 
 No (T, T) matrix is ever stored. The forward walks each block of query rows across the key
-blocks it may see with an online softmax and keeps only the row log-sum-exp; the backward
+tiles it may see with an online softmax and keeps only the row log-sum-exp; the backward
 recomputes the probabilities from q, k and that log-sum-exp.
+
+Layout, chosen by measurement (one core, float32, 64-key tiles): tiles are held keys × queries,
+with the block's queries in reverse order. Then every product runs along the query axis, which
+is long (up to BLOCK_Q), key and value rows are read where they lie, and the causal mask is an
+upper bound on each key's row (key j is seen by the last queries, the first columns), so no loop
+starts anywhere but 0 (see _matmul_add). The register-blocked products reach 80-95 GFLOP/s per
+core along 128-256 queries against 50 along 64. BLAS on the tiles was slower: sgemm through
+np.dot inside the kernel ran at 40-60 GFLOP/s at these shapes, and its larger calls start
+OpenBLAS's own threads inside ours.
 """
 
 from __future__ import annotations
@@ -16,32 +25,35 @@ from alphagrad.tensor.dtypes import FLOAT_DTYPES
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._serial import serial_twin
 
-# query rows and keys per tile; most inner loops run along the keys, so the tile is a multiple
-# of the SIMD width (64 float32 = four AVX-512 registers)
-BLOCK_Q = 64
+# query rows per block (the vectorised axis of every product) and keys per tile
+BLOCK_Q = 256
 BLOCK_K = 64
-# tiles on the causal diagonal are split into chunks of this many query rows
-DIAGONAL_CHUNK = 16
 # a block of fewer query rows than this skips the tiles (see _attend_rows_directly)
 DIRECT_ROWS = 4
 # below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin: starting the thread pool
 # costs 80-150 µs here, more than a decoding step's attention takes on one core
 PARALLEL_MIN_WORK = 1 << 22
+NO_LIMIT = 1 << 62
 
 
 @kernel()
-def _matmul_add(acc, a, b, nx, ny, nz):
-    # acc[:nx, :ny] += a[:nx, :nz] @ b[:nz, :ny], vectorised along y. A 4 x 4 block of a sits in
-    # scalars, so one pass over y loads four rows of b and updates four rows of acc with four
-    # multiply-adds each: twice the speed of the plain triple loop.
+def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit):
+    # acc[:nx, :ny] += a[:nx, :nz] @ b[:nz, :ny], vectorised along y, where row x of a meets
+    # only the columns y < x_limit - x and row z of b only y < z_limit - z (the causal mask:
+    # x or z is a key, y the reversed queries). A 4 x 4 block of a sits in scalars, so one
+    # pass over y loads four rows of b and updates four rows of acc with four multiply-adds
+    # each. Loops along y start at 0: from a variable start Numba cannot tell the index is not
+    # negative, and the wraparound check it then adds stops LLVM from vectorising.
     x4, z4 = nx - nx % 4, nz - nz % 4
     for x in range(0, x4, 4):
+        ny_x = min(ny, x_limit - x)
         for z in range(0, z4, 4):
+            n = min(ny_x, z_limit - z)
             a00, a01, a02, a03 = a[x, z], a[x, z + 1], a[x, z + 2], a[x, z + 3]
             a10, a11, a12, a13 = a[x + 1, z], a[x + 1, z + 1], a[x + 1, z + 2], a[x + 1, z + 3]
             a20, a21, a22, a23 = a[x + 2, z], a[x + 2, z + 1], a[x + 2, z + 2], a[x + 2, z + 3]
             a30, a31, a32, a33 = a[x + 3, z], a[x + 3, z + 1], a[x + 3, z + 2], a[x + 3, z + 3]
-            for y in range(ny):
+            for y in range(n):
                 b0, b1, b2, b3 = b[z, y], b[z + 1, y], b[z + 2, y], b[z + 3, y]
                 acc[x, y] += a00 * b0 + a01 * b1 + a02 * b2 + a03 * b3
                 acc[x + 1, y] += a10 * b0 + a11 * b1 + a12 * b2 + a13 * b3
@@ -49,7 +61,7 @@ def _matmul_add(acc, a, b, nx, ny, nz):
                 acc[x + 3, y] += a30 * b0 + a31 * b1 + a32 * b2 + a33 * b3
         for z in range(z4, nz):
             a0, a1, a2, a3 = a[x, z], a[x + 1, z], a[x + 2, z], a[x + 3, z]
-            for y in range(ny):
+            for y in range(min(ny_x, z_limit - z)):
                 bz = b[z, y]
                 acc[x, y] += a0 * bz
                 acc[x + 1, y] += a1 * bz
@@ -57,9 +69,62 @@ def _matmul_add(acc, a, b, nx, ny, nz):
                 acc[x + 3, y] += a3 * bz
     for x in range(x4, nx):
         for z in range(nz):
-            az = a[x, z]
-            for y in range(ny):
-                acc[x, y] += az * b[z, y]
+            axz = a[x, z]
+            for y in range(min(ny, x_limit - x, z_limit - z)):
+                acc[x, y] += axz * b[z, y]
+
+
+@kernel()
+def _matmul_transposed_add(acc, a, bt, nx, ny, nz, x_limit):
+    # acc[:nx, :ny] += a[:nx, :nz] @ bt[:ny, :nz].T, where row x of a meets only the z <
+    # x_limit - x (x a key, z the reversed queries). For a short y (hs) and a long z (queries):
+    # a 4 x 4 block of acc sums in sixteen scalars, each a reduction LLVM vectorises along z.
+    x4, y4 = nx - nx % 4, ny - ny % 4
+    zero = acc.dtype.type(0)
+    for x in range(0, x4, 4):
+        n = min(nz, x_limit - x)
+        for y in range(0, y4, 4):
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+            for z in range(n):
+                a0, a1, a2, a3 = a[x, z], a[x + 1, z], a[x + 2, z], a[x + 3, z]
+                b0, b1, b2, b3 = bt[y, z], bt[y + 1, z], bt[y + 2, z], bt[y + 3, z]
+                s00 += a0 * b0
+                s01 += a0 * b1
+                s02 += a0 * b2
+                s03 += a0 * b3
+                s10 += a1 * b0
+                s11 += a1 * b1
+                s12 += a1 * b2
+                s13 += a1 * b3
+                s20 += a2 * b0
+                s21 += a2 * b1
+                s22 += a2 * b2
+                s23 += a2 * b3
+                s30 += a3 * b0
+                s31 += a3 * b1
+                s32 += a3 * b2
+                s33 += a3 * b3
+            acc[x, y], acc[x, y + 1] = acc[x, y] + s00, acc[x, y + 1] + s01
+            acc[x, y + 2], acc[x, y + 3] = acc[x, y + 2] + s02, acc[x, y + 3] + s03
+            acc[x + 1, y], acc[x + 1, y + 1] = acc[x + 1, y] + s10, acc[x + 1, y + 1] + s11
+            acc[x + 1, y + 2], acc[x + 1, y + 3] = acc[x + 1, y + 2] + s12, acc[x + 1, y + 3] + s13
+            acc[x + 2, y], acc[x + 2, y + 1] = acc[x + 2, y] + s20, acc[x + 2, y + 1] + s21
+            acc[x + 2, y + 2], acc[x + 2, y + 3] = acc[x + 2, y + 2] + s22, acc[x + 2, y + 3] + s23
+            acc[x + 3, y], acc[x + 3, y + 1] = acc[x + 3, y] + s30, acc[x + 3, y + 1] + s31
+            acc[x + 3, y + 2], acc[x + 3, y + 3] = acc[x + 3, y + 2] + s32, acc[x + 3, y + 3] + s33
+        for y in range(y4, ny):
+            for r in range(x, x + 4):
+                total = zero
+                for z in range(n):
+                    total += a[r, z] * bt[y, z]
+                acc[r, y] += total
+    for x in range(x4, nx):
+        for y in range(ny):
+            total = zero
+            for z in range(min(nz, x_limit - x)):
+                total += a[x, z] * bt[y, z]
+            acc[x, y] += total
 
 
 def _flat(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -84,56 +149,132 @@ def _view(buffer, strides, B, NH, T, hs):
 
 @kernel()
 def _attend_rows_directly(q, k, v, steps, out, lse, b, h, kh, i0, nq, offset, scale):
-    # The few query rows i0.. of query head (b, h), which reads key/value head kh, e.g. one row
-    # when decoding with a KV cache: each
-    # score is a dot product with a key row where it lies and the output sums the value rows the
-    # same way, so no tile is copied or transposed. q, k, v are flat buffers whose last axis is
-    # contiguous, steps[n] the (batch, head, row) strides of q, k, v in elements: indexing 1-d
-    # buffers lets the loops along a row vectorise.
+    # The few query rows i0.. of query head (b, h), which reads key/value head kh: one row when
+    # decoding with a KV cache. Scores are dot products with the key rows where they lie, four
+    # keys per pass over hs, and the output sums four value rows per pass, so no tile is copied
+    # or transposed. q, k, v are flat buffers whose last axis is contiguous, steps[n] the
+    # (batch, head, row) strides of q, k, v in elements. Indices are unsigned so that Numba
+    # adds no wraparound check, which would keep the loops along hs from vectorising.
     hs = out.shape[3]
     k0, v0 = b * steps[1, 0] + kh * steps[1, 1], b * steps[2, 0] + kh * steps[2, 1]
-    p = np.empty(i0 + nq + offset, q.dtype)
+    ks, vs = steps[1, 2], steps[2, 2]
+    p = np.empty(i0 + nq + offset + 3, q.dtype)
     acc = np.empty(hs, q.dtype)
+    zero = q.dtype.type(0)
     for r in range(nq):
         i = i0 + r
         q0 = b * steps[0, 0] + h * steps[0, 1] + i * steps[0, 2]
-        q_row = q[q0:q0 + hs]  # slices, so the loops index from 0 and need no wraparound
         seen = i + offset + 1
-        m = q.dtype.type(-np.inf)
-        for c in range(seen):
-            k_row = k[k0 + c * steps[1, 2]:]
-            dot = q.dtype.type(0)
+        for c in range(0, seen, 4):
+            r0 = k0 + c * ks
+            r1, r2, r3 = r0 + min(1, seen - 1 - c) * ks, r0 + min(2, seen - 1 - c) * ks, \
+                r0 + min(3, seen - 1 - c) * ks  # past the last key, reread it
+            s0 = s1 = s2 = s3 = zero
             for d in range(hs):
-                dot += q_row[d] * k_row[d]
-            p[c] = dot * scale
+                qd = q[np.uint64(q0 + d)]
+                s0 += qd * k[np.uint64(r0 + d)]
+                s1 += qd * k[np.uint64(r1 + d)]
+                s2 += qd * k[np.uint64(r2 + d)]
+                s3 += qd * k[np.uint64(r3 + d)]
+            p[c], p[c + 1], p[c + 2], p[c + 3] = s0 * scale, s1 * scale, s2 * scale, s3 * scale
+        m = p[0]
+        for c in range(seen):
             m = max(m, p[c])
-        total = q.dtype.type(0)
+        total = zero
         for c in range(seen):
             p[c] = fast_exp(p[c] - m)
             total += p[c]
+        p[seen:seen + 3] = 0
         acc[:] = 0
-        for c in range(seen):
-            v_row, weight = v[v0 + c * steps[2, 2]:], p[c]
+        for c in range(0, seen, 4):
+            r0 = v0 + c * vs
+            r1, r2, r3 = r0 + min(1, seen - 1 - c) * vs, r0 + min(2, seen - 1 - c) * vs, \
+                r0 + min(3, seen - 1 - c) * vs
+            p0, p1, p2, p3 = p[c], p[c + 1], p[c + 2], p[c + 3]
             for d in range(hs):
-                acc[d] += weight * v_row[d]
+                acc[d] += (p0 * v[np.uint64(r0 + d)] + p1 * v[np.uint64(r1 + d)]
+                           + p2 * v[np.uint64(r2 + d)] + p3 * v[np.uint64(r3 + d)])
         for d in range(hs):
             out[b, h, i, d] = acc[d] / total
         lse[b, h, i] = m + np.log(total)
 
 
+@kernel()
+def _load_block(flat, steps, b, h, last, nq, hs, scale, dst):
+    # dst[d, c] = scale * element d of row last - c of head (b, h) of a flat (B, NH, T, hs)
+    # array with element strides steps. Flat buffers and unsigned indices (no wraparound
+    # checks) make these copies several times cheaper than indexing 4-d strided views.
+    first = b * steps[0] + h * steps[1] + (last - nq + 1) * steps[2]
+    for d in range(hs):
+        column, dst_d = flat[first + d * steps[3]:], dst[d]
+        for c in range(nq):
+            dst_d[c] = column[np.uint64((nq - 1 - c) * steps[2])] * scale
+
+
+@kernel()
+def _store_block(src, col_scale, nq, hs, flat, steps, b, h, last):
+    # element d of row last - c of head (b, h) of the flat array = src[d, c] * col_scale[c]
+    for c in range(nq):
+        row = flat[b * steps[0] + h * steps[1] + (last - c) * steps[2]:]
+        for d in range(hs):
+            row[np.uint64(d * steps[3])] = src[d, c] * col_scale[c]
+
+
+@kernel()
+def _store_rows(src, n, hs, flat, steps, b, h):
+    # rows 0..n of head (b, h) of the flat array = src[:n]
+    for j in range(n):
+        row = flat[b * steps[0] + h * steps[1] + j * steps[2]:]
+        for d in range(hs):
+            row[np.uint64(d * steps[3])] = src[j, d]
+
+
+@kernel()
+def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
+    # s (keys, reversed queries): one tile of scores -> exp(s - running max) in place; key y is
+    # seen by the columns c < limit - y, and the next three columns are zeroed for the products
+    # that read blocks of four keys (see _matmul_add). Updates each query's running max and
+    # sum, and leaves in alpha the factor that rescales what earlier tiles summed.
+    alpha[:nq] = row_max[:nq]
+    for y in range(nk):
+        for c in range(min(nq, limit - y)):
+            row_max[c] = max(row_max[c], s[y, c])
+    for c in range(nq):
+        alpha[c] = fast_exp(alpha[c] - row_max[c])
+        row_sum[c] *= alpha[c]
+    for y in range(nk):
+        seen = min(nq, limit - y)
+        for c in range(seen):
+            s[y, c] = fast_exp(s[y, c] - row_max[c])
+            row_sum[c] += s[y, c]
+        for c in range(seen, min(nq, seen + 3)):
+            s[y, c] = 0
+
+
+@kernel()
+def _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta):
+    # p (keys, reversed queries) scores -> P = exp(p - lse); ds: dP -> dS = P * (dP - delta);
+    # masked as in _softmax_tile
+    for y in range(nk):
+        seen = min(nq, limit - y)
+        for c in range(seen):
+            p[y, c] = fast_exp(p[y, c] - row_lse[c])
+            ds[y, c] = p[y, c] * (ds[y, c] - delta[c])
+        for c in range(seen, min(nq, seen + 3)):
+            p[y, c] = ds[y, c] = 0
+
+
 @kernel(parallel=True)
-def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k,
-                       diagonal_chunk):
+def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k):
     # q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq); query
     # head h reads key/value head h // (NH // NKV) (grouped-query attention when NKV < NH).
     # One task = one block of query rows of one head, walked across its key tiles with an online
-    # softmax. Score tiles are (query rows, keys) and each key tile is copied transposed, so the
-    # scores run along the keys. Blocks of fewer than DIRECT_ROWS rows (decoding) skip the tiles.
+    # softmax. Blocks of fewer than DIRECT_ROWS rows (decoding) skip the tiles.
     B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     group = NH // NKV
-    steps = strides[:3] // q.itemsize  # q, k, v strides in elements, for _attend_rows_directly
-    flat_q, flat_k, flat_v = q, k, v
-    q, out = _view(q, strides[0], B, NH, Tq, hs), _view(out, strides[3], B, NH, Tq, hs)
+    steps = strides // q.itemsize  # q, k, v, out strides in elements
+    flat_q, flat_k, flat_v, flat_out = q, k, v, out
+    out = _view(out, strides[3], B, NH, Tq, hs)
     k, v = _view(k, strides[1], B, NKV, Tk, hs), _view(v, strides[2], B, NKV, Tk, hs)
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
@@ -147,142 +288,88 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
             _attend_rows_directly(flat_q, flat_k, flat_v, steps, out, lse, b, h, kh, i0, nq,
                                   offset, scale)
             continue
-        qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
-        kt = np.empty((hs, block_k), q.dtype)
-        vb = np.empty((block_k, hs), q.dtype)
-        s = np.empty((block_q, block_k), q.dtype)  # scores, then probabilities
-        acc = np.zeros((block_q, hs), q.dtype)
-        row_max = np.full(block_q, -np.inf, q.dtype)
-        row_sum = np.zeros(block_q, q.dtype)
-        for r in range(nq):
-            for d in range(hs):
-                qs[r, d] = q[b, h, i0 + r, d] * scale
-        n_keys = i0 + nq + offset  # keys seen by the block's last row
+        last = i0 + nq - 1  # column c holds query row last - c
+        qt = np.empty((hs, nq), k.dtype)  # the block's q rows times scale
+        s = np.empty((block_k, nq), k.dtype)  # scores k·qᵀ, then probabilities
+        ot = np.zeros((hs, nq), k.dtype)  # output, not yet normalised
+        row_max = np.full(nq, -np.inf, k.dtype)
+        row_sum = np.zeros(nq, k.dtype)
+        alpha = np.empty(nq, k.dtype)
+        _load_block(flat_q, steps[0], b, h, last, nq, hs, scale, qt)
+        n_keys = last + offset + 1  # keys seen by the block's last row
         for j0 in range(0, n_keys, block_k):
             nk = min(block_k, n_keys - j0)
-            for c in range(nk):
-                for d in range(hs):
-                    kt[d, c] = k[b, kh, j0 + c, d]
-                    vb[c, d] = v[b, kh, j0 + c, d]
-            # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
-            chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
-            for r0 in range(0, nq, chunk):
-                nr = min(chunk, nq - r0)
-                seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
-                s[r0:r0 + nr, :seen] = 0
-                _matmul_add(s[r0:], qs[r0:], kt, nr, seen, hs)
-            for r in range(nq):
-                seen = max(0, min(nk, i0 + r + offset + 1 - j0))
-                m = row_max[r]
-                for c in range(seen):
-                    m = max(m, s[r, c])
-                total = q.dtype.type(0)
-                for c in range(seen):
-                    s[r, c] = fast_exp(s[r, c] - m)
-                    total += s[r, c]
-                s[r, seen:nk] = 0
-                alpha = fast_exp(row_max[r] - m)  # rescales what earlier tiles summed
-                row_max[r] = m
-                row_sum[r] = row_sum[r] * alpha + total
-                for d in range(hs):
-                    acc[r, d] *= alpha
-            for r0 in range(0, nq, chunk):
-                nr = min(chunk, nq - r0)
-                seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
-                _matmul_add(acc[r0:], s[r0:], vb, nr, hs, seen)
-        for r in range(nq):
-            inv = 1 / row_sum[r]
-            for d in range(hs):
-                out[b, h, i0 + r, d] = acc[r, d] * inv
-            lse[b, h, i0 + r] = row_max[r] + np.log(row_sum[r])
+            limit = n_keys - j0  # key y of the tile is seen by the columns c < limit - y
+            s[:nk] = 0
+            _matmul_add(s, k[b, kh, j0:], qt, nk, nq, hs, limit, NO_LIMIT)
+            _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha)
+            for d in range(hs if j0 else 0):  # the first tile finds ot zero
+                for c in range(nq):
+                    ot[d, c] *= alpha[c]
+            _matmul_add(ot, v[b, kh, j0:].T, s, hs, nq, nk, NO_LIMIT, limit)
+        for c in range(nq):
+            lse[b, h, last - c] = row_max[c] + np.log(row_sum[c])
+            row_sum[c] = 1 / row_sum[c]
+        _store_block(ot, row_sum, nq, hs, flat_out, steps[3], b, h, last)
 
 
 @kernel(parallel=True)
 def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q,
-                        block_k, diagonal_chunk):
+                        block_k):
     # dout, out, q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
     # dk, dv (B, NKV, Tk, hs). One task = one key/value head, which owns its dk, dv and sums
     # them over the NH // NKV query heads that read it.
-    # P = exp(q kᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
-    # Tiles of P and dS are (query rows, keys); k, v, dk, dv are held transposed, (hs, keys), in
-    # key tiles, so four of the five products run along the keys and one along hs.
+    # P = exp(k qᵀ·scale - lse) is recomputed tile by tile; dS = P * (dP - rowsum(dout * out)).
+    # Tiles of P and dS are (keys, reversed queries), as in the forward.
     B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     group = NH // NKV
-    dout, out = _view(dout, strides[0], B, NH, Tq, hs), _view(out, strides[4], B, NH, Tq, hs)
-    q, dq = _view(q, strides[1], B, NH, Tq, hs), _view(dq, strides[5], B, NH, Tq, hs)
-    k, dk = _view(k, strides[2], B, NKV, Tk, hs), _view(dk, strides[6], B, NKV, Tk, hs)
-    v, dv = _view(v, strides[3], B, NKV, Tk, hs), _view(dv, strides[7], B, NKV, Tk, hs)
+    steps = strides // q.itemsize  # dout, q, k, v, out, dq, dk, dv strides in elements
+    k, v = _view(k, strides[2], B, NKV, Tk, hs), _view(v, strides[3], B, NKV, Tk, hs)
     offset = Tk - Tq
-    n_kblocks = (Tk + block_k - 1) // block_k
     for task in prange(B * NKV):
         b = task // NKV
         kh = task % NKV
-        kr = np.empty((Tk, hs), q.dtype)  # k rows
-        kt = np.empty((n_kblocks, hs, block_k), q.dtype)
-        vt = np.empty((n_kblocks, hs, block_k), q.dtype)
-        for j in range(Tk):
-            for d in range(hs):
-                kr[j, d] = k[b, kh, j, d]
-                kt[j // block_k, d, j % block_k] = kr[j, d]
-                vt[j // block_k, d, j % block_k] = v[b, kh, j, d]
-        dkt = np.zeros((n_kblocks, hs, block_k), q.dtype)
-        dvt = np.zeros((n_kblocks, hs, block_k), q.dtype)
-        qs = np.empty((block_q, hs), q.dtype)  # q rows times scale
-        qt = np.empty((hs, block_q), q.dtype)
-        g = np.empty((block_q, hs), q.dtype)  # dout rows
-        gt = np.empty((hs, block_q), q.dtype)
-        dq_acc = np.empty((block_q, hs), q.dtype)
+        dk_acc = np.zeros((Tk, hs), q.dtype)
+        dv_acc = np.zeros((Tk, hs), q.dtype)
+        qt = np.empty((hs, block_q), q.dtype)  # q rows times scale
+        gt = np.empty((hs, block_q), q.dtype)  # dout rows
+        dqt = np.empty((hs, block_q), q.dtype)
+        one = q.dtype.type(1)
+        scales = np.full(block_q, scale, q.dtype)
         row_lse = np.empty(block_q, q.dtype)
         delta = np.empty(block_q, q.dtype)  # rowsum(dout * out) = rowsum(dP * P)
-        p = np.empty((block_q, block_k), q.dtype)  # scores, then P
-        ds = np.empty((block_q, block_k), q.dtype)  # dP, then dS
+        p = np.empty((block_k, block_q), q.dtype)  # scores, then P
+        ds = np.empty((block_k, block_q), q.dtype)  # dP, then dS
         for h in range(kh * group, (kh + 1) * group):
             for i0 in range(0, Tq, block_q):
                 nq = min(block_q, Tq - i0)
-                for r in range(nq):
+                last = i0 + nq - 1  # column c holds query row last - c
+                _load_block(q, steps[1], b, h, last, nq, hs, scale, qt)
+                _load_block(dout, steps[0], b, h, last, nq, hs, one, gt)
+                for c in range(nq):
+                    row_lse[c] = lse[b, h, last - c]
+                    g_row = dout[b * steps[0, 0] + h * steps[0, 1] + (last - c) * steps[0, 2]:]
+                    o_row = out[b * steps[4, 0] + h * steps[4, 1] + (last - c) * steps[4, 2]:]
                     total = q.dtype.type(0)
                     for d in range(hs):
-                        qs[r, d] = q[b, h, i0 + r, d] * scale
-                        qt[d, r] = qs[r, d]
-                        g[r, d] = dout[b, h, i0 + r, d]
-                        gt[d, r] = g[r, d]
-                        total += g[r, d] * out[b, h, i0 + r, d]
-                    delta[r] = total
-                    row_lse[r] = lse[b, h, i0 + r]
-                dq_acc[:nq] = 0
-                n_keys = i0 + nq + offset
+                        total += g_row[d] * o_row[d]
+                    delta[c] = total
+                dqt[:, :nq] = 0
+                n_keys = last + offset + 1
                 for j0 in range(0, n_keys, block_k):
                     nk = min(block_k, n_keys - j0)
-                    jb = j0 // block_k
-                    # on the diagonal, rows r0.. in chunks that skip the keys they cannot see
-                    chunk = diagonal_chunk if j0 + nk - 1 > i0 + offset else nq
-                    for r0 in range(0, nq, chunk):
-                        nr = min(chunk, nq - r0)
-                        seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
-                        p[r0:r0 + nr, :seen] = 0
-                        _matmul_add(p[r0:], qs[r0:], kt[jb], nr, seen, hs)
-                        ds[r0:r0 + nr, :seen] = 0
-                        _matmul_add(ds[r0:], g[r0:], vt[jb], nr, seen, hs)
-                    for r in range(nq):
-                        seen = max(0, min(nk, i0 + r + offset + 1 - j0))
-                        for c in range(seen):
-                            p[r, c] = fast_exp(p[r, c] - row_lse[r])
-                            ds[r, c] = p[r, c] * (ds[r, c] - delta[r])
-                        p[r, seen:nk] = 0
-                        ds[r, seen:nk] = 0
-                    for r0 in range(0, nq, chunk):
-                        nr = min(chunk, nq - r0)
-                        seen = max(0, min(nk, i0 + r0 + nr + offset - j0))
-                        _matmul_add(dvt[jb], gt[:, r0:], p[r0:], hs, seen, nr)
-                        _matmul_add(dkt[jb], qt[:, r0:], ds[r0:], hs, seen, nr)  # qt: dk's scale
-                        _matmul_add(dq_acc[r0:], ds[r0:], kr[j0:], nr, hs, seen)
-                for r in range(nq):
-                    for d in range(hs):
-                        dq[b, h, i0 + r, d] = dq_acc[r, d] * scale
-        for j in range(Tk):
-            for d in range(hs):
-                dk[b, kh, j, d] = dkt[j // block_k, d, j % block_k]
-                dv[b, kh, j, d] = dvt[j // block_k, d, j % block_k]
+                    limit = n_keys - j0
+                    p[:nk, :nq] = 0
+                    ds[:nk, :nq] = 0
+                    _matmul_add(p, k[b, kh, j0:], qt, nk, nq, hs, limit, NO_LIMIT)
+                    _matmul_add(ds, v[b, kh, j0:], gt, nk, nq, hs, limit, NO_LIMIT)
+                    _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta)
+                    _matmul_transposed_add(dv_acc[j0:], p, gt, nk, hs, nq, limit)
+                    _matmul_transposed_add(dk_acc[j0:], ds, qt, nk, hs, nq, limit)  # qt: scale
+                    _matmul_add(dqt, k[b, kh, j0:].T, ds, hs, nq, nk, NO_LIMIT, limit)
+                _store_block(dqt, scales, nq, hs, dq, steps[5], b, h, last)
+        _store_rows(dk_acc, Tk, hs, dk, steps[6], b, kh)
+        _store_rows(dv_acc, Tk, hs, dv, steps[7], b, kh)
 
 
 _attention_forward_serial = serial_twin(_attention_forward)
@@ -372,7 +459,7 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     q, k, v = _readable(q), _readable(k), _readable(v)
     buffers, strides = _flat(q, k, v, out)
     run = _attention_forward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_forward_serial
-    run(_dims(q, k), strides, *buffers, lse, dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
+    run(_dims(q, k), strides, *buffers, lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
     return out, lse
 
 
@@ -401,5 +488,5 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
                                                                      dv)
     run = _attention_backward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_backward_serial
     run(_dims(q, k), strides, dout_b, q_b, k_b, v_b, out_b, np.ascontiguousarray(lse), dq_b, dk_b,
-        dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K, DIAGONAL_CHUNK)
+        dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K)
     return dq, dk, dv
