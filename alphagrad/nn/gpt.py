@@ -24,15 +24,10 @@ from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn import hf, init
 from alphagrad.nn.kv_cache import LayerKV
 from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
-from alphagrad.nn.lm import LanguageModel
+from alphagrad.nn.lm import LIMITS, LanguageModel
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.nn.parameter import Parameter
 from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
-
-# What any GPT this library builds may ask for: far past every published GPT, and small enough
-# that a damaged or crafted config is refused before it allocates anything.
-LIMITS = {"block_size": 1 << 20, "vocab_size": 1 << 31, "n_layer": 1024, "n_head": 1024,
-          "n_embd": 1 << 16}
 
 
 @dataclass
@@ -246,16 +241,6 @@ class GPT(LanguageModel):
         """A GPT holding Hugging Face GPT-2 weights (``transformer.`` prefix optional)."""
         config = config or GPTConfig(**hf.infer_config(state_dict))
         return cls.from_state_dict(config, hf.from_hf(state_dict, tied=config.tie_word_embeddings))
-
-    @classmethod
-    def from_state_dict(cls, config: GPTConfig, state_dict: Mapping[str, Any]) -> GPT:
-        """A GPT that takes ``state_dict``'s arrays as its weights, with no random init: every
-        shape is checked against ``config`` before any memory is allocated, so a config that
-        claims more than the weights hold fails at once."""
-        with init.empty_weights():
-            model = cls(config)
-        model.load_state_dict(state_dict, assign=True)
-        return model
 
     def to_hf_state_dict(self) -> dict[str, np.ndarray]:
         """The weights under Hugging Face GPT-2 names, Conv1D weights transposed."""

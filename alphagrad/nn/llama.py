@@ -24,7 +24,7 @@ from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn import init
 from alphagrad.nn.kv_cache import LayerKV
 from alphagrad.nn.layers import Embedding, Linear, RMSNorm
-from alphagrad.nn.lm import LanguageModel
+from alphagrad.nn.lm import LIMITS, LanguageModel
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.tensor.kernels.rope import rope_tables
 
@@ -51,9 +51,11 @@ class LlamaConfig:
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd",
                      "intermediate_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"LlamaConfig: {name} must be a positive int, got {value!r}")
+            value, limit = getattr(self, name), LIMITS.get(name, 4 * LIMITS["n_embd"])
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 1 <= value <= limit:
+                raise ValueError(f"LlamaConfig: {name} must be an int in [1, {limit}], got "
+                                 f"{value!r}")
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError(f"LlamaConfig: n_embd={self.n_embd} must split into n_head="
                              f"{self.n_head} heads of an even size (rotary pairs)")
@@ -217,9 +219,7 @@ class Llama(LanguageModel):
         from alphagrad.nn import llama_hf  # it imports this module
 
         fields, state_dict = llama_hf.read_folder(folder)
-        model = cls(LlamaConfig(**fields))
-        model.load_state_dict(state_dict)
-        return model
+        return cls.from_state_dict(LlamaConfig(**fields), state_dict)
 
     def save_pretrained(self, folder: str) -> None:
         """Write a Hugging Face ``LlamaForCausalLM`` folder (config.json, model.safetensors)."""

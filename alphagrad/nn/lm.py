@@ -5,16 +5,21 @@ layers and ``forward``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from alphagrad.autograd import functional as F
 from alphagrad.autograd.tensor import Tensor
-from alphagrad.nn import generate
+from alphagrad.nn import generate, init
 from alphagrad.nn.module import Module
 from alphagrad.nn.optim import AdamW
+
+# What any model this library builds may ask for: far past every published one, and small enough
+# that a damaged or crafted config is refused before it allocates anything.
+LIMITS = {"block_size": 1 << 20, "vocab_size": 1 << 31, "n_layer": 1024, "n_head": 1024,
+          "n_embd": 1 << 16}
 
 
 class LanguageModel(Module):
@@ -25,6 +30,16 @@ class LanguageModel(Module):
     """
 
     config: Any
+
+    @classmethod
+    def from_state_dict(cls, config: Any, state_dict: Mapping[str, Any]) -> LanguageModel:
+        """A model that takes ``state_dict``'s arrays as its weights, with no random init: every
+        shape is checked against ``config`` before any memory is allocated, so a config that
+        claims more than the weights hold fails at once."""
+        with init.empty_weights():
+            model = cls(config)
+        model.load_state_dict(state_dict, assign=True)
+        return model
 
     def _check_idx(self, idx: Any) -> np.ndarray:
         """``idx`` as a (B, T) integer array of ids within the vocabulary."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from alphagrad.nn.gpt import LIMITS as MODEL_LIMITS
+from alphagrad.nn.lm import LIMITS as MODEL_LIMITS
 from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
 
 try:

@@ -1,6 +1,10 @@
 """Llama end to end: an independent NumPy Llama (forward and hand-written backward) in float64,
 the KV cache, the state-dict names, config errors, training on one batch."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -231,7 +235,7 @@ def test_llama3_rope_scaling_frequencies():
 @pytest.mark.parametrize("change, message", [
     ({"n_kv_head": 3}, "n_head=4 is not a multiple of n_kv_head=3"),
     ({"n_embd": 12}, "heads of an even size"),
-    ({"n_layer": 0}, "n_layer must be a positive int"),
+    ({"n_layer": 0}, r"n_layer must be an int in \[1, 1024\], got 0"),
     ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling .* is not supported"),
 ])
 def test_config_errors(change, message):
@@ -247,3 +251,26 @@ def test_forward_errors():
         model(np.zeros((1, 9), np.int64))
     with pytest.raises(ValueError, match=r"Llama: targets have shape \(1, 2\)"):
         model(np.zeros((1, 3), np.int64), np.zeros((1, 2), np.int64))
+
+
+LOAD_CRAFTED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from alphagrad.nn import Llama
+try:
+    Llama.from_pretrained(sys.argv[1])
+except ValueError as e:
+    print(e)
+"""
+
+
+def test_a_folder_whose_config_claims_a_larger_model_fails_before_allocating(tmp_path):
+    Llama(LlamaConfig(**TINY, n_kv_head=2)).save_pretrained(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    # about 7 billion parameters (28 GB of float32) claimed for a few kilobytes of weights
+    config.update(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=32, head_dim=128)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = subprocess.run([sys.executable, "-c", LOAD_CRAFTED, str(tmp_path)], timeout=60,
+                         capture_output=True, text=True, check=True).stdout
+    assert "shape mismatches" in out and "vs model (13, 4096)" in out
