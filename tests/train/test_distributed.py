@@ -26,7 +26,10 @@ from alphagrad.train.checkpoint import load_checkpoint
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.data import BatchSampler, TokenDataset, prepare
 from alphagrad.train.distributed import (
+    RanksOutOfSync,
+    World,
     _buckets,
+    check_in_sync,
     find_mpiexec,
     mpiexec_command,
     weights_checksum,
@@ -92,6 +95,30 @@ def test_weights_checksum_sees_one_flipped_bit():
     before = weights_checksum(params)
     params[0].data.view(np.uint32)[7, 3] ^= 1
     assert weights_checksum(params) != before
+
+
+class _TwoRanksApart(World):
+    """Two ranks whose checksums differ in one bit (what a drifted rank would report)."""
+
+    def allgather_json(self, value):
+        return [value, value ^ 1]
+
+
+def test_drifted_weights_stop_training_with_the_ranks_checksums():
+    params = [Parameter(np.ones((4, 4), np.float32))]
+    check_in_sync(params, World(), step=7)  # one process: nothing to compare
+    crc = weights_checksum(params)
+    with pytest.raises(RanksOutOfSync, match=f"step 7: .*rank 0: {crc:08x}, rank 1: "
+                                             f"{crc ^ 1:08x}"):
+        check_in_sync(params, _TwoRanksApart(size=2), step=7)
+
+
+def test_nproc_without_mpi4py_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"pip install 'alphagrad\[mpi\]'"):
+        mpiexec_command(2, ["train"])
 
 
 def test_mpiexec_command_runs_this_python_on_n_ranks(monkeypatch):
