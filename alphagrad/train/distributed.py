@@ -129,7 +129,6 @@ class World:
         raise SystemExit(code)
 
 
-
 _world: World | None = None
 
 
@@ -198,7 +197,8 @@ class GradientReducer:
             return
         self._buckets = _buckets(self.params, bucket_bytes)
         self._where = {id(p): (b, i) for b in self._buckets for i, p in enumerate(b.params)}
-        self._handles = [p.register_post_accumulate_grad_hook(self._on_grad) for p in self.params]
+        for p in self.params:
+            p.register_post_accumulate_grad_hook(self._on_grad)
 
     def _on_grad(self, p: Tensor) -> None:
         if not self.sync:
