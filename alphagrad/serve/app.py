@@ -17,12 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from alphagrad import __version__
-from alphagrad.serve import errors, openai_routes
+from alphagrad.serve import errors, openai_routes, runs_routes
 from alphagrad.serve.registry import ServedModel
 from alphagrad.serve.schemas import Health
 
 
-def create_app(models: dict[str, ServedModel], runs_root: str | Path | None = None,
+def create_app(models: dict[str, ServedModel], runs_root: str | Path = "runs",
                api_key: str | None = None) -> FastAPI:
     """An app serving ``models`` (started with it) and the runs under ``runs_root``."""
     stopping = threading.Event()
@@ -45,10 +45,11 @@ def create_app(models: dict[str, ServedModel], runs_root: str | Path | None = No
                   description="OpenAI-compatible inference with continuous batching, and the "
                               "records of training runs.")
     app.state.models, app.state.api_key = models, api_key
-    app.state.runs_root = Path(runs_root) if runs_root is not None else None
+    app.state.runs_root = Path(runs_root if runs_root is not None else "runs")
     app.state.stopping, app.state.shutdown = stopping, shutdown
     errors.install(app)
     app.include_router(openai_routes.router)
+    app.include_router(runs_routes.router)
 
     @app.get("/health", response_model=Health)
     def health() -> Health:

@@ -8,7 +8,7 @@ rather than ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -234,3 +234,50 @@ class DetokenizeResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     models: list[str]
+
+
+class RunSummary(BaseModel):
+    """One row of the runs table; ``id`` is the run folder's path under the runs root."""
+
+    id: str
+    name: str
+    status: str | None = None
+    created: str | None = None
+    finished: str | None = None
+    preset: str | None = None
+    max_iters: int | None = None
+    parameters: int | None = None
+    step: int = 0
+    train_loss: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    tokens_per_sec: float | None = None
+    eta_seconds: float | None = None
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class CheckpointFile(BaseModel):
+    file: str
+    step: int | None = None
+    bytes: int
+    is_best: bool
+    val_loss: float | None = None
+
+
+class RunDetail(RunSummary):
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    evaluations: list[dict[str, Any]]
+    checkpoints: list[CheckpointFile]
+    samples: list[dict[str, Any]]
+
+
+class MetricsPage(BaseModel):
+    """A run's metric records (as in its metrics.jsonl) of steps after ``after``."""
+
+    id: str
+    after: int
+    records: list[dict[str, Any]]
