@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from alphagrad import __version__
 from alphagrad.serve import errors, openai_routes, runs_routes
@@ -50,6 +51,14 @@ def create_app(models: dict[str, ServedModel], runs_root: str | Path = "runs",
     errors.install(app)
     app.include_router(openai_routes.router)
     app.include_router(runs_routes.router)
+
+    static = Path(__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The web page: runs, their live loss charts, and a playground."""
+        return FileResponse(static / "index.html")
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
