@@ -228,7 +228,11 @@ class Engine:
             if request.prefilled < len(request.prompt):
                 request.prefilled += len(fed)
             if wanted:
-                self._sample(request, next(rows))
+                row = next(rows)
+                try:
+                    self._sample(request, row)
+                except IndexError as e:  # a token the tokenizer cannot decode: this request only
+                    self._release(request, "error", str(e))
         self.steps += 1
         return True
 
