@@ -178,7 +178,7 @@ class RunsWatcher:
                 events.append(("run_started", self.reader.summary(run_id, run)))
             if records:
                 events.append(("metrics", {"id": run_id, "records": records}))
-            if not new and status != self._status.get(run_id):
+            if status != self._status.get(run_id) and not (new and status == "running"):
                 kind = "run_updated" if status == "running" else "run_finished"
                 events.append((kind, self.reader.summary(run_id, run)))
             self._status[run_id] = status

@@ -65,7 +65,7 @@ def test_the_live_stream_sees_a_run_started_after_it_connected(live, trained_run
     assert connected.wait(20)
     train(config, runs_root=runs_root)
     listener.join(20)
-    assert not listener.is_alive()
+    assert not listener.is_alive(), seen
     name, snapshot = seen[0]
     assert name == "snapshot" and "later" not in {run["id"] for run in snapshot["runs"]}
     kinds = [name for name, _ in seen[1:]]
@@ -79,3 +79,17 @@ def test_the_live_stream_sees_a_run_started_after_it_connected(live, trained_run
 def test_bad_queries_are_400(live, path):
     r = httpx.get(live.url + path)
     assert r.status_code == 400 and r.json()["error"]["param"] == "after"
+
+
+def test_a_run_that_starts_and_ends_between_two_polls_is_reported_finished(tmp_path,
+                                                                           trained_run):
+    import shutil
+
+    from alphagrad.serve.runs import RunsReader, RunsWatcher
+
+    watcher = RunsWatcher(RunsReader(tmp_path))
+    assert watcher.snapshot() == [] and watcher.poll() == []
+    shutil.copytree(trained_run, tmp_path / "copy")
+    kinds = [name for name, _ in watcher.poll()]
+    assert kinds == ["run_started", "metrics", "run_finished"]
+    assert watcher.poll() == []
