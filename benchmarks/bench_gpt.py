@@ -3,6 +3,7 @@
     python benchmarks/bench_gpt.py --threads 2                  # every config, ratio table
     python benchmarks/bench_gpt.py --config tiny --json out.json
     python benchmarks/bench_gpt.py --config char-small --profile
+    python benchmarks/bench_gpt.py --contention                 # one core kept busy meanwhile
 
 Both models have the same architecture, the same weights (copied from alphagrad's init) and the
 same thread count. A training step is forward, loss, backward, gradient clipping at 1.0 and an
@@ -14,6 +15,15 @@ thread count. Peak RSS is measured for each side in a subprocess of its own.
 The table names the OpenBLAS kernels NumPy runs: an ``OPENBLAS_CORETYPE`` in the environment
 pins them (a machine may set it for old OpenBLAS builds), so to measure this CPU's own kernels
 run ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_gpt.py``.
+
+The header names the CPU and both libraries' float32 GEMM peaks at the thread count in use
+(NumPy's OpenBLAS, which alphagrad's matmuls run on, and torch's): a ratio means the most where the
+two are level. Where NumPy's peak is more than 1.2x torch's (OpenBLAS's AVX-512 kernels against
+MKL's AVX2 path on AMD CPUs), the comparison runs a second time with ``OPENBLAS_CORETYPE=Haswell``,
+which brings NumPy level with torch, and prints both tables.
+
+``--contention`` runs the comparison while a busy-looping process it starts occupies one core:
+alphagrad at its default thread setting, alphagrad at 1 thread, and torch at its defaults.
 
 Unless ``--malloc-default`` is given, the process keeps freed memory for reuse (glibc's mmap and
 trim thresholds raised with ``mallopt``), for both sides alike: with glibc's defaults every
@@ -27,6 +37,7 @@ import cProfile
 import ctypes
 import io
 import json
+import os
 import pstats
 import resource
 import statistics
@@ -40,6 +51,7 @@ import alphagrad as ag
 from alphagrad import nn
 from alphagrad.tensor.memory import keep_freed_memory
 from alphagrad.train.mfu import peak_flops
+from alphagrad.train.run import cpu_model
 
 CONFIGS = {  # name: (vocab, block T, layers, heads, n_embd, batch)
     "tiny": (65, 64, 2, 4, 64, 16),
@@ -64,14 +76,19 @@ def make_batch(config: nn.GPTConfig, batch: int) -> tuple[np.ndarray, np.ndarray
 
 # ----------------------------------------------------------------------------- the two sides
 class AlphagradSide:
-    name = "alphagrad"
+    """alphagrad's model; ``threads`` None is the library's default setting."""
 
-    def __init__(self, config: nn.GPTConfig, x: np.ndarray, y: np.ndarray):
+    def __init__(self, config: nn.GPTConfig, x: np.ndarray, y: np.ndarray,
+                 threads: int | None = None, name: str = "alphagrad"):
+        self.name, self.threads = name, threads
         ag.manual_seed(0)
         self.model = nn.GPT(config)
         self.opt = self.model.configure_optimizers(WEIGHT_DECAY, LR, BETAS)
         self.params = list(self.model.parameters())
         self.x, self.y = x, y
+
+    def activate(self) -> None:
+        ag.set_num_threads(self.threads)
 
     def train_step(self) -> float:
         _, loss = self.model(self.x, self.y)
@@ -172,6 +189,9 @@ class TorchSide:
         self.params = params
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
 
+    def activate(self) -> None:
+        pass  # torch's thread count is its own, set once
+
     def train_step(self) -> float:
         _, loss = self.model(self.x, self.y)
         loss.backward()
@@ -202,6 +222,31 @@ def blas_core() -> str:
     return "unknown"
 
 
+def torch_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Float32 FLOP/s of torch's best n x n GEMM at its current thread count (as ``peak_flops``)."""
+    import torch
+
+    a = torch.ones((n, n))
+    out = torch.empty_like(a)
+    torch.mm(a, a, out=out)
+    best = min(_timed(lambda: torch.mm(a, a, out=out)) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def cpu_name() -> str:
+    """The CPU model with its family and model numbers (two chips can share a marketing name)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    ids = f", family {fields['cpu family']} model {fields['model']}" if "model" in fields else ""
+    return f"{cpu_model()}{ids}, {os.cpu_count()} cores"
+
+
 def set_threads(n: int, with_torch: bool) -> None:
     ag.set_num_threads(n)
     if with_torch:
@@ -229,10 +274,12 @@ def _timed(fn, count: int = 1) -> float:
 def interleaved(sides: list, method: str, repeats: int, count: int) -> dict[str, float]:
     """Median seconds per call of ``method`` on each side, sides alternating (A B A B)."""
     for side in sides:  # warm-up: compilation, allocator, caches
+        side.activate()
         getattr(side, method)()
     times = {side.name: [] for side in sides}
     for _ in range(repeats):
         for side in sides:
+            side.activate()
             times[side.name].append(_timed(getattr(side, method), count))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -271,7 +318,8 @@ def bench_config(name: str, threads: int, peak: float, with_torch: bool,
                  malloc_default: bool) -> dict:
     config, batch = gpt_config(name)
     x, y = make_batch(config, batch)
-    sides = [AlphagradSide(config, x, y)] + ([TorchSide(config, x, y)] if with_torch else [])
+    sides = [AlphagradSide(config, x, y, threads)]
+    sides += [TorchSide(config, x, y)] if with_torch else []
     tokens = batch * config.block_size
     small = tokens * config.n_embd * config.n_layer < 10_000_000
     repeats, count = (7, 5) if small else (5, 1)
@@ -293,12 +341,48 @@ def bench_config(name: str, threads: int, peak: float, with_torch: bool,
     return result
 
 
-def print_table(results: list[dict], peak: float, threads: int, with_torch: bool,
-                malloc_default: bool) -> None:
-    print(f"\nthreads {threads}, OpenBLAS {blas_core()} kernels, "
-          f"float32 GEMM peak {peak / 1e9:.1f} GFLOP/s, freed memory "
-          + ("returned to the OS" if malloc_default else "kept for reuse")
-          + ("" if with_torch else " (torch not installed: alphagrad only)"))
+def contention_config(name: str, peak: float, with_torch: bool) -> dict:
+    """alphagrad at its default threads and at 1 thread, torch at its defaults, interleaved."""
+    config, batch = gpt_config(name)
+    x, y = make_batch(config, batch)
+    sides = [AlphagradSide(config, x, y, None, "default"),
+             AlphagradSide(config, x, y, 1, "1-thread")]
+    sides += [TorchSide(config, x, y)] if with_torch else []
+    tokens = batch * config.block_size
+    small = tokens * config.n_embd * config.n_layer < 10_000_000
+    train = interleaved(sides, "train_step", *((7, 5) if small else (5, 1)))
+    result = {"config": name, "tokens_per_step": tokens, "threads_chosen": ag.get_num_threads()}
+    result.update({side: tokens / seconds for side, seconds in train.items()})
+    return result
+
+
+def print_header(threads: int | None, peak: float, torch_peak: float | None,
+                 malloc_default: bool) -> None:
+    print(f"\nCPU {cpu_name()}; threads "
+          + (str(threads) if threads else "at each library's default") + "; freed memory "
+          + ("returned to the OS" if malloc_default else "kept for reuse"))
+    gemm = f"float32 GEMM peak (2048^3): NumPy (OpenBLAS {blas_core()} kernels) " \
+           f"{peak / 1e9:.1f} GFLOP/s"
+    if torch_peak:
+        gemm += f", torch {torch_peak / 1e9:.1f} GFLOP/s, NumPy/torch {peak / torch_peak:.2f}"
+    print(gemm + "; MFU is against NumPy's peak")
+
+
+def print_contention(results: list[dict], with_torch: bool) -> None:
+    print("one other process busy-looping on one core; train tokens/s, medians")
+    head = f"{'config':<12} {'default':>9} {'1-thread':>9} {'threads':>8} {'default/1':>10}"
+    print(head + (f" {'torch':>9} {'default/torch':>14}" if with_torch else ""))
+    for r in results:
+        line = f"{r['config']:<12} {r['default']:>9,.0f} {r['1-thread']:>9,.0f} " \
+               f"{r['threads_chosen']:>8} {r['default'] / r['1-thread']:>9.2f}x"
+        if with_torch:
+            line += f" {r['torch']:>9,.0f} {r['default'] / r['torch']:>13.2f}x"
+        print(line)
+
+
+def print_table(results: list[dict], with_torch: bool) -> None:
+    if not with_torch:
+        print("(torch not installed: alphagrad only)")
     head = f"{'config':<12} {'side':<10} {'train tok/s':>12} {'fwd tok/s':>12} {'MFU':>6} " \
            f"{'RSS MB':>8}"
     print(head + (f" {'train x':>8} {'fwd x':>7}" if with_torch else ""))
@@ -324,6 +408,11 @@ def profile(name: str, steps: int = 10, top: int = 25) -> None:
     print(f"cProfile of {steps} alphagrad training steps, config {name}:\n{text.getvalue()}")
 
 
+def busy_core() -> subprocess.Popen:
+    """A process that keeps one core busy until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -333,6 +422,8 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="measure alphagrad alone")
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's allocator thresholds alone")
+    parser.add_argument("--contention", action="store_true",
+                        help="keep one core busy with another process during the comparison")
     parser.add_argument("--rss-worker", choices=["alphagrad", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_worker:
@@ -340,22 +431,39 @@ def main() -> None:
     if not args.malloc_default:
         keep_freed_memory()
     with_torch = not args.no_torch and torch_available()
-    set_threads(args.threads, with_torch)
     names = list(CONFIGS) if args.config == "all" else [args.config]
     if args.profile:
+        set_threads(args.threads, with_torch)
         for name in names:
             profile(name)
         return
-    peak = peak_flops(args.threads, n=2048, repeats=5)
-    results = []
-    for name in names:
-        results.append(bench_config(name, args.threads, peak, with_torch, args.malloc_default))
-        print(f"{name}: done", file=sys.stderr, flush=True)
-    print_table(results, peak, args.threads, with_torch, args.malloc_default)
+    if not args.contention:
+        set_threads(args.threads, with_torch)
+    peak = peak_flops(ag.get_num_threads(), n=2048, repeats=5)
+    torch_peak = torch_peak_flops() if with_torch else None
+    busy = busy_core() if args.contention else None
+    try:
+        results = []
+        for name in names:
+            results.append(contention_config(name, peak, with_torch) if args.contention else
+                           bench_config(name, args.threads, peak, with_torch, args.malloc_default))
+            print(f"{name}: done", file=sys.stderr, flush=True)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    print_header(None if args.contention else args.threads, peak, torch_peak, args.malloc_default)
+    (print_contention if args.contention else print_table)(results, with_torch)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"peak_flops": peak, "threads": args.threads,
+            json.dump({"cpu": cpu_name(), "peak_flops": peak, "torch_peak_flops": torch_peak,
+                       "threads": args.threads, "contention": args.contention,
                        "results": results}, f, indent=2)
+    if torch_peak and peak > 1.2 * torch_peak and "OPENBLAS_CORETYPE" not in os.environ:
+        print("\nNumPy's GEMM peak is > 1.2x torch's: again with OPENBLAS_CORETYPE=Haswell",
+              flush=True)
+        subprocess.run([sys.executable, __file__, *sys.argv[1:]], check=True,
+                       env={**os.environ, "OPENBLAS_CORETYPE": "Haswell"})
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 
 from alphagrad.autograd import hooks
 from alphagrad.tensor.broadcast import unbroadcast
+from alphagrad.tensor.threads import step_done
 
 
 def _topological_order(root) -> list:
@@ -78,3 +79,4 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
             grads[id(parent)] = g if previous is None else previous + g
         if not retain_graph:
             ctx.free()
+    step_done()  # a backward ends a training step: fit the thread count to the machine's load

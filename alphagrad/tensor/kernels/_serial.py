@@ -11,10 +11,17 @@ from __future__ import annotations
 import types
 
 from alphagrad._jit import kernel
+from alphagrad.tensor.threads import get_num_threads
 
 # Below this many elements one thread finishes before two would have started (measured on 2
 # cores: softmax, cross-entropy, embedding over 4096 x 65 run faster serial, 8192 x 384 parallel).
 PARALLEL_MIN_SIZE = 1 << 19
+
+
+def use_parallel(size: int, min_size: int = PARALLEL_MIN_SIZE) -> bool:
+    """Whether a kernel over ``size`` elements takes its parallel form: large enough, and more
+    than one thread in force (one thread would only add the pool's hand-offs)."""
+    return size >= min_size and get_num_threads() > 1
 
 
 def serial_twin(parallel_kernel):

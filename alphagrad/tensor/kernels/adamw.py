@@ -9,7 +9,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array
-from alphagrad.tensor.kernels._serial import serial_twin
+from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
 # A square root and a division per element: two threads pay off from ~32k elements (measured:
 # 4096 x 65 took 0.60 ms on one thread, 0.12 ms on two).
@@ -59,7 +59,7 @@ def adamw_step(
     if not (isinstance(step, (int, np.integer)) and step >= 1):
         raise ValueError(f"{op}: step counts from 1, got {step!r}")
     t = dtype.type
-    run = _adamw_step if param.size >= PARALLEL_MIN_SIZE else _adamw_step_serial
+    run = _adamw_step if use_parallel(param.size, PARALLEL_MIN_SIZE) else _adamw_step_serial
     run(
         param, grad, exp_avg, exp_avg_sq, t(1.0 - lr * weight_decay), t(beta1), t(beta2),
         t(lr / (1.0 - beta1**step)), t(math.sqrt(1.0 - beta2**step)), t(eps),

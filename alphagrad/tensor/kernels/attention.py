@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import as_strided
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
 from alphagrad.tensor.kernels._exp import fast_exp
-from alphagrad.tensor.kernels._serial import serial_twin
+from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
 # query rows per block (the vectorised axis of every product) and keys per tile
 BLOCK_Q = 256
@@ -458,7 +458,8 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     lse = np.empty((B, NH, Tq), dtype)
     q, k, v = _readable(q), _readable(k), _readable(v)
     buffers, strides = _flat(q, k, v, out)
-    run = _attention_forward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_forward_serial
+    run = _attention_forward if use_parallel(_work(q, k), PARALLEL_MIN_WORK) else \
+        _attention_forward_serial
     run(_dims(q, k), strides, *buffers, lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
     return out, lse
 
@@ -486,7 +487,8 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dout, q, k, v, out = (_readable(a) for a in (dout, q, k, v, out))
     (dout_b, q_b, k_b, v_b, out_b, dq_b, dk_b, dv_b), strides = _flat(dout, q, k, v, out, dq, dk,
                                                                      dv)
-    run = _attention_backward if _work(q, k) >= PARALLEL_MIN_WORK else _attention_backward_serial
+    run = _attention_backward if use_parallel(_work(q, k), PARALLEL_MIN_WORK) else \
+        _attention_backward_serial
     run(_dims(q, k), strides, dout_b, q_b, k_b, v_b, out_b, np.ascontiguousarray(lse), dq_b, dk_b,
         dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K)
     return dq, dk, dv

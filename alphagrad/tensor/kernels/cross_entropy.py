@@ -15,7 +15,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, index_array, output, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._maxnum import maxnum
-from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin, use_parallel
 
 
 @kernel(parallel=True)
@@ -95,7 +95,7 @@ def cross_entropy_forward(
     logits, targets = _check(op, logits, targets, ignore_index, label_smoothing)
     losses = np.empty(targets.shape, logits.dtype)
     lse = np.empty(targets.shape, logits.dtype)
-    run = _cross_entropy_forward if logits.size >= PARALLEL_MIN_SIZE else \
+    run = _cross_entropy_forward if use_parallel(logits.size, PARALLEL_MIN_SIZE) else \
         _cross_entropy_forward_serial
     run(
         logits, targets, ignore_index, logits.dtype.type(label_smoothing), losses, lse
@@ -119,7 +119,7 @@ def cross_entropy_backward(
     same_shape(op, "lse", lse, targets.shape)
     same_shape(op, "dlosses", dlosses, targets.shape)
     dlogits = output(op, out, logits.shape, logits.dtype)
-    run = _cross_entropy_backward if logits.size >= PARALLEL_MIN_SIZE else \
+    run = _cross_entropy_backward if use_parallel(logits.size, PARALLEL_MIN_SIZE) else \
         _cross_entropy_backward_serial
     run(
         logits, targets, lse, dlosses, ignore_index, logits.dtype.type(label_smoothing), dlogits

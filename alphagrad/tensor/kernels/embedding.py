@@ -7,7 +7,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, index_array, output
-from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin, use_parallel
 from alphagrad.tensor.threads import get_num_threads
 
 
@@ -53,7 +53,8 @@ def embedding_forward(
         raise ValueError(f"{op}: weight must have shape (V, C), got {weight.shape}")
     idx = _ids(op, idx, weight.shape[0])
     out = output(op, out, idx.shape + weight.shape[1:], weight.dtype)
-    run = _embedding_forward if out.size >= PARALLEL_MIN_SIZE else _embedding_forward_serial
+    run = _embedding_forward if use_parallel(out.size, PARALLEL_MIN_SIZE) else \
+        _embedding_forward_serial
     run(weight, idx.reshape(-1), out.reshape(idx.size, weight.shape[1]))
     return out
 
@@ -80,7 +81,8 @@ def embedding_backward(
         dweight.fill(0)
     # One column block per thread; never fewer than 16 columns, so rows stay vector-wide.
     blocks = max(1, min(get_num_threads(), C // 16))
-    run = _embedding_backward if dout.size >= PARALLEL_MIN_SIZE else _embedding_backward_serial
+    run = _embedding_backward if use_parallel(dout.size, PARALLEL_MIN_SIZE) else \
+        _embedding_backward_serial
     run(dout.reshape(idx.size, C), idx.reshape(-1), blocks, dweight)
     return dweight
 

@@ -19,7 +19,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._normal import normal_cdf
-from alphagrad.tensor.kernels._serial import serial_twin
+from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
 # GELU spends ~20 flops on each element, so a second thread pays off on far smaller inputs than
 # for the memory-bound kernels (measured: 768 x 512 runs 2x faster on two threads).
@@ -80,7 +80,7 @@ _KERNELS = {
 def _kernels(op: str, approximate: str, size: int):
     if approximate not in _PAIRS:
         raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _KERNELS[approximate, size >= PARALLEL_MIN_SIZE]
+    return _KERNELS[approximate, use_parallel(size, PARALLEL_MIN_SIZE)]
 
 
 def gelu_forward(x: np.ndarray, out: np.ndarray | None = None,

@@ -9,7 +9,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, rows, same_shape
-from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin, use_parallel
 from alphagrad.tensor.threads import get_num_threads
 
 
@@ -95,7 +95,8 @@ def layernorm_forward(
     out = np.empty_like(x)
     mean = np.empty(x.shape[:-1], x.dtype)
     rstd = np.empty(x.shape[:-1], x.dtype)
-    run = _layernorm_forward if x.size >= PARALLEL_MIN_SIZE else _layernorm_forward_serial
+    run = _layernorm_forward if use_parallel(x.size, PARALLEL_MIN_SIZE) else \
+        _layernorm_forward_serial
     run(
         x2, weight, bias, x.dtype.type(eps), out.reshape(x2.shape), mean.reshape(-1),
         rstd.reshape(-1),
@@ -123,7 +124,7 @@ def layernorm_backward(
     same_shape(op, "mean", mean, x.shape[:-1])
     same_shape(op, "rstd", rstd, x.shape[:-1])
     # One chunk of rows per thread: every thread is busy and the partial sums stay few.
-    parallel = x.size >= PARALLEL_MIN_SIZE
+    parallel = use_parallel(x.size, PARALLEL_MIN_SIZE)
     parts = max(1, min(x2.shape[0], get_num_threads())) if parallel else 1
     dweight_parts = dbias_parts = None
     if weight is not None:

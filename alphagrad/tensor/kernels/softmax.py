@@ -9,7 +9,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, rows, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._maxnum import maxnum
-from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin, use_parallel
 
 
 @kernel(parallel=True)
@@ -55,7 +55,7 @@ def softmax_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     x = float_array("softmax_forward", "x", x)
     x2 = rows("softmax_forward", "x", x)
     out = output("softmax_forward", out, x.shape, x.dtype)
-    run = _softmax_forward if x.size >= PARALLEL_MIN_SIZE else _softmax_forward_serial
+    run = _softmax_forward if use_parallel(x.size, PARALLEL_MIN_SIZE) else _softmax_forward_serial
     run(x2, out.reshape(x2.shape))
     return out
 
@@ -69,6 +69,7 @@ def softmax_backward(
     same_shape("softmax_backward", "dout", dout, out.shape)
     out2 = rows("softmax_backward", "out", out)
     dx = output("softmax_backward", dx, out.shape, out.dtype)
-    run = _softmax_backward if out.size >= PARALLEL_MIN_SIZE else _softmax_backward_serial
+    run = _softmax_backward if use_parallel(out.size, PARALLEL_MIN_SIZE) else \
+        _softmax_backward_serial
     run(out2, dout.reshape(out2.shape), dx.reshape(out2.shape))
     return dx
