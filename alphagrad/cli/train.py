@@ -66,8 +66,9 @@ def _launch(nproc: int) -> None:
 def _report(error: BaseException, rank: int) -> int:
     """Print ``error`` as the CLI would, naming the rank; return the exit status."""
     if isinstance(error, KeyboardInterrupt):
-        error = UserError("interrupted")
-    elif isinstance(error, USER_MISTAKES):
+        click.echo(f"error: rank {rank}: interrupted", err=True)
+        return INTERRUPTED
+    if isinstance(error, USER_MISTAKES):
         error = UserError(describe(error))
     if isinstance(error, click.ClickException):
         click.echo(f"error: rank {rank}: {error.format_message()}", err=True)

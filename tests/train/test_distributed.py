@@ -244,6 +244,18 @@ def test_resume_one_process_on_two_ranks_with_nproc(single, tmp_path):
     assert json.loads((run / "manifest.json").read_text())["world_size"] == 2
 
 
+def test_a_mistake_ends_every_rank_with_one_clear_error(data_dir, tmp_path):
+    command = [find_mpiexec(), "-n", "2", "--bind-to", "none", sys.executable, "-m",
+               "alphagrad.cli", "train", "--data", str(data_dir), "--out", "run",
+               *_sets(SETTINGS | {"batch_size": 3})]
+    result = subprocess.run(command, cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert re.search(r"error: rank \d: batch_size 3 does not split evenly over 2 ranks",
+                     result.stderr), result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def _rank_pid(rank: int, marker: str) -> int | None:
     """The pid of the process that is MPI rank ``rank`` and has ``marker`` on its command line."""
     for entry in Path("/proc").iterdir():
