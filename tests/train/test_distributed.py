@@ -226,8 +226,9 @@ def test_resume_two_ranks_on_one(single, pair, tmp_path):
                           single / "checkpoints/step-00000020.ckpt")
 
 
-def test_resume_one_process_on_two_ranks_with_nproc(single, tmp_path):
-    run = shutil.copytree(single, tmp_path / "run")
+def _resume_on_two_ranks(finished: Path, tmp_path: Path) -> Path:
+    """A copy of the ``finished`` run, cut back to step 10, resumed by ``--nproc 2``."""
+    run = shutil.copytree(finished, tmp_path / "run")
     for late in run.glob("checkpoints/step-0000002*.ckpt"):
         late.unlink()
     result = subprocess.run(
@@ -236,6 +237,20 @@ def test_resume_one_process_on_two_ranks_with_nproc(single, tmp_path):
         check=False)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "resuming at step 10" in result.stdout and "2 ranks" in result.stdout
+    return run
+
+
+def test_resume_on_the_same_two_ranks_is_bit_exact(pair, tmp_path):
+    run = _resume_on_two_ranks(pair[0], tmp_path)
+    assert _steps(run) == _steps(pair[0])
+    mine = load_checkpoint(run / "checkpoints/step-00000020.ckpt")
+    theirs = load_checkpoint(pair[0] / "checkpoints/step-00000020.ckpt")
+    for name, array in theirs.model_state.items():
+        np.testing.assert_array_equal(mine.model_state[name], array, err_msg=name)
+
+
+def test_resume_one_process_on_two_ranks_with_nproc(single, tmp_path):
+    run = _resume_on_two_ranks(single, tmp_path)
     mine, theirs = _steps(run), _steps(single)
     np.testing.assert_allclose([mine[s] for s in range(1, STEPS + 1)],
                                [theirs[s] for s in range(1, STEPS + 1)], rtol=1e-5)
