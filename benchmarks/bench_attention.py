@@ -7,7 +7,9 @@ Sides run interleaved (A B C A B C ...) at the same thread count; the table show
 milliseconds and the ratios ours/reference and ours/torch (below 1 means ours is faster).
 A second table times one decoding step: a single query row against Tk cached keys and values.
 
-GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
+`sgemm` is NumPy's own GEMM rate at each shape: q @ kᵀ batched over (B, NH), all T x T
+products counted, a ceiling for what tile products can reach; the header gives NumPy's sgemm
+peak at 2048 x 2048 and the CPU. GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
 pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
 scores a backward recomputes are not counted.
 """
@@ -15,8 +17,10 @@ scores a backward recomputes are not counted.
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -62,6 +66,26 @@ def causal_flops(q_shape: tuple, Tk: int, backward: bool) -> int:
     return (6 if backward else 2) * 2 * hs * B * NH * pairs
 
 
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def sgemm_gflops(a: np.ndarray, b: np.ndarray, repeats: int) -> float:
+    """NumPy's rate for a @ b (batched over leading axes), median of ``repeats`` calls."""
+    out = np.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        times.append(time.perf_counter() - start)
+    return 2 * a.size * b.shape[-1] / statistics.median(times) / 1e9
+
+
 def first_call_seconds() -> list[str]:
     """Time the first call of each kernel: a compile, or a load from Numba's cache."""
     q, k, v = qkv_views(np.random.default_rng(0), 1, 1, 3, 2)
@@ -91,19 +115,25 @@ def main() -> None:
     except ImportError:
         torch = None
     print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats")
+    square = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
+    print(f"{cpu_model()}; NumPy sgemm peak (2048 x 2048): "
+          f"{sgemm_gflops(square, square, 5):.0f} GFLOP/s")
     print("\n".join(first_call_seconds()))
 
     header = f"{'pass':>8} {'ours ms':>9} {'GFLOP/s':>8} {'numpy ms':>9} {'ours/np':>8}"
+    sgemm_header = f"{'sgemm':>8}"
     if torch is not None:
         header += f" {'torch ms':>9} {'GFLOP/s':>8} {'ours/torch':>10}"
     rng = np.random.default_rng(0)
-    print(f"{'B, NH, T, hs':>16} {header}")
+    print(f"{'B, NH, T, hs':>16} {header} {sgemm_header}")
     for B, NH, T, hs in SHAPES:
         q, k, v = qkv_views(rng, B, NH, T, hs)
         dout = rng.standard_normal((B, NH, T, hs), dtype=np.float32)
+        sgemm = sgemm_gflops(np.ascontiguousarray(q), np.ascontiguousarray(k.swapaxes(2, 3)),
+                             args.repeats)
         for backward in (False, True):
             print(f"{(B, NH, T, hs)!s:>16} " + time_sides(torch, (q, k, v, dout), backward,
-                                                         args.repeats))
+                                                         args.repeats) + f" {sgemm:8.1f}")
     print(f"\ndecoding one row\n{'B, NH, Tk, hs':>16} {header}")
     for B, NH, Tk, hs in DECODE_SHAPES:
         cache = rng.standard_normal((2, B, NH, Tk, hs), dtype=np.float32)  # as a KV cache holds them
