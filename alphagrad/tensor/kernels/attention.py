@@ -33,7 +33,7 @@ DIRECT_ROWS = 4
 # below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin: starting the thread pool
 # costs 80-150 µs here, more than a decoding step's attention takes on one core
 PARALLEL_MIN_WORK = 1 << 22
-NO_LIMIT = 1 << 62
+NO_LIMIT = 1 << 62  # a limit of _matmul_add that masks nothing
 
 
 @kernel()
@@ -234,12 +234,13 @@ def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
     # s (keys, reversed queries): one tile of scores -> exp(s - running max) in place; key y is
     # seen by the columns c < limit - y, and the next three columns are zeroed for the products
     # that read blocks of four keys (see _matmul_add). Updates each query's running max and
-    # sum, and leaves in alpha the factor that rescales what earlier tiles summed.
+    # sum, and leaves in alpha[:limit] the factor that rescales what earlier tiles summed (the
+    # columns from limit on see no key of the tile).
     alpha[:nq] = row_max[:nq]
     for y in range(nk):
         for c in range(min(nq, limit - y)):
             row_max[c] = max(row_max[c], s[y, c])
-    for c in range(nq):
+    for c in range(min(nq, limit)):
         alpha[c] = fast_exp(alpha[c] - row_max[c])
         row_sum[c] *= alpha[c]
     for y in range(nk):
@@ -304,7 +305,7 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
             _matmul_add(s, k[b, kh, j0:], qt, nk, nq, hs, limit, NO_LIMIT)
             _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha)
             for d in range(hs if j0 else 0):  # the first tile finds ot zero
-                for c in range(nq):
+                for c in range(min(nq, limit)):
                     ot[d, c] *= alpha[c]
             _matmul_add(ot, v[b, kh, j0:].T, s, hs, nq, nk, NO_LIMIT, limit)
         for c in range(nq):
