@@ -65,8 +65,8 @@ def test_status_shows_no_eta_before_speed_is_known(capsys):
 
 
 def test_fit_shows_progress_without_the_command_line(tmp_path, capsys):
-    from alphagrad.train import TrainConfig, Trainer, prepare
     from alphagrad.tokenizers import CharTokenizer
+    from alphagrad.train import TrainConfig, Trainer, prepare
 
     text = "the quick brown fox jumps over the lazy dog\n" * 200
     prepare(text, CharTokenizer.train(text), tmp_path / "data")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -85,3 +87,27 @@ def test_evaluate_is_the_mean_token_loss_and_converts_to_bits_per_byte(tmp_path)
     assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
     assert result["bits_per_byte"] == pytest.approx(result["loss"] / math.log(2) / 1.5)
     assert model.training  # evaluate restores the mode it found
+
+
+LOAD_AND_MEASURE = """
+import sys
+from alphagrad.train.sampling import load_model
+def status(field):  # kB
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current size
+model, _, _ = load_model(sys.argv[1])
+print((status("VmHWM:") - before) * 1024, model.num_parameters() * 4)
+"""
+
+
+def test_a_model_loads_in_about_one_copy_of_its_weights(tmp_path):
+    config = GPTConfig(block_size=64, vocab_size=64, n_layer=4, n_head=4, n_embd=256)
+    model = GPT(config)
+    save_checkpoint(tmp_path / "m.ckpt", model_kind="gpt", model_config=vars(config),
+                    model_state=model.state_dict(), tied=model.tied_weights())
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_MEASURE, tmp_path / "m.ckpt"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    peak, weights = map(int, out.stdout.split())
+    assert weights <= peak < 2 * weights, peak / weights
