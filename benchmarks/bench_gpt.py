@@ -26,8 +26,11 @@ which brings NumPy level with torch, and prints both tables.
 alphagrad at its default thread setting, alphagrad at 1 thread, and torch at its defaults.
 
 Unless ``--malloc-default`` is given, the process keeps freed memory for reuse (glibc's mmap and
-trim thresholds raised with ``mallopt``), for both sides alike: with glibc's defaults every
-large activation is a fresh mmap whose pages fault in zeroed, which costs more than some kernels.
+trim thresholds raised with ``mallopt``) from the start, for both sides alike: with glibc's
+defaults every large activation is a fresh mmap whose pages fault in zeroed, which costs more
+than some kernels. ``--malloc-default`` is a user's plain loop: nothing is set up front, and
+alphagrad's first ``backward()`` makes the same choice itself (torch in the same process then
+profits too; its peak-RSS process never runs alphagrad's backward and keeps glibc's defaults).
 """
 
 from __future__ import annotations
@@ -360,7 +363,7 @@ def print_header(threads: int | None, peak: float, torch_peak: float | None,
                  malloc_default: bool) -> None:
     print(f"\nCPU {cpu_name()}; threads "
           + (str(threads) if threads else "at each library's default") + "; freed memory "
-          + ("returned to the OS" if malloc_default else "kept for reuse"))
+          + ("as a plain loop leaves it" if malloc_default else "kept for reuse"))
     gemm = f"float32 GEMM peak (2048^3): NumPy (OpenBLAS {blas_core()} kernels) " \
            f"{peak / 1e9:.1f} GFLOP/s"
     if torch_peak:
@@ -421,7 +424,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile alphagrad's step instead")
     parser.add_argument("--no-torch", action="store_true", help="measure alphagrad alone")
     parser.add_argument("--malloc-default", action="store_true",
-                        help="leave glibc's allocator thresholds alone")
+                        help="set nothing up front, as a user's plain training loop")
     parser.add_argument("--contention", action="store_true",
                         help="keep one core busy with another process during the comparison")
     parser.add_argument("--rss-worker", choices=["alphagrad", "torch"], help=argparse.SUPPRESS)

@@ -6,6 +6,7 @@ import numpy as np
 
 from alphagrad.autograd import hooks
 from alphagrad.tensor.broadcast import unbroadcast
+from alphagrad.tensor.memory import keep_freed_memory_by_default
 from alphagrad.tensor.threads import step_done
 
 
@@ -48,6 +49,7 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
     """Accumulate d(root)/d(leaf) · gradient into ``.grad`` of every leaf that requires grad."""
     from alphagrad.autograd.tensor import Tensor
 
+    keep_freed_memory_by_default()  # each step then reuses the last one's buffers
     grads: dict[int, np.ndarray] = {id(root): gradient}
     handed_out: set[int] = set()  # a leaf's .grad must own its memory: optimizers edit it in place
     any_hooks = hooks.has_hooks()
