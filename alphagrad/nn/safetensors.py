@@ -20,6 +20,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from alphagrad.tensor.memory import is_array_shape
+
 _DTYPES = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
@@ -118,9 +120,9 @@ def _span(path: str | os.PathLike, name: str, entry: object, data_size: int) -> 
     if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise SafetensorsError(f"{path}: tensor {name!r} has dtype {dtype!r:.80}, which this "
                                f"reader does not know ({', '.join(_DTYPES)})")
-    if not isinstance(shape, list) or not all(map(_is_count, shape)):
+    if not is_array_shape(shape, _DTYPES[dtype].itemsize):
         raise SafetensorsError(f"{path}: tensor {name!r} has shape {shape!r:.80}; a shape is a "
-                               "list of non-negative ints")
+                               "list of at most 32 non-negative ints that an array can have")
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)):
         raise SafetensorsError(f"{path}: tensor {name!r} has data_offsets {offsets!r:.80}; "
                                "expected [begin, end], non-negative ints")

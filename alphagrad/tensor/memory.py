@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 import resource
 
@@ -57,3 +58,13 @@ def available_memory() -> int:
         total = 1 << 62
     limit, _ = resource.getrlimit(resource.RLIMIT_AS)
     return min(total, limit) if limit != resource.RLIM_INFINITY else total
+
+
+def is_array_shape(shape: object, itemsize: int) -> bool:
+    """Whether ``shape`` (read from a file) is a list of non-negative ints that NumPy can make an
+    array of: at most 32 axes, and the sizes other than 0 times ``itemsize`` below 2**62, so
+    that even an empty array (a 0 among the sizes) cannot name an impossible one."""
+    if not isinstance(shape, list) or len(shape) > 32 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        return False
+    return math.prod(n for n in shape if n) * itemsize < 2**62

@@ -32,6 +32,7 @@ import msgpack
 import numpy as np
 
 from alphagrad import __version__
+from alphagrad.tensor.memory import is_array_shape
 from alphagrad.train.atomic import atomic_writer
 
 MAGIC = "alphagrad-checkpoint"
@@ -196,10 +197,9 @@ def _check_record(path: Path, record: Any, where: str) -> None:
         raise _damaged(path, f"{where} is not a tensor record")
     dtype, shape, data, crc = (record[k] for k in ("dtype", "shape", "data", "crc32"))
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise _damaged(path, f"{where} has unsupported dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise _damaged(path, f"{where} has invalid shape {shape!r}")
+        raise _damaged(path, f"{where} has unsupported dtype {dtype!r:.80}")
+    if not is_array_shape(shape, np.dtype(dtype).itemsize):
+        raise _damaged(path, f"{where} has invalid shape {shape!r:.80}")
     if not isinstance(data, bytes) or not isinstance(crc, int):
         raise _damaged(path, f"{where} has invalid data")
     expected = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize

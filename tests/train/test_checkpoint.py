@@ -155,6 +155,10 @@ def set_crc(top):
     top["tensors"]["u8"]["crc32"] ^= 1
 
 
+def set_impossible_empty_shape(top):
+    top["tensors"]["empty"]["shape"] = [0, 2**63]  # no bytes, yet no array can have it
+
+
 def drop_field(top):
     del top["metrics"]
 
@@ -172,6 +176,7 @@ def tie_to_missing(top):
     (set_dtype, "'u8' has unsupported dtype 'complex64'"),
     (set_shape, "damaged: at tensor 'u8': 6 bytes for shape (4, 2)"),
     (set_crc, "damaged: at tensor 'u8' (checksum mismatch)"),
+    (set_impossible_empty_shape, "'empty' has invalid shape [0, 9223372036854775808]"),
     (drop_field, "unexpected fields"),
     (set_kind, "model.kind has type int"),
     (tie_to_missing, "tied alias 'x' points to a missing tensor"),
