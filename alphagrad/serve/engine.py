@@ -21,10 +21,11 @@ passes an ``on_event`` callback per request.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ import numpy as np
 from alphagrad.autograd.grad_mode import no_grad
 from alphagrad.nn.generate import sample
 from alphagrad.nn.kv_cache import new_slot_cache
+from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.train.sampling import TextDecoder
 
 
@@ -113,7 +115,7 @@ class Engine:
     wait their turn."""
 
     def __init__(self, model: Any, tokenizer: Any = None, slots: int = 16,
-                 prefill_chunk: int = 64, prefill_tokens: int = 256):
+                 prefill_chunk: int = 64, prefill_tokens: int = 256, serial_below: int = 32):
         if slots < 1 or prefill_chunk < 1 or prefill_tokens < 1:
             raise ValueError("Engine: slots, prefill_chunk and prefill_tokens must be >= 1")
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -121,6 +123,7 @@ class Engine:
         self.vocab_size = model.config.vocab_size
         self.cache = new_slot_cache(model, slots)
         self.prefill_chunk, self.prefill_tokens = prefill_chunk, prefill_tokens
+        self.serial_below = serial_below
         end = getattr(tokenizer, "end_of_text", None)
         self.end_of_text = tokenizer.special_tokens[end] if end is not None else None
         self._free = list(range(slots))[::-1]
@@ -221,7 +224,7 @@ class Engine:
                    for r, f in zip(batch, feeds)]
         step = self.cache.step([r.slot for r in batch], counts, readout=samples)
         idx = np.fromiter(itertools.chain.from_iterable(feeds), np.int64)[None, :]  # (1, N)
-        with no_grad():
+        with no_grad(), self._threads(idx.shape[1]):
             logits, _ = self.model(idx, kv_cache=step)
         rows = iter(logits.data[0])  # (R, V): one row per sampling request
         for request, fed, wanted in zip(batch, feeds, samples):
@@ -235,6 +238,21 @@ class Engine:
                     self._release(request, "error", str(e))
         self.steps += 1
         return True
+
+    @contextlib.contextmanager
+    def _threads(self, tokens: int) -> Iterator[None]:
+        """One thread for a step of fewer than ``serial_below`` tokens: its products are
+        matrix-vector sized, and handing them to several threads costs more in waking and
+        joining them than it saves (10x more on a busy machine)."""
+        threads = get_num_threads()
+        if tokens >= self.serial_below or threads == 1:
+            yield
+            return
+        set_num_threads(1)
+        try:
+            yield
+        finally:
+            set_num_threads(threads)
 
     def _sample(self, request: Request, row: np.ndarray) -> None:
         p = request.params
