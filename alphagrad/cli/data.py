@@ -32,7 +32,8 @@ def prepare(corpus: tuple[Path, ...], tokenizer_path: Path, output: Path, val_fr
             seed: int, separator: str) -> None:
     """Tokenize CORPUS (files, or folders of them) into a data folder for alphagrad train.
 
-    With several files, whole files go to validation; one file is cut at a line break. Each
+    With several files, whole files go to validation; with one file, or a few that whole cannot
+    come near --val-fraction, the text is cut at a line break instead (with a warning). Each
     file's tokens are exactly what the tokenizer's encode gives for its text.
 
     \b
@@ -49,6 +50,11 @@ def prepare(corpus: tuple[Path, ...], tokenizer_path: Path, output: Path, val_fr
                f"({stats['documents']} documents"
                + (f" each followed by {stats['separator']}" if stats["separator"] else "")
                + f", vocab {stats['vocab_size']}) in {stats['seconds']:.1f}s")
+    if stats["split_by"] == "bytes" and stats["documents"] > 1:
+        click.echo(f"warning: whole documents could not give --val-fraction {val_fraction} (only "
+                   f"{stats['documents']} of them); the split cut a document at a line break "
+                   f"instead: {stats['val_bytes']:,} of {stats['train_bytes'] + stats['val_bytes']:,}"
+                   " bytes in validation", err=True)
     if stats["val_tokens"] <= SMALL_VAL:
         click.echo(f"warning: the validation split has only {stats['val_tokens']} tokens; "
                    f"training needs block_size + 1 of them, so block_size can be at most "

@@ -15,19 +15,18 @@ import click
 
 from alphagrad.cli.display import table
 from alphagrad.cli.errors import UserError
-from alphagrad.cli.options import threads_option
+from alphagrad.cli.options import checkpoint_argument, threads_option
 from alphagrad.nn import GPT
 from alphagrad.nn.hf import gpt2_config, to_hf
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
-from alphagrad.train import TokenDataset, evaluate, load_checkpoint
+from alphagrad.train import TokenDataset, evaluate, evaluate_full, load_checkpoint
 from alphagrad.train.checkpoint import save_checkpoint
 from alphagrad.train.data import bytes_per_token
 from alphagrad.train.export import save_weights
-from alphagrad.train.sampling import checkpoint_file, load_model, sample
+from alphagrad.train.sampling import load_model, sample
 
 existing = click.Path(exists=True, path_type=Path)
-checkpoint_argument = click.argument("checkpoint", type=existing, metavar="CKPT")
 
 
 @contextlib.contextmanager
@@ -73,7 +72,11 @@ def sample_command(checkpoint: Path, prompt: str, max_new_tokens: int, temperatu
       alphagrad sample runs/20260101-120000 --prompt 'def ' --seed 0
       alphagrad sample model.ckpt --prompt 'class ' --max-new-tokens 500 --top-p 0.9
     """
-    loaded = load_model(checkpoint_file(checkpoint))
+    loaded = load_model(checkpoint)
+    if loaded[1] is None:
+        raise UserError(f"{checkpoint} has no tokenizer embedded, so a text prompt cannot be "
+                        "encoded; sample from a checkpoint that alphagrad train wrote, or import "
+                        "a Hugging Face folder that has a tokenizer.json")
     click.echo(prompt, nl=False)
     for piece in sample(loaded, prompt, max_new_tokens, temperature=temperature, top_k=top_k,
                         top_p=top_p, seed=seed, stream=True):
@@ -85,21 +88,26 @@ def sample_command(checkpoint: Path, prompt: str, max_new_tokens: int, temperatu
 @checkpoint_argument
 @click.option("--data", required=True, type=existing, metavar="DIR|FILE",
               help="A data folder (its val.bin is used) or a token file.")
-@click.option("--batches", type=click.IntRange(min=1),
-              help="Batches to average over (default: the run's eval_iters, else 20).")
-@click.option("--batch-size", type=click.IntRange(min=1),
-              help="Sequences per batch (default: the run's batch_size, else 8).")
+@click.option("--full", is_flag=True,
+              help="Exact: every token, in consecutive windows of the model's block size.")
+@click.option("--batches", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Without --full: batches of windows spread evenly over the data.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Windows per batch.")
 @threads_option
-def eval_command(checkpoint: Path, data: Path, batches: int | None,
-                 batch_size: int | None) -> None:
-    """Loss, perplexity and bits per byte of the model in CKPT on held-out tokens.
+def eval_command(checkpoint: Path, data: Path, full: bool, batches: int,
+                 batch_size: int) -> None:
+    """Loss, perplexity and bits per byte of the model in CKPT on held-out tokens: an
+    estimate over --batches x --batch-size windows (the same ones every time, whatever the
+    checkpoint), or with --full the exact figure over every token.
 
     \b
     Examples:
       alphagrad eval runs/20260101-120000 --data data/corpus
+      alphagrad eval model.ckpt --data data/corpus --full
       alphagrad eval model.ckpt --data data/corpus/train.bin --batches 50
     """
-    model, tokenizer, ckpt = load_model(checkpoint_file(checkpoint))
+    model, tokenizer, _ = load_model(checkpoint)
     token_file = data / "val.bin" if data.is_dir() else data
     dataset = TokenDataset(token_file)
     if tokenizer is not None:
@@ -107,11 +115,16 @@ def eval_command(checkpoint: Path, data: Path, batches: int | None,
     elif dataset.vocab_size > model.config.vocab_size:
         raise ValueError(f"{token_file} has vocab_size {dataset.vocab_size}, more than the "
                          f"model's {model.config.vocab_size}")
-    run_config = (ckpt.train_state or {}).get("config", {})
-    result = evaluate(model, dataset, batch_size or run_config.get("batch_size", 8),
-                      model.config.block_size, batches or run_config.get("eval_iters", 20),
-                      bytes_per_token(token_file))
-    click.echo(f"{token_file}: {len(dataset):,} tokens")
+    block = model.config.block_size
+    if full:
+        result = evaluate_full(model, dataset, block, batch_size, bytes_per_token(token_file))
+        how = f"all {len(dataset) - 1:,} predicted tokens, windows of {block}"
+    else:
+        block = min(block, len(dataset) - 1)
+        result = evaluate(model, dataset, batch_size, block, batches,
+                          bytes_per_token(token_file))
+        how = f"estimate over {batches} x {batch_size} windows of {block} tokens; --full: exact"
+    click.echo(f"{token_file}: {len(dataset):,} tokens ({how})")
     click.echo(table(["metric", "value"], [[k.replace("_", " "), v] for k, v in result.items()]))
 
 
@@ -130,7 +143,7 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
       alphagrad export runs/20260101-120000 -o model.safetensors
       alphagrad export model.ckpt --format hf -o gpt2-mine/
     """
-    ckpt = load_checkpoint(checkpoint_file(checkpoint))
+    ckpt = load_checkpoint(checkpoint)
     if ckpt.model_kind != "gpt":
         raise ValueError(f"{checkpoint} holds a {ckpt.model_kind!r} model, not a GPT")
     if fmt == "safetensors":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,12 +11,35 @@ from typing import Any
 
 import click
 
+from alphagrad.cli.errors import UserError
 from alphagrad.tensor import set_num_threads
+from alphagrad.train.sampling import checkpoint_file
 
 runs_root_option = click.option(
     "--runs-root", type=click.Path(file_okay=False, path_type=Path), default="runs",
     envvar="ALPHAGRAD_RUNS", show_default=True, show_envvar=True,
     help="Folder of run folders and of the runs database (alphagrad.db).")
+
+
+def resolve_run(path: Path, runs_root: Path) -> Path:
+    """``path`` if it exists, else the run folder of that name under ``runs_root``."""
+    if path.exists() or not (runs_root / path).exists():
+        if not path.exists():
+            raise UserError(f"{path} is not a file or folder, nor a run in {runs_root}/ "
+                            "(alphagrad runs list shows the runs)")
+        return path
+    return runs_root / path
+
+
+def checkpoint_argument(command: Callable) -> Callable:
+    """The ``CKPT`` argument: a checkpoint file, a run folder (its best checkpoint, else its
+    latest) or a run's name under ``--runs-root``; the command receives the checkpoint file."""
+    @functools.wraps(command)
+    def resolved(checkpoint: Path, runs_root: Path, **kwargs: Any) -> Any:
+        return command(checkpoint=checkpoint_file(resolve_run(checkpoint, runs_root)), **kwargs)
+
+    argument = click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CKPT")
+    return argument(runs_root_option(resolved))
 
 
 def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:

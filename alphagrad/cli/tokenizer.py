@@ -170,7 +170,7 @@ def export_tokenizer(file: Path, fmt: str, output: Path) -> None:
         click.echo(f"special tokens: {json.dumps(tok.special_tokens, ensure_ascii=False)}")
 
 
-def held_out(text: str, fraction: float) -> str:
+def last_part(text: str, fraction: float) -> str:
     """The last ``fraction`` of ``text``, starting at a line where one is near."""
     if fraction >= 1:
         return text
@@ -182,22 +182,28 @@ def held_out(text: str, fraction: float) -> str:
 @tokenizer.command("stats")
 @click.argument("file", type=tokenizer_file)
 @click.argument("corpus", nargs=-1, required=True, type=existing)
-@click.option("--held-out", "fraction", type=click.FloatRange(0, 1, min_open=True), default=0.1,
-              show_default=True, help="Measure on this last fraction of the corpus (1: all).")
+@click.option("--fraction", "--held-out", "fraction", type=click.FloatRange(0, 1, min_open=True),
+              default=0.1, show_default=True,
+              help="Measure on this last fraction of the corpus (1: all of it).")
 def stats(file: Path, corpus: tuple[Path, ...], fraction: float) -> None:
     """Measure the tokenizer in FILE on CORPUS: bytes per token, coverage and unknown tokens.
+
+    The figures say how the tokenizer does on unseen text only if it was not trained on
+    CORPUS: give it other files (say, the ones prepare put in validation).
 
     \b
     Examples:
       alphagrad tokenizer stats tok.json corpus/
-      alphagrad tokenizer stats chars.json input.txt --held-out 1
+      alphagrad tokenizer stats chars.json other.txt --fraction 1
     """
     tok = load(file)
-    text = held_out(read_text(corpus_files(corpus)), fraction)
+    text = last_part(read_text(corpus_files(corpus)), fraction)
     measured = tok.stats(text)
     rows = [[key, value] for key, value in measured.items()]
     if "coverage" not in measured:  # byte-level BPE encodes any text without <unk>
         rows += [["coverage", 1.0], ["oov_rate", 0.0]]
+    part = "all" if fraction >= 1 else f"the last {fraction:.0%}"
     click.echo(f"{tok.kind} tokenizer, {tok.vocab_size} ids, on {count(len(text.encode()))} "
-               "bytes held out")
+               f"bytes: {part} of the corpus given (unseen text only if the tokenizer was not "
+               "trained on it)")
     click.echo(table(["metric", "value"], rows))

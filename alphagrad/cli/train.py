@@ -16,7 +16,7 @@ import click
 
 from alphagrad.cli.display import cell, table
 from alphagrad.cli.errors import INTERRUPTED, USER_MISTAKES, Failure, UserError, describe
-from alphagrad.cli.options import progress_bars, runs_root_option
+from alphagrad.cli.options import progress_bars, resolve_run, runs_root_option
 from alphagrad.train import PRESETS, Trainer, TrainingDiverged
 from alphagrad.train.distributed import World, current_world, launched_by_mpi, mpiexec_command
 from alphagrad.train.pipeline import make_trainer, resume_trainer
@@ -108,8 +108,9 @@ def _print_samples(trainer: Trainer) -> None:
               help="A data folder made by alphagrad prepare.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="The run folder (default: a new folder under --runs-root).")
-@click.option("--resume", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR|CKPT",
-              help="Continue a run from its latest checkpoint (or from the given checkpoint).")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN|CKPT",
+              help="Continue a run (a folder, or a name under --runs-root) from its latest "
+                   "checkpoint, or from the given checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one setting, e.g. --set max_iters=200 (repeatable; last word).")
 @click.option("--nproc", type=int, metavar="N",
@@ -160,8 +161,8 @@ def _train(world: World, preset: str | None, config_file: Path | None, data: Pat
             raise UserError(f"--resume continues a run with its own settings; drop "
                             f"{', '.join(given)}")
         source = click.get_current_context().get_parameter_source("runs_root")
-        trainer = resume_trainer(resume, overrides, runs_root=None if source is
-                                 click.core.ParameterSource.DEFAULT else runs_root)
+        given_root = None if source is click.core.ParameterSource.DEFAULT else runs_root
+        trainer = resume_trainer(resolve_run(resume, runs_root), overrides, runs_root=given_root)
     else:
         with progress_bars() if world.is_main else contextlib.nullcontext() as progress:
             trainer = make_trainer(preset, data=data, config_file=config_file,

@@ -16,7 +16,7 @@ from alphagrad.train.data import (
     prepare,
     write_token_file,
 )
-from alphagrad.train.evaluate import evaluate
+from alphagrad.train.evaluate import evaluate, evaluate_full
 from alphagrad.train.presets import PRESETS, Preset, get_preset
 from alphagrad.train.run import RunDir, make_run_folder
 from alphagrad.train.rundb import RunDB
@@ -38,6 +38,7 @@ __all__ = [
     "TrainingDiverged",
     "checkpoint_info",
     "evaluate",
+    "evaluate_full",
     "get_preset",
     "iter_eval_batches",
     "load_checkpoint",

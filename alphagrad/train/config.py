@@ -84,6 +84,8 @@ class TrainConfig:
     keep_last: int = 3
     sample_interval: int | None = None  # None: no samples during training
     sample_tokens: int = 200
+    sample_prompt: str | None = None  # None: the preset's on its built-in corpus, else a
+    # validation line's start (two prompts)
     # runtime
     checksum_interval: int | None = 100  # data-parallel ranks compare weight checksums; None: off
     seed: int = 1337

@@ -91,7 +91,9 @@ def read_header(path: str | Path) -> TokenHeader:
         head = f.read(HEADER_SIZE)
         size = f.seek(0, os.SEEK_END)
     if head[:len(MAGIC)] != MAGIC[:len(head)]:
-        raise ValueError(f"{path} is not an alphagrad token file (wrong magic)")
+        raise ValueError(f"{path} is not an alphagrad token file (wrong magic); if it is text, "
+                         f"make token files from it with: alphagrad prepare {path} --tokenizer "
+                         "TOKENIZER -o DATA_DIR")
     if len(head) < HEADER_SIZE:
         raise ValueError(f"{path} is truncated: {len(head)} bytes, shorter than the "
                          f"{HEADER_SIZE}-byte header; the file may be incomplete, re-run prepare")
@@ -246,23 +248,34 @@ def _line_break_near(doc: _Document, target: int) -> int:
     return target
 
 
-def _split(docs: list[_Document], val_fraction: float, seed: int) -> tuple[list, list]:
-    if len(docs) == 1:
-        doc = docs[0]
-        cut = _line_break_near(doc, round(doc.size * (1 - val_fraction)))
-        return [_Piece(doc, 0, cut)], [_Piece(doc, cut, doc.size)]
-    target = val_fraction * sum(doc.size for doc in docs)
-    val: set[int] = set()
-    val_size = 0
-    for i in np.random.default_rng(seed).permutation(len(docs)):
-        size = docs[i].size
-        if len(val) < len(docs) - 1 and (
-                not val or abs(val_size + size - target) < abs(val_size - target)):
-            val.add(int(i))
-            val_size += size
-    pieces = [_Piece(doc, 0, doc.size) for doc in docs]
-    return ([p for i, p in enumerate(pieces) if i not in val],
-            [p for i, p in enumerate(pieces) if i in val])
+def _split(docs: list[_Document], val_fraction: float, seed: int) -> tuple[list, list, str]:
+    """(train pieces, val pieces, "documents" or "bytes"): whole documents by a seeded shuffle
+    when that comes within a factor of two of ``val_fraction`` of the bytes, else (one
+    document, or a few of very different sizes) a cut at the line break nearest the target."""
+    total = sum(doc.size for doc in docs)
+    if len(docs) > 1:
+        target = val_fraction * total
+        val: set[int] = set()
+        val_size = 0
+        for i in np.random.default_rng(seed).permutation(len(docs)):
+            size = docs[i].size
+            if len(val) < len(docs) - 1 and (
+                    not val or abs(val_size + size - target) < abs(val_size - target)):
+                val.add(int(i))
+                val_size += size
+        if val_fraction / 2 <= val_size / total <= 2 * val_fraction:
+            pieces = [_Piece(doc, 0, doc.size) for doc in docs]
+            return ([p for i, p in enumerate(pieces) if i not in val],
+                    [p for i, p in enumerate(pieces) if i in val], "documents")
+    target, start = round(total * (1 - val_fraction)), 0
+    for i, doc in enumerate(docs):
+        if start + doc.size >= target:
+            break
+        start += doc.size
+    cut = _line_break_near(doc, target - start)
+    train = [_Piece(d, 0, d.size) for d in docs[:i]] + [_Piece(doc, 0, cut)]
+    val = [_Piece(doc, cut, doc.size)] + [_Piece(d, 0, d.size) for d in docs[i + 1:]]
+    return train, val, "bytes"
 
 
 def _read_chunks(piece: _Piece) -> Iterator[tuple[str, int]]:
@@ -325,8 +338,10 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
     ``sources`` is text, a path (a folder means every non-hidden file in it), or an iterable of
     them, each one document; a ``str`` is a path if such a file exists, else text. With several
     documents, whole documents go to validation by a seeded shuffle until it holds about
-    ``val_fraction`` of the UTF-8 bytes (each split keeps at least one); a single document is
-    cut at the line break nearest ``1 - val_fraction`` of it. Each document's ids are exactly
+    ``val_fraction`` of the UTF-8 bytes (each split keeps at least one); when whole documents
+    cannot come within a factor of two of that (a single document, or a few), the documents are
+    cut at the line break nearest ``1 - val_fraction`` of their bytes instead (``split_by``:
+    ``"bytes"`` in the result). Each document's ids are exactly
     ``tokenizer.encode(text)``, computed a chunk at a time so memory stays flat.
 
     ``separator``, a special token of the tokenizer, follows every document (as nanoGPT's
@@ -344,12 +359,14 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
         separator = getattr(tokenizer, "end_of_text", None)
     separator_id = _separator_id(tokenizer, separator)
     docs = _documents(sources)
-    splits = dict(zip(("train", "val"), _split(docs, val_fraction, seed)))
+    train, val, split_by = _split(docs, val_fraction, seed)
+    splits = {"train": train, "val": val}
     total = sum(p.end - p.start for pieces in splits.values() for p in pieces)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats: dict[str, Any] = {"vocab_size": vocab_size, "dtype": dtype.name,
                              "fingerprint": fingerprint, "documents": len(docs),
+                             "split_by": split_by,
                              "separator": separator, "separator_id": separator_id}
     done, started = 0, time.perf_counter()
     with contextlib.ExitStack() as stack:  # both files appear together, or neither changes
@@ -365,7 +382,7 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
                     done += nbytes
                     if progress is not None and nbytes:
                         progress(done, total)
-                if separator_id is not None:
+                if separator_id is not None and piece.start < piece.end == piece.doc.size:
                     f.write(np.array([separator_id], dtype).tobytes())
                     count += 1
             if count < 2:

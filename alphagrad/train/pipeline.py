@@ -23,11 +23,11 @@ from alphagrad.train.config import TrainConfig, tomllib
 from alphagrad.train.corpus import stdlib_files
 from alphagrad.train.data import TokenDataset, prepare
 from alphagrad.train.distributed import current_world
-from alphagrad.train.presets import Preset, get_preset
+from alphagrad.train.presets import BUILTIN_RECIPE, Preset, get_preset
 from alphagrad.train.trainer import Trainer
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
-RECIPE = "recipe.json"  # written last: its presence means the folder is complete
+RECIPE = BUILTIN_RECIPE  # written last: its presence means the folder is complete
 SPLITS = ("train", "val")
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+BUILTIN_RECIPE = "recipe.json"  # in a built-in corpus's data folder, written last
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -16,7 +18,7 @@ class Preset:
     vocab_size: int | None  # None: every character seen (char tokenizers)
     corpus_bytes: int  # how much of the built-in corpus to use when no data is given
     config: dict = field(default_factory=dict)  # TrainConfig fields
-    prompts: tuple[str, ...] = ("def ", "class ", "import ")
+    prompts: tuple[str, ...] = ("def ", "class ", "import ")  # for its built-in corpus
 
 
 PRESETS: dict[str, Preset] = {

@@ -95,6 +95,23 @@ def _text_pieces(tokenizer: Any, ids: Iterator[int]) -> Iterator[str]:
         yield tail
 
 
+def line_starts(dataset: Any, tokenizer: Any, n: int, window: int = 256) -> tuple[str, ...]:
+    """Prompts in the data's own style: the first two words of ``n`` lines spread evenly over
+    a token file (a one-word line whole, with its line break).
+
+    >>> line_starts(TokenDataset("data/val.bin"), tok, 2)
+    ('ROMEO:\n', 'Thou art ')
+    """
+    prompts = []
+    for offset in np.linspace(0, max(len(dataset) - window, 0), n + 2)[1:-1].astype(int):
+        text = tokenizer.decode(dataset.tokens[offset:offset + window].tolist())
+        lines = [line.split() for line in text.split("\n")[1:-1] if line.strip()]
+        if lines:
+            words = lines[0]
+            prompts.append(" ".join(words[:2]) + (" " if len(words) > 2 else "\n"))
+    return tuple(prompts)
+
+
 def sample(checkpoint: str | Path | tuple, prompt: str = "\n", max_new_tokens: int = 200,
            temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None, stream: bool = False) -> str | Iterator[str]:

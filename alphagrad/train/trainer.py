@@ -36,12 +36,12 @@ from alphagrad.train.data import BatchSampler, TokenDataset, bytes_per_token
 from alphagrad.train.distributed import GradientReducer, World, check_in_sync, current_world
 from alphagrad.train.evaluate import evaluate
 from alphagrad.train.mfu import peak_flops
-from alphagrad.train.presets import PRESETS
+from alphagrad.train.presets import BUILTIN_RECIPE, PRESETS
 from alphagrad.train.progress import TrainingStatus
 from alphagrad.train.run import RunDir, default_runs_root, make_run_folder
 from alphagrad.train.rundb import RunDBWriter
 from alphagrad.train.runlock import RunInUse, RunLockLost
-from alphagrad.train.sampling import sample
+from alphagrad.train.sampling import line_starts, sample
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -302,17 +302,29 @@ class Trainer:
 
     def sample(self, prompts: tuple[str, ...] | None = None, max_new_tokens: int | None = None,
                seed: int = 0) -> list[dict[str, Any]]:
-        """Seeded continuations of ``prompts`` (needs the tokenizer); leaves training RNG untouched."""
+        """Seeded continuations of ``prompts`` (needs the tokenizer); leaves training RNG untouched.
+
+        Without ``prompts``: the ``sample_prompt`` setting; else on a preset's built-in corpus
+        its prompts; else the starts of two validation lines, so they fit the user's corpus.
+        """
         if self.tokenizer is None:
             return []
         if prompts is None:
-            preset = PRESETS.get(self.config.preset or "")
-            prompts = preset.prompts if preset else ("\n",)
+            prompts = self.default_prompts()
         n = max_new_tokens or self.config.sample_tokens
         loaded = (self.model, self.tokenizer, None)
         return [{"step": self.step, "prompt": prompt, "seed": seed + i,
                  "text": sample(loaded, prompt, n, temperature=0.8, top_k=40, seed=seed + i)}
                 for i, prompt in enumerate(prompts)]
+
+    def default_prompts(self) -> tuple[str, ...]:
+        c = self.config
+        preset = PRESETS.get(c.preset or "")
+        if c.sample_prompt is not None:
+            return (c.sample_prompt,)
+        if preset and (Path(c.data_dir) / BUILTIN_RECIPE).is_file():
+            return preset.prompts
+        return line_starts(self.val_data, self.tokenizer, 2) or ("\n",)
 
     def save_checkpoint(self, is_best: bool = False, metrics: dict | None = None) -> Path:
         """Write a checkpoint (rank 0 does; every rank calls this at the same step)."""

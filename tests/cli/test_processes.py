@@ -37,7 +37,8 @@ def test_from_text_to_samples_and_records(tmp_path):
     sampled = alphagrad("sample", "runs/first", "--prompt", "delta", "--max-new-tokens", "8",
                         "--seed", "0", cwd=tmp_path).stdout
     assert sampled.startswith("delta") and len(sampled) > len("delta\n")
-    evaluated = alphagrad("eval", "runs/first", "--data", "data", cwd=tmp_path).stdout
+    evaluated = alphagrad("eval", "runs/first", "--data", "data", "--batches", "2",  # the run's
+                          "--batch-size", "4", cwd=tmp_path).stdout  # eval_iters and batch_size
     metrics = [json.loads(line) for line in
                (tmp_path / "runs/first/metrics.jsonl").read_text().splitlines()]
     best = min(m["val_loss"] for m in metrics if m["kind"] == "eval")

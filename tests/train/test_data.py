@@ -339,3 +339,16 @@ def test_prepare_puts_the_end_of_text_token_after_each_document(bpe_tokenizers, 
     with pytest.raises(ValueError, match="'<eos>' is not a special token"):
         prepare(docs, tok, tmp_path / "c", separator="<eos>")
     assert prepare(docs, ByteTokenizer(), tmp_path / "d")["separator"] is None
+
+
+def test_few_documents_far_from_the_fraction_are_split_by_bytes(tmp_path):
+    docs = ["line of the big document\n" * 400, "a small one\n" * 2]
+    stats = prepare(docs, ByteTokenizer(), tmp_path / "a", val_fraction=0.01)
+    total = sum(len(d) for d in docs)
+    assert stats["split_by"] == "bytes"  # whole documents: 0.2% or 99.8% in validation
+    assert 0.005 < stats["val_bytes"] / total < 0.02
+    train, val = tokens_of(tmp_path / "a/train.bin"), tokens_of(tmp_path / "a/val.bin")
+    assert train + val == "".join(docs).encode() and train.endswith(b"\n")
+    near = prepare(["x\n" * 50, "y\n" * 50, "z\n" * 40], ByteTokenizer(), tmp_path / "b",
+                   val_fraction=0.3)
+    assert near["split_by"] == "documents"
