@@ -297,7 +297,7 @@ def bpe_tokenizers():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.text(CUT_SENSITIVE, min_size=30, max_size=400), min_size=2, max_size=2),
+@given(st.lists(st.text(CUT_SENSITIVE, min_size=200, max_size=400), min_size=2, max_size=2),
        st.integers(1, 40), st.sampled_from([8, 64]), st.integers(0, 1))
 def test_prepare_gives_encode_of_each_document_whatever_the_chunks(
         bpe_tokenizers, tmp_path_factory, docs, chunk, margin, which):
@@ -308,7 +308,8 @@ def test_prepare_gives_encode_of_each_document_whatever_the_chunks(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(data_module, "_CHUNK_BYTES", chunk)
         mp.setattr(base, "CUT_MARGIN", margin)
-        prepare(docs, tok, out, val_fraction=0.5, separator=None)
+        stats = prepare(docs, tok, out, val_fraction=0.5, separator=None)
+    assert stats["split_by"] == "documents"  # sizes within a factor of two: whole documents
     train = TokenDataset(out / "train.bin").tokens.tolist()
     val = TokenDataset(out / "val.bin").tokens.tolist()
     assert sorted([train, val]) == sorted([tok.encode(d) for d in docs])
