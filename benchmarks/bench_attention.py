@@ -7,11 +7,11 @@ Sides run interleaved (A B C A B C ...) at the same thread count; the table show
 milliseconds and the ratios ours/reference and ours/torch (below 1 means ours is faster).
 A second table times one decoding step: a single query row against Tk cached keys and values.
 
-`sgemm` is NumPy's own GEMM rate at each shape: q @ kᵀ batched over (B, NH), all T x T
-products counted, a ceiling for what tile products can reach; the header gives NumPy's sgemm
-peak at 2048 x 2048 and the CPU. GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
+GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
 pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
-scores a backward recomputes are not counted.
+scores a backward recomputes are not counted. `sgemm` is NumPy's own GEMM rate at each shape,
+q @ kᵀ batched over (B, NH) with all T x T products counted: what the same arithmetic reaches
+as plain matrix products. The header gives the CPU and NumPy's sgemm peak at 2048 x 2048.
 """
 
 from __future__ import annotations

@@ -439,9 +439,10 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
 
     q is (B, NH, Tq, hs), k and v (B, NKV, Tk, hs) with Tq <= Tk: query row i sees keys
     j <= i + Tk - Tq, so a KV cache works. With NKV < NH (grouped-query attention; NKV must
-    divide NH) query head h reads key/value head h // (NH // NKV), without copies. Views (e.g. slices of a qkv buffer) are read in
-    place. ``out`` is written into if given; by default it is a (B, NH, Tq, hs) view of a
-    (B, Tq, NH, hs) buffer, so ``out.transpose(0, 2, 1, 3).reshape(B, Tq, NH * hs)`` is free.
+    divide NH) query head h reads key/value head h // (NH // NKV), without copies. Views (e.g.
+    slices of a qkv buffer) are read in place. ``out`` is written into if given; by default it
+    is a (B, NH, Tq, hs) view of a (B, Tq, NH, hs) buffer, so
+    ``out.transpose(0, 2, 1, 3).reshape(B, Tq, NH * hs)`` is free.
 
     >>> q = k = np.zeros((1, 1, 2, 2), np.float32)
     >>> v = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
@@ -479,7 +480,8 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dtype = _check_inputs(op, q=q, k=k, v=v, dout=dout, out=out, lse=lse)
     _check_qkv(op, q, k, v)
     B, NH, Tq = q.shape[:3]
-    for key, a, shape in (("dout", dout, q.shape), ("out", out, q.shape), ("lse", lse, (B, NH, Tq))):
+    for key, a, shape in (("dout", dout, q.shape), ("out", out, q.shape),
+                          ("lse", lse, (B, NH, Tq))):
         if a.shape != shape:
             raise ValueError(f"{op}: {key} has shape {a.shape}, expected {shape}")
     dq = _check_output(op, "dq", dq, q.shape, dtype)
