@@ -14,7 +14,8 @@ Llama folders load through ``Llama.from_pretrained`` (see ``llama_hf.py``) and e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -62,15 +63,30 @@ class LlamaConfig:
         if self.n_head % self.n_kv_head:
             raise ValueError(f"LlamaConfig: n_head={self.n_head} is not a multiple of "
                              f"n_kv_head={self.n_kv_head}")
-        if not self.rope_theta > 0 or not self.norm_eps > 0:
-            raise ValueError(f"LlamaConfig: rope_theta and norm_eps must be positive, got "
-                             f"{self.rope_theta}, {self.norm_eps}")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"LlamaConfig: {name} must be a positive number, got {value!r}")
+        if type(self.tie_embeddings) not in (bool, np.bool_):
+            raise ValueError(f"LlamaConfig: tie_embeddings must be true or false, got "
+                             f"{self.tie_embeddings!r}")
         if self.rope_scaling is not None:
-            kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
-            missing = [k for k in LLAMA3_SCALING if k not in self.rope_scaling]
-            if kind != "llama3" or missing:
-                raise ValueError(f"LlamaConfig: rope_scaling {self.rope_scaling} is not supported; "
-                                 f"only rope_type 'llama3' with {', '.join(LLAMA3_SCALING)}")
+            s = self.rope_scaling
+            ok = isinstance(s, dict) and s.get("rope_type") == "llama3" and all(
+                isinstance(s.get(k), (int, float)) and s[k] > 0 for k in LLAMA3_SCALING)
+            if not ok or s["high_freq_factor"] <= s["low_freq_factor"]:
+                raise ValueError(f"LlamaConfig: rope_scaling {s!r} is not supported; only "
+                                 f"rope_type 'llama3' with positive {', '.join(LLAMA3_SCALING)} "
+                                 "(high_freq_factor > low_freq_factor)")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LlamaConfig:
+        """A config from stored fields (a checkpoint's); unknown keys are errors, not ignored."""
+        known = [f.name for f in fields(cls)]
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            raise ValueError(f"LlamaConfig: unknown keys {unknown} (known: {', '.join(known)})")
+        return cls(**values)
 
     @property
     def head_size(self) -> int:
@@ -158,10 +174,7 @@ class Llama(LanguageModel):
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        # cos and sin of every position's rotary angles, (block_size, hs/2) each: not weights,
-        # kept in float64 and rounded to the activations' dtype as they are used
-        self.rope_cos, self.rope_sin = rope_tables(rope_inv_freq(config), config.block_size,
-                                                   np.float64)
+        self.inv_freq = rope_inv_freq(config)  # (hs/2,) float64: not a weight
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -199,7 +212,7 @@ class Llama(LanguageModel):
         idx = self._check_idx(idx)
         pos = self._positions(idx.shape[1], kv_cache)  # (T,)
         x = self.model.embed_tokens(idx)  # (B, T, C)
-        cos, sin = (t[pos].astype(x.dtype) for t in (self.rope_cos, self.rope_sin))  # (T, hs/2)
+        cos, sin = rope_tables(self.inv_freq, pos, x.dtype)  # (T, hs/2) each
         for i, block in enumerate(self.model.layers):
             x = block(x, cos, sin, kv_cache[i] if kv_cache is not None else None)
         return self._logits_and_loss(self.model.norm(x), targets, kv_cache, all_logits)
@@ -218,8 +231,8 @@ class Llama(LanguageModel):
         become float32."""
         from alphagrad.nn import llama_hf  # it imports this module
 
-        fields, state_dict = llama_hf.read_folder(folder)
-        return cls.from_state_dict(LlamaConfig(**fields), state_dict)
+        config, state_dict = llama_hf.read_folder(folder)
+        return cls.from_state_dict(LlamaConfig(**config), state_dict)
 
     def save_pretrained(self, folder: str) -> None:
         """Write a Hugging Face ``LlamaForCausalLM`` folder (config.json, model.safetensors)."""

@@ -235,7 +235,9 @@ def test_llama3_rope_scaling_frequencies():
 @pytest.mark.parametrize("change, message", [
     ({"n_kv_head": 3}, "n_head=4 is not a multiple of n_kv_head=3"),
     ({"n_embd": 12}, "heads of an even size"),
-    ({"n_layer": 0}, r"n_layer must be an int in \[1, 1024\], got 0"),
+    ({"n_layer": 0}, r"n_layer must be an int in \[1, 1024\]"),
+    ({"vocab_size": 1 << 40}, "vocab_size must be an int"),
+    ({"norm_eps": 0.0}, "norm_eps must be a positive number"),
     ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling .* is not supported"),
 ])
 def test_config_errors(change, message):

@@ -34,13 +34,13 @@ def _rotate(x, cos, sin, sign, out):
 _rotate_serial = serial_twin(_rotate)
 
 
-def rope_tables(inv_freq: np.ndarray, positions: int, dtype=np.float32
+def rope_tables(inv_freq: np.ndarray, positions: np.ndarray, dtype=np.float32
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of position·inv_freq for positions 0..positions-1: (positions, hs // 2) each.
+    """cos and sin of position·inv_freq for each of ``positions`` (T,): (T, hs // 2) each.
 
     The angles are computed in float64 and rounded once, so long contexts keep their accuracy.
     """
-    angles = np.outer(np.arange(positions, dtype=np.float64), np.asarray(inv_freq, np.float64))
+    angles = np.outer(np.asarray(positions, np.float64), np.asarray(inv_freq, np.float64))
     return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
 
 
@@ -63,7 +63,7 @@ def rope_forward(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     """``x`` (B, T, NH, hs) with every head rotated by its position's angles (cos, sin from
     ``rope_tables``, (T, hs // 2), row t for the t-th position of x).
 
-    >>> cos, sin = rope_tables(np.array([1.0]), 2, np.float64)
+    >>> cos, sin = rope_tables(np.array([1.0]), np.arange(2), np.float64)
     >>> rope_forward(np.array([[[[1.0, 0.0]], [[1.0, 0.0]]]]), cos, sin)[0, :, 0].round(4)
     array([[1.    , 0.    ],
            [0.5403, 0.8415]])
