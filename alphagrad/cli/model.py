@@ -16,7 +16,7 @@ import click
 from alphagrad.cli.display import table
 from alphagrad.cli.errors import UserError
 from alphagrad.cli.options import checkpoint_argument, threads_option
-from alphagrad.nn import GPT
+from alphagrad.nn import llama_hf
 from alphagrad.nn.hf import gpt2_config, to_hf
 from alphagrad.nn.safetensors import save_safetensors
 from alphagrad.tokenizers import BPETokenizer, from_dict
@@ -24,7 +24,7 @@ from alphagrad.train import TokenDataset, evaluate, evaluate_full, load_checkpoi
 from alphagrad.train.checkpoint import save_checkpoint
 from alphagrad.train.data import bytes_per_token
 from alphagrad.train.export import save_weights
-from alphagrad.train.sampling import load_model, sample
+from alphagrad.train.sampling import load_model, load_pretrained, sample
 
 existing = click.Path(exists=True, path_type=Path)
 
@@ -64,8 +64,8 @@ def atomic_path(path: Path, folder: bool = False) -> Iterator[Path]:
 @threads_option
 def sample_command(checkpoint: Path, prompt: str, max_new_tokens: int, temperature: float,
                    top_k: int | None, top_p: float | None, seed: int | None) -> None:
-    """Continue a prompt with the model in CKPT (a checkpoint, or a run folder: its best),
-    printing tokens as they are made.
+    """Continue a prompt with the model in CKPT (a checkpoint, a run folder: its best, or a
+    Hugging Face GPT-2 or Llama folder), printing tokens as they are made.
 
     \b
     Examples:
@@ -132,7 +132,8 @@ def eval_command(checkpoint: Path, data: Path, full: bool, batches: int,
 @checkpoint_argument
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "hf"]), default="safetensors",
               show_default=True, help="safetensors: one file, our weight names; hf: a Hugging "
-                                      "Face GPT-2 folder (config.json, model.safetensors).")
+                                      "Face GPT-2 or Llama folder (config.json, "
+                                      "model.safetensors, tokenizer files).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The file (safetensors) or the new folder (hf) to write.")
 def export(checkpoint: Path, fmt: str, output: Path) -> None:
@@ -144,8 +145,6 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
       alphagrad export model.ckpt --format hf -o gpt2-mine/
     """
     ckpt = load_checkpoint(checkpoint)
-    if ckpt.model_kind != "gpt":
-        raise ValueError(f"{checkpoint} holds a {ckpt.model_kind!r} model, not a GPT")
     if fmt == "safetensors":
         with atomic_path(output) as tmp:
             n = save_weights(tmp, ckpt)
@@ -155,18 +154,24 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"{output} exists and is not an empty folder; choose a new folder")
     tokenizer = from_dict(ckpt.tokenizer) if ckpt.tokenizer is not None else None
-    eot = tokenizer.end_of_text if tokenizer is not None else None
-    hf_config = gpt2_config(ckpt.model_config, tokenizer.special_tokens[eot] if eot else None)
     with atomic_path(output, folder=True) as tmp:
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-        save_safetensors(tmp / "model.safetensors",
-                         {k.removeprefix("transformer."): v for k, v in to_hf(weights).items()},
-                         metadata={"format": "pt"})
+        if ckpt.model_kind == "llama":
+            llama_hf.write_folder(tmp, ckpt.model_config, weights, ckpt.tied)
+            name = "Llama"
+        else:
+            eot = tokenizer.end_of_text if tokenizer is not None else None
+            hf_config = gpt2_config(ckpt.model_config,
+                                    tokenizer.special_tokens[eot] if eot else None)
+            (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+            save_safetensors(tmp / "model.safetensors",
+                             {k.removeprefix("transformer."): v for k, v in to_hf(weights).items()},
+                             metadata={"format": "pt"})
+            name = "GPT-2"
         if isinstance(tokenizer, BPETokenizer):
             tokenizer.save_pretrained(tmp, model_max_length=ckpt.model_config["block_size"])
     note = "" if isinstance(tokenizer, BPETokenizer) else \
         " (no tokenizer.json: only byte-level BPE tokenizers have a Hugging Face form)"
-    click.echo(f"Hugging Face GPT-2 folder -> {output}{note}")
+    click.echo(f"Hugging Face {name} folder -> {output}{note}")
 
 
 @click.command("import-hf")
@@ -174,19 +179,18 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The checkpoint file to write.")
 def import_hf(folder: Path, output: Path) -> None:
-    """Turn a local Hugging Face GPT-2 folder (config.json, model.safetensors and, if there,
-    tokenizer.json) into a checkpoint that sample and eval read.
+    """Turn a local Hugging Face GPT-2 or Llama folder (config.json, model.safetensors or its
+    shards and, if there, tokenizer.json and tokenizer_config.json) into a checkpoint that
+    sample and eval read.
 
     \b
     Example:
-      alphagrad import-hf ~/models/gpt2 -o gpt2.ckpt
-      alphagrad sample gpt2.ckpt --prompt 'Hello, I am'
+      alphagrad import-hf ~/models/SmolLM-135M -o smollm.ckpt
+      alphagrad sample smollm.ckpt --prompt 'Hello, I am'
     """
-    model = GPT.from_pretrained(str(folder))
-    tokenizer_path = folder / "tokenizer.json"
-    tokenizer = BPETokenizer.from_huggingface(tokenizer_path) if tokenizer_path.is_file() else None
+    model, tokenizer, _ = load_pretrained(folder)
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(output, model_kind="gpt", model_config=dataclasses.asdict(model.config),
+    save_checkpoint(output, model_kind=model.kind, model_config=dataclasses.asdict(model.config),
                     model_state=model.state_dict(), tied=model.tied_weights(),
                     tokenizer=tokenizer.to_dict() if tokenizer is not None else None)
     click.echo(f"{model.num_parameters():,} parameters"

@@ -36,7 +36,7 @@ def _list_presets(ctx: click.Context, param: click.Parameter, value: bool) -> No
 def _header(trainer: Trainer) -> str:
     c = trainer.config
     return (f"run {trainer.run.path}: {count(trainer.model.num_parameters())} parameters "
-            f"({c.n_layer} layers x {c.n_embd}), data {c.data_dir} "
+            f"({c.model}, {c.n_layer} layers x {c.n_embd}), data {c.data_dir} "
             f"({count(len(trainer.train_data))} train tokens, vocab "
             f"{trainer.train_data.vocab_size}), {c.max_iters} steps")
 
@@ -108,6 +108,9 @@ def _print_samples(trainer: Trainer) -> None:
               help="A data folder made by alphagrad prepare.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="The run folder (default: a new folder under --runs-root).")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              metavar="FOLDER", help="Start from the weights of a Hugging Face GPT-2 or Llama "
+                                     "folder (fine-tuning); the data must use its tokenizer.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN|CKPT",
               help="Continue a run (a folder, or a name under --runs-root) from its latest "
                    "checkpoint, or from the given checkpoint.")
@@ -120,9 +123,10 @@ def _print_samples(trainer: Trainer) -> None:
 @click.option("--list-presets", is_flag=True, expose_value=False, is_eager=True,
               callback=_list_presets, help="List the presets and exit.")
 def train(preset: str | None, config_file: Path | None, data: Path | None, out: Path | None,
-          resume: Path | None, overrides: tuple[str, ...], nproc: int | None,
+          init_from: Path | None, resume: Path | None, overrides: tuple[str, ...], nproc: int | None,
           runs_root: Path) -> None:
-    """Train a GPT, showing progress; Ctrl-C saves a checkpoint and stops.
+    """Train a GPT or a Llama (--set model=llama), showing progress; Ctrl-C saves a checkpoint
+    and stops.
 
     Settings come from the preset, then --config, then --data/--out, then --set, each
     replacing only the fields it names. With a preset and no data, the model trains on the
@@ -133,6 +137,8 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
       alphagrad train --preset char-tiny
       alphagrad train --preset bpe-small --data data/corpus --set max_iters=5000
       alphagrad train --config train.toml --out runs/exp1
+      alphagrad train --preset llama-small --set n_kv_head=3
+      alphagrad train --init-from SmolLM-135M/ --data data/mine --set block_size=512
       alphagrad train --resume runs/exp1 --set max_iters=8000
       alphagrad train --preset char-small --nproc 2        # two data-parallel processes
       mpiexec -n 8 --hostfile hosts alphagrad train --preset char-small
@@ -142,7 +148,7 @@ def train(preset: str | None, config_file: Path | None, data: Path | None, out: 
     world = current_world()
     with _all_ranks_stop_on_error(world), warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        _train(world, preset, config_file, data, out, resume, overrides, runs_root)
+        _train(world, preset, config_file, data, out, init_from, resume, overrides, runs_root)
 
 
 def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -151,12 +157,13 @@ def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> No
 
 
 def _train(world: World, preset: str | None, config_file: Path | None, data: Path | None,
-           out: Path | None, resume: Path | None, overrides: tuple[str, ...],
+           out: Path | None, init_from: Path | None, resume: Path | None, overrides: tuple[str, ...],
            runs_root: Path) -> None:
     echo = click.echo if world.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks
     if resume is not None:
         given = [name for name, value in (("--preset", preset), ("--config", config_file),
-                                          ("--data", data), ("--out", out)) if value]
+                                          ("--data", data), ("--out", out),
+                                          ("--init-from", init_from)) if value]
         if given:
             raise UserError(f"--resume continues a run with its own settings; drop "
                             f"{', '.join(given)}")
@@ -165,7 +172,7 @@ def _train(world: World, preset: str | None, config_file: Path | None, data: Pat
         trainer = resume_trainer(resolve_run(resume, runs_root), overrides, runs_root=given_root)
     else:
         with progress_bars() if world.is_main else contextlib.nullcontext() as progress:
-            trainer = make_trainer(preset, data=data, config_file=config_file,
+            trainer = make_trainer(preset, data=data, config_file=config_file, init_from=init_from,
                                    overrides=overrides, out=out, runs_root=runs_root,
                                    log=echo, progress=progress)
     status = TrainingStatus(trainer.config.max_iters, trainer.config.log_interval)

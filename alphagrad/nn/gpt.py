@@ -161,6 +161,8 @@ class Block(Module):
 class GPT(LanguageModel):
     """GPT-2 style language model; ``model(idx, targets) -> (logits, loss)``."""
 
+    kind, config_class = "gpt", GPTConfig
+
     def __init__(self, config: GPTConfig):
         self.config = config
         self.transformer = ModuleDict(

@@ -164,6 +164,8 @@ class Block(Module):
 class Llama(LanguageModel):
     """Llama-family language model; ``model(idx, targets) -> (logits, loss)``."""
 
+    kind, config_class = "llama", LlamaConfig
+
     def __init__(self, config: LlamaConfig):
         self.config = config
         self.model = ModuleDict(

@@ -25,10 +25,13 @@ LIMITS = {"block_size": 1 << 20, "vocab_size": 1 << 31, "n_layer": 1024, "n_head
 class LanguageModel(Module):
     """A causal language model: ``model(idx, targets, kv_cache) -> (logits, loss)``.
 
-    Subclasses set ``config`` (with ``vocab_size``, ``block_size``, ``n_layer``, ``n_head``,
-    ``n_embd``) and an ``lm_head``.
+    Subclasses name their ``kind`` (what checkpoints store) and ``config_class``, and set
+    ``config`` (with ``vocab_size``, ``block_size``, ``n_layer``, ``n_head``, ``n_embd``) and an
+    ``lm_head``.
     """
 
+    kind: str
+    config_class: type
     config: Any
 
     @classmethod

@@ -4,6 +4,7 @@ Hugging Face."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +20,10 @@ from alphagrad.tokenizers.base import (
     read_json,
     stable_cut,
 )
+from alphagrad.tokenizers.chat import ChatTemplate
 from alphagrad.tokenizers.counting import count_chunks
 from alphagrad.tokenizers.encoder import Encoder
+from alphagrad.tokenizers.jinja_chat import chat_template_from_jinja
 from alphagrad.tokenizers.pretokenize import PATTERNS, resolve_pattern, split
 from alphagrad.tokenizers.trainer import train_merges
 
@@ -247,6 +250,19 @@ class BPETokenizer(Tokenizer):
         atomic_write(folder / "tokenizer_config.json", interop.dumps(config))
 
     @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> BPETokenizer:
+        """The tokenizer of a Hugging Face model folder: ``tokenizer.json`` (byte-level BPE),
+        with the chat template of ``tokenizer_config.json`` (or ``chat_template.jinja``) when
+        it is the plain message-loop form; another template is left out with a warning."""
+        folder = Path(folder)
+        tokenizer = cls.from_huggingface(folder / "tokenizer.json")
+        try:
+            tokenizer.chat_template = _chat_template(folder)
+        except ValueError as err:
+            warnings.warn(f"{folder}: {err}; chat requests use the plain template", stacklevel=2)
+        return tokenizer
+
+    @classmethod
     def from_huggingface(cls, path: str | os.PathLike) -> BPETokenizer:
         """Import a byte-level BPE ``tokenizer.json``; ids are kept."""
         try:
@@ -254,6 +270,23 @@ class BPETokenizer(Tokenizer):
             return cls(merges, pattern, specials, byte_ids)
         except ValueError as err:
             raise _in_file(path, err) from None
+
+
+def _chat_template(folder: Path) -> ChatTemplate | None:
+    """The chat template a Hugging Face tokenizer folder keeps (chat_template.jinja, or
+    tokenizer_config.json's chat_template), as a ChatTemplate; None if there is none."""
+    config_path, jinja_path = folder / "tokenizer_config.json", folder / "chat_template.jinja"
+    config = read_json(config_path) if config_path.is_file() else {}
+    source = jinja_path.read_text(encoding="utf-8") if jinja_path.is_file() \
+        else config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(source, list):  # named templates: the default one
+        source = next((t.get("template") for t in source
+                       if isinstance(t, dict) and t.get("name") == "default"), None)
+    if not isinstance(source, str):
+        return None
+    eos = config.get("eos_token") if isinstance(config, dict) else None
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    return chat_template_from_jinja(source, eos if isinstance(eos, str) and eos else None)
 
 
 def _in_file(path: str | os.PathLike, err: ValueError) -> ValueError:

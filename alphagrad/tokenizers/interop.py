@@ -134,6 +134,10 @@ def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tu
     is_bpe = isinstance(model, dict) and model.get("type") == "BPE"
     if not is_bpe:
         raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
+    if model.get("byte_fallback") or d.get("normalizer") is not None:
+        raise ValueError("a SentencePiece-style BPE (byte_fallback or a normalizer, as Llama 2's "
+                         "and TinyLlama's) is not supported; alphagrad reads byte-level BPE "
+                         "(GPT-2's, Llama 3's, SmolLM's)")
     pattern = _hf_pattern(d.get("pre_tokenizer"))
     vocab, merges = model.get("vocab"), model.get("merges")
     well_formed = isinstance(vocab, dict) and isinstance(merges, list)
@@ -170,10 +174,26 @@ def _added_tokens(added: object) -> dict[str, object]:
     return {t["content"]: t["id"] for t in entries}
 
 
+def _digits_then_gpt2(individual: bool) -> str:
+    """One regex that splits as a Digits pre-tokenizer followed by GPT-2's ByteLevel split
+    (SmolLM's): digits stand alone (or in runs), and whitespace before a digit ends its own piece
+    as it would at the end of the text."""
+    digits = r"\p{N}" if individual else r"\p{N}+"
+    return (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|""" + digits
+            + r"""| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+""")
+
+
 def _hf_pattern(pre: object) -> str:
     is_sequence = isinstance(pre, dict) and pre.get("type") == "Sequence"
     steps = pre.get("pretokenizers", []) if is_sequence else [pre]
     steps = steps if isinstance(steps, list) else [steps]  # a lone step is refused below
+    if len(steps) == 2 and isinstance(steps[0], dict) and steps[0].get("type") == "Digits":
+        byte_level = steps[1]
+        if not (isinstance(byte_level, dict) and byte_level.get("type") == "ByteLevel"
+                and byte_level.get("use_regex", True) and not byte_level.get("add_prefix_space")):
+            raise ValueError("a Digits pre-tokenizer is supported only before ByteLevel "
+                             "(use_regex=true, add_prefix_space=false)")
+        return _digits_then_gpt2(bool(steps[0].get("individual_digits", False)))
     byte_level = [s for s in steps if isinstance(s, dict) and s.get("type") == "ByteLevel"]
     splits = [s for s in steps if isinstance(s, dict) and s.get("type") == "Split"]
     if len(byte_level) != 1 or len(steps) != len(byte_level) + len(splits) or len(splits) > 1:

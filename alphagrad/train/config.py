@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alphagrad.nn.families import FAMILIES as MODEL_KINDS
 from alphagrad.nn.lm import LIMITS as MODEL_LIMITS
 from alphagrad.tensor.kernels.gelu import FORMS as GELU_FORMS
 
@@ -34,7 +35,7 @@ _STEPS = 10**12  # any count of steps: far past every run, and it fits a checkpo
 _INT_LIMITS = {
     **{name: MODEL_LIMITS[name] for name in ("n_layer", "n_head", "n_embd", "block_size")},
     "batch_size": 1 << 16, "grad_accum_steps": 1 << 16, "eval_iters": 10**6, "keep_last": 10**6,
-    "n_inner": 4 * MODEL_LIMITS["n_embd"], "sample_tokens": 1 << 20, "num_threads": 4096,
+    "n_inner": 4 * MODEL_LIMITS["n_embd"], "n_kv_head": MODEL_LIMITS["n_head"], "sample_tokens": 1 << 20, "num_threads": 4096,
     **dict.fromkeys(("max_iters", "lr_decay_iters", "eval_interval", "log_interval",
                      "checkpoint_interval", "sample_interval", "patience", "checksum_interval"),
                   _STEPS),
@@ -47,6 +48,7 @@ class TrainConfig:
     """Training settings. ``None`` means: derive from another field (see ``resolved``) or off."""
 
     # model
+    model: str = "gpt"  # the family: "gpt" or "llama"
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -59,6 +61,9 @@ class TrainConfig:
     tie_word_embeddings: bool = True  # False: lm_head has a weight of its own
     scale_attn_weights: bool = True  # GPT-2 variants (see GPTConfig)
     scale_attn_by_inverse_layer_idx: bool = False
+    n_kv_head: int | None = None  # llama: key/value heads (grouped-query attention); None: n_head
+    rope_theta: float = 10000.0  # llama: the rotary positions' base
+    init_from: str | None = None  # a Hugging Face folder (GPT-2 or Llama) to fine-tune
     # data
     data_dir: str | None = None
     out_dir: str | None = None  # None: a new folder under runs/
@@ -155,6 +160,7 @@ class TrainConfig:
                 errors.append(f"{name} must be in [1, {limit:,}], got {value:,}")
         if self.n_head >= 1 and self.n_embd % self.n_head:
             errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        errors += self._family_errors()
         for name, ok, rule in (
             ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
             ("layer_norm_eps", self.layer_norm_eps > 0, "positive"),
@@ -175,6 +181,23 @@ class TrainConfig:
         if errors:
             raise ValueError("invalid training config: " + "; ".join(errors))
         return self
+
+    def _family_errors(self) -> list[str]:
+        """What the chosen model family cannot do with these settings."""
+        if self.model not in MODEL_KINDS:
+            return [f"model must be {' or '.join(map(repr, MODEL_KINDS))}, got {self.model!r}"]
+        if self.model == "gpt":
+            llama_only = [k for k in ("n_kv_head",) if getattr(self, k) is not None]
+            return [f"{k} is a llama setting (set model=llama)" for k in llama_only]
+        errors = []
+        if self.dropout:
+            errors.append("dropout must be 0 for model=llama (Llama has no dropout)")
+        if self.n_kv_head and self.n_head % self.n_kv_head:
+            errors.append(f"n_head ({self.n_head}) must be a multiple of n_kv_head "
+                          f"({self.n_kv_head})")
+        if not self.rope_theta > 0:
+            errors.append(f"rope_theta must be positive, got {self.rope_theta!r}")
+        return errors
 
     def resolved(self) -> TrainConfig:
         """A copy with the derived knobs filled in (lr_decay_iters, checkpoint_interval)."""

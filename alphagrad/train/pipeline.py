@@ -121,8 +121,9 @@ def _train_tokenizer(preset: Preset, corpus: bytes, files: list[Path],
 
 def make_trainer(preset: str | None = None, *, data: str | Path | None = None,
                  config_file: str | Path | None = None, overrides: Iterable[str] = (),
-                 out: str | Path | None = None, runs_root: str | Path = "runs",
-                 callbacks: tuple = (), log: Callable[[str], None] | None = None,
+                 out: str | Path | None = None, init_from: str | Path | None = None,
+                 runs_root: str | Path = "runs", callbacks: tuple = (),
+                 log: Callable[[str], None] | None = None,
                  progress: Progress | None = None) -> Trainer:
     """A Trainer for the merged config (see ``resolve_config``), ready to ``fit()``.
 
@@ -134,7 +135,8 @@ def make_trainer(preset: str | None = None, *, data: str | Path | None = None,
     """
     config = resolve_config(preset, config_file, overrides,
                             data_dir=data and str(Path(data).resolve()),
-                            out_dir=out and str(out))
+                            out_dir=out and str(out),
+                            init_from=init_from and str(Path(init_from).resolve()))
     if config.data_dir is None:
         if config.preset is None:
             raise ValueError("no training data: give a data folder made by prepare "

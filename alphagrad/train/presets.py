@@ -45,6 +45,15 @@ PRESETS: dict[str, Preset] = {
                  "learning_rate": 1e-3, "min_lr": 1e-4, "warmup_iters": 100, "eval_interval": 250, "eval_iters": 20,
                  "dropout": 0.0},
         ),
+        Preset(
+            "llama-small", "a Llama (RoPE, RMSNorm, SwiGLU, 2 KV heads), byte-level BPE 8192, "
+            "6 layers × 384 wide, block 256",
+            "bpe", 8192, 16_000_000,
+            {"model": "llama", "n_layer": 6, "n_head": 6, "n_kv_head": 2, "n_embd": 384,
+             "block_size": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 1e-3,
+             "min_lr": 1e-4, "warmup_iters": 100, "eval_interval": 250, "eval_iters": 20,
+             "tie_word_embeddings": True},
+        ),
     )
 }
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from alphagrad.nn.gpt import GPT, GPTConfig
+from alphagrad.nn.families import from_pretrained, from_state_dict
+from alphagrad.nn.lm import LanguageModel
 from alphagrad.train.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -20,9 +21,10 @@ from alphagrad.train.export import is_safetensors, load_weights
 
 
 def checkpoint_file(path: str | Path) -> Path:
-    """``path`` if it is a file, else the run folder's best checkpoint (or its latest)."""
+    """``path`` if it is a file or a Hugging Face folder (with config.json), else the run
+    folder's best checkpoint (or its latest)."""
     path = Path(path)
-    if path.is_file():
+    if path.is_file() or (path / "config.json").is_file():
         return path
     manager = CheckpointManager(path / "checkpoints")
     found = manager.best() or manager.latest()
@@ -31,14 +33,16 @@ def checkpoint_file(path: str | Path) -> Path:
     return found
 
 
-def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
-    """The GPT in a checkpoint (or in a safetensors file ``alphagrad export`` wrote), its
-    tokenizer (or None) and the checkpoint itself, in eval mode."""
+def load_model(path: str | Path) -> tuple[LanguageModel, Any, Checkpoint | None]:
+    """The model in a checkpoint (or in a safetensors file ``alphagrad export`` wrote, or in a
+    Hugging Face GPT-2 or Llama folder), its tokenizer (or None) and the checkpoint itself (None
+    for a folder), in eval mode."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return load_pretrained(path)
     ckpt = load_weights(path) if is_safetensors(path) else load_checkpoint(path)
-    if ckpt.model_kind != "gpt":
-        raise CheckpointError(f"{path}: holds a {ckpt.model_kind!r} model, not a GPT")
     try:
-        model = GPT.from_state_dict(GPTConfig.from_dict(ckpt.model_config), ckpt.model_state)
+        model = from_state_dict(ckpt.model_kind, ckpt.model_config, ckpt.model_state)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     model.eval()
@@ -55,6 +59,19 @@ def load_model(path: str | Path) -> tuple[GPT, Any, Checkpoint]:
                 f"{path}: the embedded tokenizer has {tokenizer.vocab_size} ids but the model only "
                 f"{model.config.vocab_size}; they do not belong together")
     return model, tokenizer, ckpt
+
+
+def load_pretrained(folder: str | Path) -> tuple[LanguageModel, Any, None]:
+    """The GPT or Llama in a Hugging Face folder and its tokenizer (tokenizer.json, with the
+    chat template of tokenizer_config.json), or None; in eval mode."""
+    from alphagrad.tokenizers import BPETokenizer
+
+    folder = Path(folder)
+    model = from_pretrained(folder)
+    model.eval()
+    tokenizer_json = folder / "tokenizer.json"
+    tokenizer = BPETokenizer.from_pretrained(folder) if tokenizer_json.is_file() else None
+    return model, tokenizer, None
 
 
 class TextDecoder:

@@ -1,4 +1,4 @@
-"""The training loop: a GPT on prepared token data, with checkpoints that resume bit for bit.
+"""The training loop: a GPT or Llama on prepared token data, with checkpoints that resume bit for bit.
 
     >>> trainer = Trainer(TrainConfig(data_dir="data/shakespeare", max_iters=2000))
     >>> trainer.fit()                                   # Ctrl-C saves a checkpoint and stops
@@ -24,7 +24,9 @@ import numpy as np
 
 from alphagrad.autograd.creation import from_numpy
 from alphagrad.nn import init
-from alphagrad.nn.gpt import GPT, GPTConfig
+from alphagrad.nn.families import family, from_pretrained, from_state_dict
+from alphagrad.nn.gpt import GPTConfig
+from alphagrad.nn.lm import LanguageModel
 from alphagrad.nn.optim.schedules import warmup_cosine
 from alphagrad.nn.utils import clip_grad_norm_
 from alphagrad.tensor.memory import available_memory, keep_freed_memory
@@ -50,18 +52,48 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN or infinite; the last good checkpoint is kept."""
 
 
-def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
-    """The model ``config`` describes: every GPTConfig field is a TrainConfig field of the same
-    name, except the vocabulary, which the data decides."""
-    names = [f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"]
-    return GPTConfig(vocab_size=vocab_size, **{name: getattr(config, name) for name in names})
+# TrainConfig field -> model config field, per family; the vocabulary comes from the data
+MODEL_FIELDS = {
+    "gpt": {f.name: f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"},
+    "llama": {"block_size": "block_size", "n_layer": "n_layer", "n_head": "n_head",
+              "n_kv_head": "n_kv_head", "n_embd": "n_embd", "n_inner": "intermediate_size",
+              "rope_theta": "rope_theta", "layer_norm_eps": "norm_eps",
+              "tie_word_embeddings": "tie_embeddings"},
+}
 
 
-def check_memory(config: TrainConfig, model: GPTConfig, vocab_source: str) -> None:
+def swiglu_width(n_embd: int) -> int:
+    """A SwiGLU MLP's hidden width as Llama picks it: 8/3 of the model's, rounded up to 64
+    (it has three matrices where GPT's MLP has two of 4x)."""
+    return -(-8 * n_embd // 3 // 64) * 64
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> Any:
+    """The model ``config`` describes (a GPTConfig or LlamaConfig): each model field comes from
+    its TrainConfig field (``MODEL_FIELDS``), except the vocabulary, which the data decides."""
+    values = {ours: getattr(config, theirs) for theirs, ours in MODEL_FIELDS[config.model].items()}
+    if config.model == "llama":
+        values["n_kv_head"] = config.n_kv_head or config.n_head
+        values["intermediate_size"] = config.n_inner or swiglu_width(config.n_embd)
+    return family(config.model).config_class(vocab_size=vocab_size, **values)
+
+
+def settings_of(model: LanguageModel, block_size: int) -> dict[str, Any]:
+    """The TrainConfig fields that describe ``model`` (a pretrained one), training on sequences
+    of ``block_size`` tokens at most as long as its context."""
+    if block_size > model.config.block_size:
+        raise ValueError(f"block_size {block_size} is longer than the model's context "
+                         f"{model.config.block_size}")
+    fields = MODEL_FIELDS[model.kind]
+    values = {theirs: getattr(model.config, ours) for theirs, ours in fields.items()}
+    return {**values, "model": model.kind, "block_size": block_size}
+
+
+def check_memory(config: TrainConfig, model: Any, vocab_source: str) -> None:
     """Refuse, before anything is allocated, a run whose weights, gradients and AdamW moments
     and one batch of logits alone exceed the memory this process may hold."""
     with init.empty_weights():
-        n_params = GPT(model).num_parameters()
+        n_params = family(config.model)(model).num_parameters()
     logits = config.batch_size * config.block_size * model.vocab_size
     need = (4 * n_params + 2 * logits) * np.dtype(config.dtype).itemsize
     have = available_memory()
@@ -118,8 +150,12 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, tokenizer: Any = None, callbacks: tuple = (),
                  run: RunDir | None = None, runs_root: str | Path | None = None,
-                 world: World | None = None):
-        self.config = config = config.resolved().validate()
+                 world: World | None = None, model: LanguageModel | None = None):
+        config = config.resolved().validate()
+        if model is None and config.init_from:
+            model = from_pretrained(config.init_from)
+            config = config.replace(**settings_of(model, config.block_size))
+        self.config = config
         if config.data_dir is None:
             raise ValueError("train: data_dir is not set; prepare data first (alphagrad prepare)")
         data_dir = Path(config.data_dir)
@@ -139,13 +175,18 @@ class Trainer:
         if threads:
             set_num_threads(threads)
         keep_freed_memory()  # each step reuses the last step's buffers instead of page-faulting
-        try:  # the settings are checked already: only the data's vocab_size can be wrong here
-            shape = model_config(config, self.train_data.vocab_size)
-        except ValueError as e:
-            raise ValueError(f"{self.train_data.path}: {e}") from None
-        check_memory(config, shape, str(self.train_data.path))
+        if model is None:
+            try:  # the settings are checked already: only the data's vocab_size can be wrong
+                shape = model_config(config, self.train_data.vocab_size)
+            except ValueError as e:
+                raise ValueError(f"{self.train_data.path}: {e}") from None
+            check_memory(config, shape, str(self.train_data.path))
+        elif self.train_data.vocab_size > model.config.vocab_size:
+            raise ValueError(f"{self.train_data.path} has vocab_size {self.train_data.vocab_size},"
+                             f" more than the model's {model.config.vocab_size}; prepare the data "
+                             "with the model's tokenizer")
         manual_seed(config.seed)
-        self.model = GPT(shape)
+        self.model = model if model is not None else family(config.model)(shape)
         if config.dtype == "float64":
             self.model.double()
         if world.size > 1:  # the same initial weights everywhere, but each rank its own dropout
@@ -209,8 +250,12 @@ class Trainer:
             from alphagrad.tokenizers import from_dict
 
             tokenizer = from_dict(ckpt.tokenizer)
+        try:
+            model = from_state_dict(ckpt.model_kind, ckpt.model_config, ckpt.model_state)
+        except ValueError as e:
+            raise ValueError(f"{ckpt_path}: {e}") from None
         trainer = cls(config, tokenizer=tokenizer, callbacks=callbacks, run=run,
-                      runs_root=runs_root)
+                      runs_root=runs_root, model=model)
         trainer._restore(ckpt)
         if trainer.world.is_main:
             trainer.run.truncate_metrics(after_step=trainer.step)
@@ -339,7 +384,7 @@ class Trainer:
             **({"rng_by_rank": rng} if self.world.size > 1 else {}),
         }
         path = self.run.checkpoints.save(
-            self.step, is_best=is_best, model_kind="gpt",
+            self.step, is_best=is_best, model_kind=self.model.kind,
             model_config=dataclasses.asdict(self.model.config), model_state=self.model.state_dict(),
             tied=self.model.tied_weights(), optimizer=self.optimizer.state_dict(), train_state=train_state,
             tokenizer=self.tokenizer.to_dict() if self.tokenizer is not None else None,

@@ -60,7 +60,7 @@ def write(tmp_path, text):
 
 
 def test_from_toml_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown key 'lr' in .*train.toml; known keys: n_layer"):
+    with pytest.raises(ValueError, match=r"unknown key 'lr' in .*train.toml; known keys: model, n_layer"):
         TrainConfig.from_toml(write(tmp_path, "lr = 0.1\n"))
     with pytest.raises(ValueError, match=r"'learning_rate' must be a float, got 'abc'"):
         TrainConfig.from_toml(write(tmp_path, 'learning_rate = "abc"\n'))
@@ -68,8 +68,8 @@ def test_from_toml_errors(tmp_path):
         TrainConfig.from_toml(write(tmp_path, "n_layer = true\n"))
     with pytest.raises(ValueError, match=r"'patience' must be an int or none, got 1.5"):
         TrainConfig.from_toml(write(tmp_path, "patience = 1.5\n"))
-    with pytest.raises(ValueError, match="unknown key 'model'"):
-        TrainConfig.from_toml(write(tmp_path, "[model]\nn_layer = 2\n"))
+    with pytest.raises(ValueError, match="unknown key 'optimizer'"):
+        TrainConfig.from_toml(write(tmp_path, "[optimizer]\nn_layer = 2\n"))
     with pytest.raises(ValueError, match="is not valid TOML"):
         TrainConfig.from_toml(write(tmp_path, "n_layer = = 2\n"))
     with pytest.raises(ValueError, match=r"n_embd \(130\) must be divisible by n_head \(4\)"):

@@ -1,0 +1,105 @@
+"""Llama-family tokenizer folders: SmolLM's byte-level BPE (digits split before GPT-2's
+pattern, added special tokens) against Hugging Face tokenizers, and chat templates read from
+tokenizer_config.json against jinja2's rendering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from alphagrad.tokenizers import BPETokenizer
+from alphagrad.tokenizers.jinja_chat import chat_template_from_jinja
+
+hf = pytest.importorskip("tokenizers")
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+          "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"}, {"role": "user", "content": "Why {so}?"}]
+
+
+def smollm_like(folder, individual_digits: bool = True):
+    """A tokenizer built as SmolLM's: Digits, then ByteLevel with GPT-2's regex."""
+    rng = np.random.default_rng(0)
+    words = ["model", " the", " 42", "  x", "3.14", "don't", " café", "\n\n", "\t", "١٢٣"]
+    text = "".join(rng.choice(words, size=4000))
+    pre = hf.pre_tokenizers
+    tok = hf.Tokenizer(hf.models.BPE())
+    tok.pre_tokenizer = pre.Sequence([pre.Digits(individual_digits=individual_digits),
+                                      pre.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = hf.decoders.ByteLevel()
+    tok.train_from_iterator([text], hf.trainers.BpeTrainer(
+        vocab_size=350, special_tokens=SPECIALS, initial_alphabet=pre.ByteLevel.alphabet()))
+    folder.mkdir(exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    return tok
+
+
+@pytest.mark.parametrize("individual_digits", [True, False])
+def test_digits_then_byte_level_encodes_as_hugging_face(tmp_path, individual_digits):
+    reference = smollm_like(tmp_path, individual_digits)
+    ours = BPETokenizer.from_pretrained(tmp_path)
+    assert ours.chat_template is None  # no tokenizer_config.json
+    rng = np.random.default_rng(1)
+    pieces = ["a", " ", "  ", "1", "23", " 4", "x'", "'s", "\n", "\t\t", "!?", "é", "٣", "Ⅻ",
+              "model", " the", "  7"]
+    texts = ["".join(rng.choice(pieces, size=rng.integers(1, 12))) for _ in range(300)]
+    texts += ["<|im_start|>user\nHi 12 there<|im_end|>\n", "2024-01-01  \n 9"]
+    for text in texts:
+        want = reference.encode(text).ids
+        assert ours.encode(text, allowed_special="all") == want, repr(text)
+        assert ours.decode(want) == text
+
+
+def test_chat_template_from_tokenizer_config_renders_as_jinja(tmp_path):
+    jinja2 = pytest.importorskip("jinja2")
+    smollm_like(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": CHATML, "eos_token": "<|im_end|>"}))
+    template = BPETokenizer.from_pretrained(tmp_path).chat_template
+    assert template.stop == ("<|im_end|>",)
+    for generation_prompt in (True, False):
+        want = jinja2.Environment().from_string(CHATML).render(
+            messages=MESSAGES, add_generation_prompt=generation_prompt)
+        assert template.render(MESSAGES, generation_prompt) == want
+    # the same template written with whitespace control and attribute access
+    spaced = ("{%- for message in messages %}\n  {{- '<|im_start|>' + message.role + '\\n' + "
+              "message.content + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt "
+              "%}\n  {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n")
+    want = jinja2.Environment().from_string(spaced).render(messages=MESSAGES,
+                                                           add_generation_prompt=True)
+    assert chat_template_from_jinja(spaced).render(MESSAGES) == want
+
+
+@pytest.mark.parametrize("source, message", [
+    (("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+      "{{ '<|im_start|>system\\nYou are SmolLM<|im_end|>\\n' }}{% endif %}"
+      "{{ message['content'] }}{% endfor %}{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"),
+     "statements"),
+    (("{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}"
+      "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"), "outside the message loop"),
+    (("{% for message in messages %}{{ message['content'] | trim }}{% endfor %}"
+      "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"),
+     "uses \"message\\['content'\\] \\| trim\""),
+])
+def test_unsupported_chat_templates_are_named(tmp_path, source, message):
+    with pytest.raises(ValueError, match=message):
+        chat_template_from_jinja(source)
+    smollm_like(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": source}))
+    with pytest.warns(UserWarning, match="chat requests use the plain template"):
+        assert BPETokenizer.from_pretrained(tmp_path).chat_template is None
+
+
+def test_sentencepiece_style_bpe_is_refused(tmp_path):
+    tok = hf.Tokenizer(hf.models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = hf.normalizers.Replace(" ", "▁")
+    tok.train_from_iterator(["hello world"] * 10, hf.trainers.BpeTrainer(
+        vocab_size=40, special_tokens=["<unk>"]))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ValueError, match="SentencePiece-style BPE .* is not supported"):
+        BPETokenizer.from_pretrained(tmp_path)
