@@ -1,4 +1,5 @@
-"""The training loop: a GPT or Llama on prepared token data, with checkpoints that resume bit for bit.
+"""The training loop: a GPT or Llama on prepared token data, with checkpoints that resume
+bit for bit.
 
     >>> trainer = Trainer(TrainConfig(data_dir="data/shakespeare", max_iters=2000))
     >>> trainer.fit()                                   # Ctrl-C saves a checkpoint and stops
@@ -111,9 +112,10 @@ _TRAIN_STATE = {"step": int, "tokens_seen": int, "stale_evals": int, "best_val_l
                 "config": dict, "sampler": dict}
 
 
-def _resumable(path: Path, ckpt: Checkpoint) -> TrainConfig:
-    """The run's config, once the checkpoint's train_state and weights are checked to fit it:
-    a damaged or crafted file fails here, naming itself, before a model is allocated."""
+def _resumable(path: Path, ckpt: Checkpoint) -> tuple[TrainConfig, LanguageModel]:
+    """The run's config and the model holding the checkpoint's weights, once its train_state
+    and weights are checked to fit them: a damaged or crafted file fails here, naming itself,
+    before a model is allocated (the model adopts the checkpoint's arrays, no copies)."""
     state = ckpt.train_state
     for name, kind in _TRAIN_STATE.items():
         value = state.get(name)
@@ -122,12 +124,14 @@ def _resumable(path: Path, ckpt: Checkpoint) -> TrainConfig:
                                   f"{'non-negative int' if kind is int else kind.__name__}")
     try:
         config = TrainConfig.from_dict(state["config"], source=f"{path}'s train_state.config")
-        wte = ckpt.model_state.get("transformer.wte.weight")
-        vocab_size = wte.shape[0] if wte is not None and wte.ndim == 2 else 1
-        GPT.from_state_dict(model_config(config, vocab_size), ckpt.model_state)  # no copies
+        model = from_state_dict(ckpt.model_kind, ckpt.model_config, ckpt.model_state)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    return config
+    if model.kind != config.model or model.config.block_size < config.block_size:
+        raise CheckpointError(f"{path}: holds a {model.kind} model of context "
+                              f"{model.config.block_size}, but its run trains a {config.model} "
+                              f"on {config.block_size} tokens")
+    return config, model
 
 
 def _load_tokenizer(data_dir: Path):
@@ -242,7 +246,7 @@ class Trainer:
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.train_state is None or ckpt.optimizer is None:
             raise ValueError(f"{ckpt_path} holds weights only (no training state); it cannot resume")
-        config = _resumable(ckpt_path, ckpt)
+        config, model = _resumable(ckpt_path, ckpt)
         if max_iters is not None:
             config = config.replace(max_iters=max_iters)  # the saved, resolved schedule stays
         tokenizer = None
@@ -250,10 +254,6 @@ class Trainer:
             from alphagrad.tokenizers import from_dict
 
             tokenizer = from_dict(ckpt.tokenizer)
-        try:
-            model = from_state_dict(ckpt.model_kind, ckpt.model_config, ckpt.model_state)
-        except ValueError as e:
-            raise ValueError(f"{ckpt_path}: {e}") from None
         trainer = cls(config, tokenizer=tokenizer, callbacks=callbacks, run=run,
                       runs_root=runs_root, model=model)
         trainer._restore(ckpt)
