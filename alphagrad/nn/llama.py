@@ -219,6 +219,12 @@ class Llama(LanguageModel):
             x = block(x, cos, sin, kv_cache[i] if kv_cache is not None else None)
         return self._logits_and_loss(self.model.norm(x), targets, kv_cache, all_logits)
 
+    def crop_block_size(self, block_size: int) -> None:
+        """Shrink the context length (rotary positions hold no weights: nothing else changes)."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(f"crop_block_size: {block_size} is not in 1..{self.config.block_size}")
+        self.config.block_size = block_size
+
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """FLOPs of one forward+backward per token: 6·N plus attention (PaLM's estimate)."""
         c = self.config

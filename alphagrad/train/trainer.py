@@ -124,6 +124,10 @@ def _resumable(path: Path, ckpt: Checkpoint) -> tuple[TrainConfig, LanguageModel
                                   f"{'non-negative int' if kind is int else kind.__name__}")
     try:
         config = TrainConfig.from_dict(state["config"], source=f"{path}'s train_state.config")
+        # the weights must fit the run's settings, and the model its stored config (which also
+        # holds what settings cannot say, e.g. a pretrained Llama's rotary scaling)
+        vocab_size = ckpt.model_config.get("vocab_size")
+        family(config.model).from_state_dict(model_config(config, vocab_size), ckpt.model_state)
         model = from_state_dict(ckpt.model_kind, ckpt.model_config, ckpt.model_state)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
@@ -159,6 +163,7 @@ class Trainer:
         if model is None and config.init_from:
             model = from_pretrained(config.init_from)
             config = config.replace(**settings_of(model, config.block_size))
+            model.crop_block_size(config.block_size)  # as nanoGPT fine-tunes GPT-2
         self.config = config
         if config.data_dir is None:
             raise ValueError("train: data_dir is not set; prepare data first (alphagrad prepare)")

@@ -73,7 +73,7 @@ def test_fine_tune_from_a_hugging_face_folder(data_dir, tmp_path):
     _same_weights(pretrained, trainer.model)  # the folder's weights, not a fresh init
     trainer.fit()
     resumed = Trainer.resume(tmp_path / "ft", max_iters=3)  # needs no folder any more
-    assert resumed.model.config.vocab_size == vocab and resumed.model.config.block_size == 32
+    assert resumed.model.config.vocab_size == vocab and resumed.model.config.block_size == 16
     with pytest.raises(ValueError, match="block_size 64 is longer than the model's context 32"):
         Trainer(_config(data_dir, tmp_path / "long", block_size=64,
                         init_from=str(tmp_path / "hf")))
