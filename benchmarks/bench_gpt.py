@@ -1,8 +1,10 @@
-"""GPT training and inference speed: alphagrad against the same model in PyTorch (CPU, eager).
+"""GPT and Llama training and inference speed: alphagrad against the same model in PyTorch
+(CPU, eager).
 
     python benchmarks/bench_gpt.py --threads 2                  # every config, ratio table
     python benchmarks/bench_gpt.py --config tiny --json out.json
     python benchmarks/bench_gpt.py --config char-small --profile
+    python benchmarks/bench_gpt.py --config llama-char-medium      # RoPE, RMSNorm, SwiGLU, GQA
     python benchmarks/bench_gpt.py --contention                 # one core kept busy meanwhile
 
 Both models have the same architecture, the same weights (copied from alphagrad's init) and the
@@ -62,10 +64,19 @@ CONFIGS = {  # name: (vocab, block T, layers, heads, n_embd, batch)
     "char-medium": (65, 256, 6, 6, 384, 8),
     "gpt2-124M": (50257, 256, 12, 12, 768, 2),
 }
+LLAMA_CONFIGS = {  # name: (vocab, block T, layers, heads, KV heads, n_embd, MLP width, batch)
+    "llama-char-medium": (65, 256, 6, 6, 2, 384, 1024, 8),
+}
+MODELS = {nn.GPTConfig: nn.GPT, nn.LlamaConfig: nn.Llama}
 LR, BETAS, WEIGHT_DECAY, CLIP = 6e-4, (0.9, 0.95), 0.1, 1.0
 
 
-def gpt_config(name: str) -> tuple[nn.GPTConfig, int]:
+def model_config(name: str) -> tuple[nn.GPTConfig | nn.LlamaConfig, int]:
+    if name in LLAMA_CONFIGS:
+        vocab, T, layers, heads, kv_heads, width, hidden, batch = LLAMA_CONFIGS[name]
+        return nn.LlamaConfig(vocab_size=vocab, block_size=T, n_layer=layers, n_head=heads,
+                              n_kv_head=kv_heads, n_embd=width, intermediate_size=hidden,
+                              tie_embeddings=True), batch
     vocab, T, layers, heads, width, batch = CONFIGS[name]
     return nn.GPTConfig(block_size=T, vocab_size=vocab, n_layer=layers, n_head=heads,
                         n_embd=width, dropout=0.0, bias=True), batch
@@ -85,7 +96,7 @@ class AlphagradSide:
                  threads: int | None = None, name: str = "alphagrad"):
         self.name, self.threads = name, threads
         ag.manual_seed(0)
-        self.model = nn.GPT(config)
+        self.model = MODELS[type(config)](config)
         self.opt = self.model.configure_optimizers(WEIGHT_DECAY, LR, BETAS)
         self.params = list(self.model.parameters())
         self.x, self.y = x, y
@@ -174,6 +185,88 @@ def torch_model(config: nn.GPTConfig):
     return GPT()
 
 
+def torch_llama(config: nn.LlamaConfig):
+    """alphagrad's Llama in PyTorch: Hugging Face's names and rotary layout, torch's fused SDPA
+    with grouped-query attention, RMSNorm and SiLU."""
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as TF
+
+    from alphagrad.nn.llama import rope_inv_freq
+
+    NH, NKV, C = config.n_head, config.n_kv_head, config.n_embd
+    hs = C // NH
+    inv_freq = torch.from_numpy(rope_inv_freq(config))
+
+    def rotate(x, cos, sin):  # (B, heads, T, hs), HF's rotate_half form
+        x1, x2 = x[..., :hs // 2], x[..., hs // 2:]
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+    class Attention(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = tnn.Linear(C, NH * hs, bias=False)
+            self.k_proj = tnn.Linear(C, NKV * hs, bias=False)
+            self.v_proj = tnn.Linear(C, NKV * hs, bias=False)
+            self.o_proj = tnn.Linear(NH * hs, C, bias=False)
+
+        def forward(self, x, cos, sin):
+            B, T, _ = x.shape
+            q = rotate(self.q_proj(x).view(B, T, NH, hs).transpose(1, 2), cos, sin)
+            k = rotate(self.k_proj(x).view(B, T, NKV, hs).transpose(1, 2), cos, sin)
+            v = self.v_proj(x).view(B, T, NKV, hs).transpose(1, 2)
+            y = TF.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    class MLP(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj = tnn.Linear(C, config.intermediate_size, bias=False)
+            self.up_proj = tnn.Linear(C, config.intermediate_size, bias=False)
+            self.down_proj = tnn.Linear(config.intermediate_size, C, bias=False)
+
+        def forward(self, x):
+            return self.down_proj(TF.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_layernorm = tnn.RMSNorm(C, eps=config.norm_eps)
+            self.self_attn = Attention()
+            self.post_attention_layernorm = tnn.RMSNorm(C, eps=config.norm_eps)
+            self.mlp = MLP()
+
+        def forward(self, x, cos, sin):
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+            return x + self.mlp(self.post_attention_layernorm(x))
+
+    class Llama(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = tnn.ModuleDict({
+                "embed_tokens": tnn.Embedding(config.vocab_size, C),
+                "layers": tnn.ModuleList(Block() for _ in range(config.n_layer)),
+                "norm": tnn.RMSNorm(C, eps=config.norm_eps),
+            })
+            self.lm_head = tnn.Linear(C, config.vocab_size, bias=False)
+            if config.tie_embeddings:
+                self.model.embed_tokens.weight = self.lm_head.weight
+
+        def forward(self, idx, targets):
+            idx, targets = torch.as_tensor(idx), torch.as_tensor(targets)
+            angles = torch.outer(torch.arange(idx.shape[1], dtype=torch.float64), inv_freq)
+            cos, sin = (torch.cat((f(angles),) * 2, dim=-1).float() for f in (torch.cos, torch.sin))
+            x = self.model.embed_tokens(idx)
+            for block in self.model.layers:
+                x = block(x, cos, sin)
+            logits = self.lm_head(self.model.norm(x))
+            loss = TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
+                                    ignore_index=-1)
+            return logits, loss
+
+    return Llama()
+
+
 class TorchSide:
     name = "torch"
 
@@ -182,8 +275,8 @@ class TorchSide:
 
         self.torch = torch
         ag.manual_seed(0)
-        weights = nn.GPT(config).state_dict()  # alphagrad's init, copied across
-        self.model = torch_model(config)
+        weights = MODELS[type(config)](config).state_dict()  # alphagrad's init, copied across
+        self.model = (torch_llama if isinstance(config, nn.LlamaConfig) else torch_model)(config)
         self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
         params = list(self.model.parameters())
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
@@ -300,7 +393,7 @@ def rss_worker(side: str, config_name: str, threads: int, malloc_default: bool) 
     if not malloc_default:
         keep_freed_memory()
     set_threads(threads, side == "torch")
-    config, batch = gpt_config(config_name)
+    config, batch = model_config(config_name)
     x, y = make_batch(config, batch)
     runner = (TorchSide if side == "torch" else AlphagradSide)(config, x, y)
     for _ in range(3):
@@ -319,7 +412,7 @@ def vm_hwm_mb() -> float:
 
 def bench_config(name: str, threads: int, peak: float, with_torch: bool,
                  malloc_default: bool) -> dict:
-    config, batch = gpt_config(name)
+    config, batch = model_config(name)
     x, y = make_batch(config, batch)
     sides = [AlphagradSide(config, x, y, threads)]
     sides += [TorchSide(config, x, y)] if with_torch else []
@@ -346,7 +439,7 @@ def bench_config(name: str, threads: int, peak: float, with_torch: bool,
 
 def contention_config(name: str, peak: float, with_torch: bool) -> dict:
     """alphagrad at its default threads and at 1 thread, torch at its defaults, interleaved."""
-    config, batch = gpt_config(name)
+    config, batch = model_config(name)
     x, y = make_batch(config, batch)
     sides = [AlphagradSide(config, x, y, None, "default"),
              AlphagradSide(config, x, y, 1, "1-thread")]
@@ -401,7 +494,7 @@ def print_table(results: list[dict], with_torch: bool) -> None:
 
 
 def profile(name: str, steps: int = 10, top: int = 25) -> None:
-    config, batch = gpt_config(name)
+    config, batch = model_config(name)
     side = AlphagradSide(config, *make_batch(config, batch))
     side.train_step()
     profiler = cProfile.Profile()
@@ -419,7 +512,7 @@ def busy_core() -> subprocess.Popen:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--config", choices=[*CONFIGS, *LLAMA_CONFIGS, "all"], default="all")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--profile", action="store_true", help="cProfile alphagrad's step instead")
     parser.add_argument("--no-torch", action="store_true", help="measure alphagrad alone")
@@ -434,7 +527,7 @@ def main() -> None:
     if not args.malloc_default:
         keep_freed_memory()
     with_torch = not args.no_torch and torch_available()
-    names = list(CONFIGS) if args.config == "all" else [args.config]
+    names = [*CONFIGS, *LLAMA_CONFIGS] if args.config == "all" else [args.config]
     if args.profile:
         set_threads(args.threads, with_torch)
         for name in names:
