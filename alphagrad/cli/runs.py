@@ -168,5 +168,8 @@ def sync(runs_root: Path) -> None:
     click.echo(f"{counts['runs']} runs, {counts['metrics']} metric values, "
                f"{counts['checkpoints']} checkpoints indexed; {counts['removed']} gone runs "
                f"removed")
+    if counts["leftovers"]:
+        click.echo(f"removed {len(counts['leftovers'])} leftover temporary files of killed "
+                   "writes")
     for skipped in counts["skipped"]:
         click.echo(f"skipped {skipped['path']}: {skipped['error']}", err=True)

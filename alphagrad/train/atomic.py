@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+TMP_SUFFIX = ".tmp"
+
 
 @functools.cache
 def _umask() -> int:
@@ -50,7 +52,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_writer: mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         encoding = None if mode == "wb" else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:
@@ -76,3 +78,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
     with atomic_writer(path, "w") as f:
         f.write(text)
+
+
+def remove_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writes in ``folder`` left when their process was killed
+    before the rename; returns them. Only for a folder no live process is writing to."""
+    found = sorted(Path(folder).glob(f".*{TMP_SUFFIX}"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found

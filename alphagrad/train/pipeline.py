@@ -154,12 +154,6 @@ def make_trainer(preset: str | None = None, *, data: str | Path | None = None,
 
 def resume_trainer(path: str | Path, overrides: Iterable[str] = (), callbacks: tuple = (),
                    runs_root: str | Path | None = None) -> Trainer:
-    """``Trainer.resume`` of a run folder or checkpoint; of the overrides only ``max_iters``
-    may change a run that has started."""
-    overrides = list(overrides)
-    keys = sorted({item.partition("=")[0].strip().replace("-", "_") for item in overrides})
-    if set(keys) - {"max_iters"}:
-        raise ValueError(f"a resumed run keeps its config; only max_iters can change, not "
-                         f"{', '.join(k for k in keys if k != 'max_iters')}")
-    max_iters = TrainConfig().with_overrides(overrides).max_iters if overrides else None
-    return Trainer.resume(path, callbacks=callbacks, max_iters=max_iters, runs_root=runs_root)
+    """``Trainer.resume`` of a run folder or checkpoint, with ``key=value`` overrides of the
+    settings a started run may change (``trainer.RESUMABLE``)."""
+    return Trainer.resume(path, callbacks=callbacks, runs_root=runs_root, overrides=overrides)

@@ -15,11 +15,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,10 +31,10 @@ import numpy as np
 
 from alphagrad import __version__
 from alphagrad.tensor import get_num_threads
-from alphagrad.train.atomic import atomic_write_text
-from alphagrad.train.checkpoint import CheckpointManager
+from alphagrad.train.atomic import atomic_write_text, atomic_writer, remove_temporary_files
+from alphagrad.train.checkpoint import CheckpointError, CheckpointManager, checkpoint_info
 from alphagrad.train.config import TrainConfig
-from alphagrad.train.runlock import RunLock
+from alphagrad.train.runlock import RunInUse, RunLock
 
 
 def now_iso() -> str:
@@ -102,7 +104,7 @@ def _append_lines(path: Path, records: list[dict], first: bool) -> None:
     for record in records:
         if not isinstance(record, dict):
             raise TypeError(f"a run record must be a dict, got {type(record).__name__}")
-    text = "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+    text = _json_lines(records)
     if first:
         _drop_torn_line(path)
     with open(path, "a", encoding="utf-8") as f:
@@ -123,6 +125,19 @@ def _read_lines(path: Path) -> list[dict]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {number}: not a JSON record ({e.msg})") from None
     return records
+
+
+def _json_lines(records: list[dict]) -> str:
+    return "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The training step a checkpoint file holds (None if unreadable or without one)."""
+    try:
+        step = (checkpoint_info(path)["train_state"] or {}).get("step")
+    except CheckpointError:
+        return None
+    return step if isinstance(step, int) else None
 
 
 def _drop_torn_line(path: Path) -> None:
@@ -234,12 +249,76 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         return _read_lines(self.metrics_path)
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop the records of steps after ``after_step``: a resumed run logs those steps again."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
-        atomic_write_text(self.metrics_path,
-                          "".join(json.dumps(r, default=_json_default) + "\n" for r in kept))
-        self._appended_to.add(self.metrics_path)
+    def set_aside_after(self, step: int) -> Path | None:
+        """Start the history again after ``step`` (a resume from an older checkpoint): move the
+        checkpoint files, metric records and samples of later steps into ``superseded-<time>/``,
+        so the new history neither mixes with them nor loses them. Returns that folder, or None
+        if nothing came later."""
+        later = [p for p in self.checkpoints.steps() if int(p.stem.removeprefix("step-")) > step]
+        best = self.checkpoints.best()
+        if best is not None and (_checkpoint_step(best) or 0) > step:
+            later.append(best)
+        records = {path: _read_lines(path) for path in (self.metrics_path, self.samples_path)}
+        if not later and not any(r.get("step", 0) > step for rs in records.values() for r in rs):
+            return None
+        folder = make_run_folder(self.path, f"superseded-{time.strftime('%Y%m%d-%H%M%S')}")
+        (folder / "checkpoints").mkdir()
+        for path in later:
+            os.replace(path, folder / "checkpoints" / path.name)
+        for path, rs in records.items():  # the copy first: a crash between leaves both
+            moved = [r for r in rs if r.get("step", 0) > step]
+            if moved:
+                atomic_write_text(folder / path.name, _json_lines(moved))
+                atomic_write_text(path, _json_lines([r for r in rs if r.get("step", 0) <= step]))
+                self._appended_to.add(path)
+        return folder
+
+    def restore_best(self, best_step: int | None) -> bool:
+        """Make best.ckpt the checkpoint of ``best_step`` (as a run's last checkpoint records it)
+        if a kill between writing that step's file and copying it left an older best.ckpt.
+        Returns whether best.ckpt changed."""
+        best, source = self.checkpoints.best(), self.checkpoints.path_for(best_step or 0)
+        if best_step is None or not source.is_file() \
+                or (best is not None and _checkpoint_step(best) == best_step):
+            return False
+        with open(source, "rb") as src, atomic_writer(self.checkpoints.best_path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return True
+
+    def repair(self) -> list[Path]:
+        """Undo what a killed writer left: its temporary files, and a best.ckpt older than the
+        best step the latest checkpoint records. Returns the files removed; does nothing while
+        another process holds the folder's lock (it is alive and writing)."""
+        try:
+            self.lock.acquire()
+        except RunInUse:
+            return []
+        try:
+            removed = self.remove_leftovers()
+            latest = self.checkpoints.latest()
+            if latest is not None:
+                with contextlib.suppress(CheckpointError):
+                    self.restore_best((checkpoint_info(latest)["train_state"] or {})
+                                      .get("best_step"))
+            return removed
+        finally:
+            self.lock.release()
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files of writes a killed process never finished (call only
+        while holding the lock: a live writer's temporary file looks the same)."""
+        return [*remove_temporary_files(self.path), *remove_temporary_files(self.checkpoint_dir)]
+
+    def record_resume(self, step: int, checkpoint: Path, changes: dict[str, list],
+                      superseded: Path | None) -> None:
+        """Note a resume in the manifest (``resumes``); setting changes also go to
+        metrics.jsonl (``{"kind": "resume", ...}``) and config.toml."""
+        entry = {"step": step, "checkpoint": checkpoint.name, "time": now_iso(),
+                 "changes": changes, **({"superseded": superseded.name} if superseded else {})}
+        self.update_manifest(resumes=[*self.manifest.get("resumes", []), entry])
+        if changes:
+            self.log_metrics({"kind": "resume", "step": step, "changes": changes})
+            atomic_write_text(self.config_path, self.config.to_toml())
 
     def log_samples(self, samples: list[dict[str, Any]]) -> None:
         """Append generated samples, e.g. ``[{"step": 500, "prompt": "def ", "text": ...}]``."""

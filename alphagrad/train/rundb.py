@@ -275,15 +275,19 @@ class RunDB:
     @_sqlite_errors
     def sync(self) -> dict[str, Any]:
         """Rebuild the index from every run folder under the root (config.toml, manifest.json,
-        metrics.jsonl, checkpoints/); rows of folders that are gone are removed. Run folders
-        are only read. Returns counts and the folders that could not be read."""
-        seen, skipped, counts = set(), [], {"runs": 0, "metrics": 0, "checkpoints": 0}
+        metrics.jsonl, checkpoints/); rows of folders that are gone are removed. A folder no
+        process is writing to is repaired first (``RunDir.repair``: leftovers of killed writes).
+        Returns counts, the folders that could not be read and the leftover files removed."""
+        seen, skipped, removed = set(), [], []
+        counts = {"runs": 0, "metrics": 0, "checkpoints": 0}
         for manifest in sorted(self.root.rglob("manifest.json")):
             folder = manifest.parent
             if not (folder / "config.toml").is_file():
                 continue
             try:
-                run_id, n_metrics, n_checkpoints = self.sync_run(RunDir.open(folder))
+                run = RunDir.open(folder)
+                removed += run.repair()
+                run_id, n_metrics, n_checkpoints = self.sync_run(run)
             except RunDBError:
                 raise
             except (ValueError, OSError) as e:
@@ -298,7 +302,7 @@ class RunDB:
             gone = [(run_id,) for run_id, path in stored
                     if run_id not in seen and not (self.root / path / "manifest.json").exists()]
             conn.executemany("DELETE FROM runs WHERE id = ?", gone)
-        return counts | {"removed": len(gone), "skipped": skipped}
+        return counts | {"removed": len(gone), "skipped": skipped, "leftovers": removed}
 
     @_sqlite_errors
     def sync_run(self, run: RunDir) -> tuple[int, int, int]:

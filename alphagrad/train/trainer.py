@@ -17,7 +17,7 @@ import dataclasses
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,13 @@ from alphagrad.train.runlock import RunInUse, RunLockLost
 from alphagrad.train.sampling import line_starts, sample
 
 Callback = Callable[[dict[str, Any]], None]
+
+
+# What a resume may change: nothing the model, the data order or the optimizer state depends on.
+RESUMABLE = frozenset({
+    "max_iters", "learning_rate", "min_lr", "warmup_iters", "lr_decay_iters", "grad_clip",
+    "patience", "eval_interval", "eval_iters", "log_interval", "checkpoint_interval",
+    "keep_last", "sample_interval", "sample_tokens", "sample_prompt", "num_threads"})
 
 
 class TrainingDiverged(RuntimeError):
@@ -206,6 +213,7 @@ class Trainer:
         self.sampler = BatchSampler(self.train_data, config.batch_size, config.block_size,
                                     config.seed, rank=world.rank, world_size=world.size)
         self.step, self.tokens_seen, self.best_val_loss, self.stale_evals = 0, 0, math.inf, 0
+        self.best_step: int | None = None  # whose checkpoint best.ckpt holds
         if run is None:
             if world.is_main:
                 run = RunDir.create(config.out_dir or make_run_folder(runs_root), config)
@@ -226,34 +234,45 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(cls, path: str | Path, callbacks: tuple = (), max_iters: int | None = None,
-               runs_root: str | Path | None = None) -> Trainer:
+               runs_root: str | Path | None = None, overrides: Iterable[str] = ()) -> Trainer:
         """Continue a run from its latest checkpoint (``path``: a run folder or a checkpoint file).
 
-        ``max_iters`` extends (or shortens) the run; everything else comes from the checkpoint.
+        ``max_iters`` and ``overrides`` (``"key=value"`` strings) may change the settings in
+        RESUMABLE; each change is recorded in the run. Everything else comes from the checkpoint.
+        Resuming from an older checkpoint moves what came after it aside (``superseded-<time>/``).
         The run is indexed under ``runs_root``, by default the root it was started under.
         """
         path = Path(path)
         run = RunDir.open(path if path.is_dir() else path.parent.parent)
         if current_world().is_main:
             run.lock.acquire()  # RunInUse if another process is training it
+            run.remove_leftovers()
         try:
-            return cls._resume(run, path, callbacks, max_iters, runs_root)
+            return cls._resume(run, path, callbacks, max_iters, runs_root, overrides)
         except BaseException:
             run.lock.release()
             raise
 
     @classmethod
     def _resume(cls, run: RunDir, path: Path, callbacks: tuple, max_iters: int | None,
-                runs_root: str | Path | None) -> Trainer:
+                runs_root: str | Path | None, overrides: Iterable[str]) -> Trainer:
         ckpt_path = run.checkpoints.latest() if path.is_dir() else path
         if ckpt_path is None:
             raise ValueError(f"{path} has no checkpoint to resume from")
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.train_state is None or ckpt.optimizer is None:
             raise ValueError(f"{ckpt_path} holds weights only (no training state); it cannot resume")
-        config, model = _resumable(ckpt_path, ckpt)
+        saved, model = _resumable(ckpt_path, ckpt)
+        config = saved.with_overrides(overrides)  # the saved, resolved schedule stays
         if max_iters is not None:
-            config = config.replace(max_iters=max_iters)  # the saved, resolved schedule stays
+            config = config.replace(max_iters=max_iters)
+        changes = {f.name: [getattr(saved, f.name), getattr(config, f.name)]
+                   for f in dataclasses.fields(config)
+                   if getattr(saved, f.name) != getattr(config, f.name)}
+        if refused := sorted(set(changes) - RESUMABLE):
+            raise ValueError(f"a resumed run cannot change {', '.join(refused)} (it shapes the "
+                             f"model, the data or the optimizer state); it can change: "
+                             f"{', '.join(sorted(RESUMABLE))}")
         tokenizer = None
         if ckpt.tokenizer is not None:
             from alphagrad.tokenizers import from_dict
@@ -263,7 +282,11 @@ class Trainer:
                       runs_root=runs_root, model=model)
         trainer._restore(ckpt)
         if trainer.world.is_main:
-            trainer.run.truncate_metrics(after_step=trainer.step)
+            run.config = trainer.config
+            superseded = run.set_aside_after(trainer.step)
+            run.restore_best(trainer.best_step)
+            run.record_resume(trainer.step, ckpt_path, changes, superseded)
+            trainer.db.sync_run(run)  # the index follows the history kept
         return trainer
 
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -278,6 +301,7 @@ class Trainer:
         else:  # saved by another number of ranks: fresh, distinct dropout streams
             manual_seed(_rank_seed(self.config.seed, self.step, self.world.rank))
         self.best_val_loss, self.stale_evals = state["best_val_loss"], state["stale_evals"]
+        self.best_step = state.get("best_step")  # absent from checkpoints of older versions
 
     # ------------------------------------------------------------------ one step
     def lr_at(self, step: int) -> float:
@@ -384,7 +408,8 @@ class Trainer:
         self.run.lock.check()
         train_state = {
             "step": self.step, "tokens_seen": self.tokens_seen, "best_val_loss": self.best_val_loss,
-            "stale_evals": self.stale_evals, "config": self.config.to_dict(),
+            "stale_evals": self.stale_evals, "best_step": self.best_step,
+            "config": self.config.to_dict(),
             "rng": rng[0], "sampler": self.sampler.state_dict(),
             **({"rng_by_rank": rng} if self.world.size > 1 else {}),
         }
@@ -415,6 +440,7 @@ class Trainer:
         improved = record["val_loss"] < self.best_val_loss
         if improved:
             self.best_val_loss, self.stale_evals = record["val_loss"], 0
+            self.best_step = self.step
         else:
             self.stale_evals += 1
         self.save_checkpoint(is_best=improved, metrics=record)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from alphagrad.tokenizers import CharTokenizer
 from alphagrad.train.checkpoint import checkpoint_info, load_checkpoint
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.data import prepare
+from alphagrad.train.run import RunDir
 from alphagrad.train.rundb import RunDB, RunDBWarning
 from alphagrad.train.runlock import RunLockLost
 from alphagrad.train.trainer import Trainer, TrainingDiverged
@@ -249,3 +251,156 @@ def test_divergence_before_any_checkpoint_says_what_to_do(data_dir, tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "diverged"
     assert manifest["final_metrics"]["reason"].startswith("TrainingDiverged: step ")
+
+
+def _step_of(path: Path) -> int:
+    return checkpoint_info(path)["train_state"]["step"]
+
+
+def test_resume_may_change_the_safe_settings_and_records_the_change(data_dir, tmp_path):
+    Trainer(_config(data_dir, tmp_path / "run", max_iters=4)).fit()
+    resumed = Trainer.resume(tmp_path / "run", overrides=["learning_rate=1e-3", "grad_clip=0.5",
+                                                          "max_iters=6", "eval_interval=3"])
+    resumed.fit()
+    assert resumed.config.learning_rate == 1e-3 and resumed.config.grad_clip == 0.5
+    changes = {"learning_rate": [3e-3, 1e-3], "grad_clip": [1.0, 0.5], "max_iters": [4, 6],
+               "eval_interval": [4, 3]}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["resumes"] == [{"step": 4, "checkpoint": "step-00000004.ckpt",
+                                    "time": manifest["resumes"][0]["time"], "changes": changes}]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert {"kind": "resume", "step": 4, "changes": changes} in records
+    lrs = [r["lr"] for r in records if r["kind"] == "step" and r["step"] > 4]
+    assert lrs == [resumed.lr_at(4), resumed.lr_at(5)] and max(lrs) <= 1e-3
+    assert TrainConfig.from_toml(tmp_path / "run" / "config.toml").learning_rate == 1e-3
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000006.ckpt") \
+        .train_state["config"]["learning_rate"] == 1e-3  # a later resume keeps the change
+    with pytest.raises(ValueError, match=r"a resumed run cannot change batch_size, n_layer \("
+                                         r".*it can change: checkpoint_interval, eval_interval"):
+        Trainer.resume(tmp_path / "run", overrides=["n_layer=2", "batch_size=8"])
+    Trainer.resume(tmp_path / "run", max_iters=7).fit()  # the refusal left the folder unlocked
+
+
+def _diverge_above(trainer: Trainer, lr: float) -> None:
+    """Make the loss infinite from step 4 on while the learning rate is above ``lr``."""
+    forward = trainer.model.forward
+
+    def poisoned(idx, targets=None, **kw):
+        logits, loss = forward(idx, targets, **kw)
+        fast = trainer.step >= 4 and trainer.optimizer.param_groups[0]["lr"] > lr
+        return logits, (loss * float("inf") if fast else loss)
+
+    trainer.model.forward = poisoned
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_the_divergence_advice_can_be_followed(data_dir, tmp_path):
+    trainer = Trainer(_config(data_dir, tmp_path / "run", max_iters=10, warmup_iters=0,
+                              min_lr=2e-3, lr_decay_iters=1000))
+    _diverge_above(trainer, 2e-3)
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    command = message.split("resume from it with a lower learning rate: ")[1].split()
+    assert command[:4] == ["alphagrad", "train", "--resume", str(tmp_path / "run")]
+    assert command[4::2] == ["--set"] * 2 and "step-00000004.ckpt" in message
+    resumed = Trainer.resume(command[3], overrides=command[5::2])
+    assert resumed.config.learning_rate == 1.5e-3 and resumed.config.min_lr == 1e-3
+    _diverge_above(resumed, 2e-3)
+    assert resumed.fit()["status"] == "completed" and resumed.step == 10
+
+
+def _scripted_evals(monkeypatch, trainer, losses):
+    values = iter(losses)
+    real = trainer.evaluate
+
+    def scripted():
+        return real() | {"val_loss": next(values)}
+
+    monkeypatch.setattr(trainer, "evaluate", scripted)
+
+
+def test_resuming_from_an_older_checkpoint_starts_a_consistent_history(data_dir, tmp_path,
+                                                                       monkeypatch):
+    run = tmp_path / "run"
+    first = Trainer(_config(data_dir, run, max_iters=10, eval_interval=4, checkpoint_interval=2,
+                            keep_last=2, lr_decay_iters=10))
+    _scripted_evals(monkeypatch, first, [2.0, 2.5, 2.6])  # the best is step 4
+    first.fit()
+    old_steps = [p.name for p in first.run.checkpoints.steps()]
+    assert old_steps == ["step-00000008.ckpt", "step-00000010.ckpt"]
+    assert _step_of(run / "checkpoints" / "best.ckpt") == 4
+
+    resumed = Trainer.resume(run / "checkpoints" / "best.ckpt", max_iters=7)
+    resumed.fit()
+    steps = resumed.run.checkpoints.steps()
+    assert [_step_of(p) for p in steps] == [6, 7]  # the new history's, none pruned at once
+    aside = [p for p in run.iterdir() if p.name.startswith("superseded-")]
+    assert len(aside) == 1
+    assert sorted(p.name for p in (aside[0] / "checkpoints").iterdir()) == old_steps
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 8))
+    old = [json.loads(line) for line in (aside[0] / "metrics.jsonl").open()]
+    assert [r["step"] for r in old if r["kind"] == "step"] == list(range(5, 11))
+    assert {r["step"] for r in old} == set(range(5, 11))
+    with RunDB(tmp_path / "runs-root") as db:  # the index follows the new history
+        assert max(m["step"] for m in db.metrics(run)) == 7
+        assert [c["step"] for c in db.checkpoints(run) if not c["is_best"]] == [6, 7]
+    assert Trainer.resume(run).step == 7  # a later resume continues the new history
+
+
+_KILLED_WRITING_BEST = """
+import os, shutil, signal, sys
+import alphagrad.train.checkpoint as checkpoint
+from alphagrad.train.config import TrainConfig
+from alphagrad.train.trainer import Trainer
+
+copy, calls = shutil.copyfileobj, []
+
+def copy_then_die(src, dst):  # the second best is cut off half way: kill -9 mid-write
+    calls.append(1)
+    if len(calls) == 2:
+        dst.write(src.read(1000))
+        dst.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    copy(src, dst)
+
+checkpoint.shutil.copyfileobj = copy_then_die
+trainer = Trainer(TrainConfig.from_toml(sys.argv[1]))
+losses = iter([3.0, 2.0])
+trainer.evaluate = lambda: {"kind": "eval", "step": trainer.step, "val_loss": next(losses)}
+trainer.fit()
+"""
+
+
+def test_a_kill_while_best_is_written_is_repaired_by_sync_and_resume(data_dir, tmp_path):
+    run = tmp_path / "run"
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(_config(data_dir, run, eval_interval=2, max_iters=6).to_toml())
+    child = subprocess.run([sys.executable, "-c", _KILLED_WRITING_BEST, str(config_file)],
+                           timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL
+    checkpoints = run / "checkpoints"
+    leftovers = [p.name for p in checkpoints.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".best.ckpt.")
+    assert _step_of(checkpoints / "best.ckpt") == 2  # the file the kill left
+    assert checkpoint_info(checkpoints / "step-00000004.ckpt")["train_state"]["best_step"] == 4
+
+    holder = RunDir.open(run)  # sync leaves a run that is being written alone
+    holder.lock.acquire()
+    with RunDB(tmp_path) as db:
+        db.sync()
+    assert len([p for p in checkpoints.iterdir() if p.name.endswith(".tmp")]) == 1
+    holder.lock.release()
+
+    with RunDB(tmp_path) as db:
+        db.sync()
+        best = [c for c in db.checkpoints(run) if c["is_best"]]
+    assert not [p for p in checkpoints.iterdir() if p.name.endswith(".tmp")]
+    assert _step_of(checkpoints / "best.ckpt") == 4 and [c["step"] for c in best] == [4]
+
+    (checkpoints / ".step-00000004.ckpt.x1y2.tmp").write_bytes(b"half")  # the same kill again
+    shutil.copyfile(checkpoints / "step-00000002.ckpt", checkpoints / "best.ckpt")
+    resumed = Trainer.resume(run)
+    assert not [p for p in checkpoints.iterdir() if p.name.endswith(".tmp")]
+    assert resumed.best_val_loss == 2.0 and _step_of(checkpoints / "best.ckpt") == 4
