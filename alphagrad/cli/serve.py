@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from alphagrad.cli.errors import UserError
-from alphagrad.cli.options import runs_root_option, threads_option
+from alphagrad.cli.options import resolve_run, runs_root_option, threads_option
 
 
 @click.command()
-@click.argument("sources", nargs=-1, type=click.Path(exists=True, path_type=Path),
-                metavar="[CKPT|RUN_DIR|HF_FOLDER]...")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path),
+                metavar="[CKPT|RUN|HF_FOLDER]...")
 @runs_root_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; the default is reachable from this machine only.")
@@ -29,7 +29,7 @@ def serve(sources: tuple[Path, ...], runs_root: Path, host: str, port: int,
 
     \b
     Examples:
-      alphagrad serve runs/20260101-120000          # then open http://127.0.0.1:8000/
+      alphagrad serve 20260101-120000               # then open http://127.0.0.1:8000/
       alphagrad serve best.ckpt gpt2-hf/ --port 9000 --api-key secret
       alphagrad serve                               # only the runs dashboard
     """
@@ -38,7 +38,7 @@ def serve(sources: tuple[Path, ...], runs_root: Path, host: str, port: int,
     except ModuleNotFoundError as e:  # the message names the extra to install
         raise UserError(str(e)) from None
 
-    models = load_all(list(sources), slots=slots)
+    models = load_all([resolve_run(source, runs_root) for source in sources], slots=slots)
     app = create_app(models, runs_root=runs_root, api_key=api_key)
     shown = "[::1]" if host == "::1" else host
     click.echo(f"serving {', '.join(models) or 'no models'} and the runs in {runs_root} at "

@@ -84,3 +84,16 @@ def test_prepare_with_few_documents_splits_by_bytes_and_warns(char_tokenizer, tm
     assert "whole documents could not give --val-fraction 0.05" in result.stderr
     val = len(TokenDataset(tmp_path / "d" / "val.bin"))
     assert 0.03 < val / (val + len(TokenDataset(tmp_path / "d" / "train.bin"))) < 0.07
+
+
+def test_serve_takes_a_run_name(trained, monkeypatch):
+    pytest.importorskip("fastapi")
+    from alphagrad.serve import server
+
+    root, _, _ = trained
+    served = []
+    monkeypatch.setattr(server, "run", lambda app, host, port: served.append(app))
+    result = run_cli("serve", "first", "--runs-root", root)
+    assert len(served) == 1 and "serving first" in result.stderr
+    assert "nosuch is not a file or folder, nor a run in" in run_cli(
+        "serve", "nosuch", "--runs-root", root, expect=2).stderr
