@@ -148,9 +148,10 @@ def bench(name: str, threads: int, streams: list[int], new_tokens: int, repeats:
         hf = HFSide(model, folder)
     long_prompt = prompt(vocab, PROMPT_TOKENS)
     short = prompt(vocab, 8)
-    timed_request(engine, short, 8)  # warm-up: compiles every kernel
-    if hf:
-        hf.timed_request(short, 8)
+    for ids in (short, long_prompt):  # warm-up: every kernel compiled, every path run once
+        timed_request(engine, ids, 8)
+        if hf:
+            hf.timed_request(ids, 8)
     ours_idle, theirs_idle, ours_decode, theirs_decode = [], [], [], []
     for _ in range(repeats):  # interleaved
         ours_idle.append(timed_request(engine, long_prompt, 2))

@@ -110,3 +110,19 @@ def test_submit_checks_the_prompt(model):
         engine.submit([1] * 40, SamplingParams(max_tokens=9))
     done = engine.submit([1], SamplingParams(max_tokens=0))
     assert done.finish_reason == "length" and done.tokens == []
+
+
+def test_a_second_family_is_served_alike():
+    """Llama (rotary positions, grouped-query attention) through the same engine."""
+    ag.manual_seed(2)
+    llama = nn.Llama(nn.LlamaConfig(vocab_size=20, block_size=40, n_layer=2, n_head=4,
+                                    n_kv_head=2, n_embd=16, intermediate_size=24)).eval()
+    for p in llama.parameters():
+        p.data *= 6
+    params = [SamplingParams(max_tokens=10, seed=i, temperature=(0.0, 0.9)[i % 2])
+              for i in range(4)]
+    engine = Engine(llama, slots=4, prefill_chunk=4)
+    requests = [engine.submit(p, q) for p, q in zip(prompts(4), params)]
+    run(engine)
+    for prompt, p, r in zip(prompts(4), params, requests):
+        assert r.tokens == reference(llama, prompt, p)
