@@ -1,8 +1,8 @@
 """The models a server holds: each loaded once, named, with its tokenizer and its engine.
 
 A source is a checkpoint file, a run folder (its best checkpoint, else its latest) or a local
-Hugging Face GPT-2 folder (``config.json``, ``model.safetensors``, and ``tokenizer.json`` if
-there is one). A model is named after its run folder, its file or its folder.
+Hugging Face GPT-2 or Llama folder, of any model family ``load_model`` reads. A model is named
+after its run folder, its file or its folder.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alphagrad.nn import GPT
 from alphagrad.serve.engine import Engine
-from alphagrad.tokenizers import PLAIN, BPETokenizer, ChatTemplate
+from alphagrad.tokenizers import PLAIN, ChatTemplate
 from alphagrad.train.sampling import checkpoint_file, load_model
 
 
@@ -59,22 +58,13 @@ def _name(path: Path, checkpoint: Path) -> str:
 
 
 def load(source: str | Path, slots: int = 16, name: str | None = None) -> ServedModel:
-    """Load one model and start nothing yet (``engine.start()`` does)."""
+    """Load one model, of any family ``load_model`` reads; its engine starts with the app."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint, run folder or model folder")
-    if path.is_dir() and (path / "config.json").is_file():
-        model, kind = GPT.from_pretrained(str(path)), "gpt"
-        model.eval()
-        tokenizer_json = path / "tokenizer.json"
-        tokenizer = BPETokenizer.from_huggingface(tokenizer_json) \
-            if tokenizer_json.is_file() else None
-        checkpoint = path
-    else:
-        checkpoint = checkpoint_file(path)
-        model, tokenizer, ckpt = load_model(checkpoint)
-        kind = ckpt.model_kind
-    return ServedModel(name or _name(path, checkpoint), kind, model, tokenizer,
+    checkpoint = checkpoint_file(path)
+    model, tokenizer, _ = load_model(checkpoint)
+    return ServedModel(name or _name(path, checkpoint), model.kind, model, tokenizer,
                        Engine(model, tokenizer, slots=slots), str(checkpoint), int(time.time()))
 
 

@@ -126,3 +126,17 @@ def test_a_second_family_is_served_alike():
     run(engine)
     for prompt, p, r in zip(prompts(4), params, requests):
         assert r.tokens == reference(llama, prompt, p)
+
+
+def test_the_registry_serves_a_hugging_face_llama_folder(tmp_path):
+    from alphagrad.serve.registry import load
+
+    ag.manual_seed(3)
+    llama = nn.Llama(nn.LlamaConfig(vocab_size=30, block_size=32, n_layer=1, n_head=2,
+                                    n_kv_head=1, n_embd=16, intermediate_size=24)).eval()
+    llama.save_pretrained(str(tmp_path / "tiny-llama"))
+    served = load(tmp_path / "tiny-llama")
+    assert (served.name, served.kind, served.context_length) == ("tiny-llama", "llama", 32)
+    request = served.engine.submit([1, 2, 3], SamplingParams(max_tokens=6, seed=0))
+    run(served.engine)
+    assert request.tokens == reference(llama, [1, 2, 3], request.params)
