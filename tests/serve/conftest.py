@@ -3,14 +3,14 @@ loopback port, for the clients in these tests."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
+
+from serve_support import LiveServer
 
 from alphagrad.tokenizers import CharTokenizer
 from alphagrad.train import TrainConfig, prepare, train
@@ -42,29 +42,6 @@ def trained_run(tmp_path_factory, runs_root) -> Path:
                          min_lr=1e-3, log_interval=10, dropout=0.0, seed=0)
     train(config, runs_root=runs_root)
     return runs_root / "tiny"
-
-
-class LiveServer:
-    """uvicorn in a thread on a free loopback port; ``url`` is its base address."""
-
-    def __init__(self, app):
-        from alphagrad.serve import make_server
-
-        self.app = app
-        self.server = make_server(app, "127.0.0.1", 0, log_level="warning")
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="session")

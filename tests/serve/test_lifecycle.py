@@ -14,8 +14,7 @@ from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
-from conftest import LiveServer
-from test_openai_api import Slow
+from serve_support import LiveServer, Slow
 
 from alphagrad.cli import main
 

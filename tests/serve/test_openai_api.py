@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+from serve_support import Slow
 
 openai = pytest.importorskip("openai", reason="the test extra's openai client is not installed")
 
@@ -145,17 +146,6 @@ def test_eight_concurrent_streams_get_the_tokens_they_get_alone(client):
         together = list(pool.map(stream, range(8)))
     assert together == alone
     assert len(set(alone)) > 1
-
-
-class Slow:
-    """The model with a pause before every forward, so a stream outlasts its client."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, *args, **kwargs):
-        time.sleep(0.02)
-        return self.model(*args, **kwargs)
 
 
 def test_a_client_that_disconnects_frees_its_slot(live, served, monkeypatch):
