@@ -94,7 +94,7 @@ class TrainConfig:
     # runtime
     checksum_interval: int | None = 100  # data-parallel ranks compare weight checksums; None: off
     seed: int = 1337
-    num_threads: int | None = None  # None: all cores
+    num_threads: int | None = None  # None: the cores other processes leave free
     dtype: str = "float32"
     preset: str | None = None
 
