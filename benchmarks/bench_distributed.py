@@ -29,7 +29,7 @@ import sys
 import time
 
 import numpy as np
-from bench_gpt import CONFIGS, gpt_config  # the same model configs (this script's folder)
+from bench_gpt import CONFIGS, model_config  # the same model configs (this script's folder)
 
 import alphagrad as ag
 from alphagrad.nn.utils import clip_grad_norm_
@@ -47,7 +47,7 @@ def worker(config_name: str, threads: int, steps: int, warmup: int) -> None:
     ag.set_num_threads(threads)
     keep_freed_memory()
     ag.manual_seed(0)
-    config, batch = gpt_config(config_name)
+    config, batch = model_config(config_name)
     model = ag.nn.GPT(config)
     optimizer = model.configure_optimizers(WEIGHT_DECAY, LR, BETAS)
     params = [p for g in optimizer.param_groups for p in g["params"]]
