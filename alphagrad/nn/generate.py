@@ -84,9 +84,14 @@ def _inference(model):
 
 
 def _steps(model, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k, top_p,
-           seed: int | None, use_cache: bool) -> Iterator[np.ndarray]:
-    """Yield the next token of every row (B,), ``max_new_tokens`` times."""
+           seed: int | None, use_cache: bool, vocab_limit: int | None) -> Iterator[np.ndarray]:
+    """Yield the next token of every row (B,), ``max_new_tokens`` times, each below
+    ``vocab_limit`` (when given)."""
     _check_sampling(max_new_tokens, temperature, top_k, top_p)
+    vocab = model.config.vocab_size
+    if vocab_limit is not None and not (isinstance(vocab_limit, int) and 1 <= vocab_limit <= vocab):
+        raise ValueError(f"generate: vocab_limit must be an int in [1, {vocab}] (the model's "
+                         f"vocab_size), got {vocab_limit!r}")
     if idx.ndim != 2 or idx.shape[1] == 0:
         raise ValueError(f"generate: idx must be (B, T) with T >= 1, got shape {idx.shape}")
     rng = np.random.default_rng(seed) if seed is not None else generator()
@@ -102,7 +107,7 @@ def _steps(model, idx: np.ndarray, max_new_tokens: int, temperature: float, top_
                 logits, _ = model(tokens[:, -block:], kv_cache=cache)
             else:
                 logits, _ = model(tokens[:, -1:], kv_cache=cache)
-        nxt = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
+        nxt = sample(logits.data[:, -1, :vocab_limit], temperature, top_k, top_p, rng)  # (B,)
         tokens = np.concatenate([tokens, nxt[:, None]], axis=1)
         yield nxt
 
@@ -116,20 +121,22 @@ def _as_idx(idx: Any) -> np.ndarray:
 
 def generate(model, idx: Any, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-             use_cache: bool = True) -> Tensor:
+             use_cache: bool = True, vocab_limit: int | None = None) -> Tensor:
     """``idx`` (B, T) followed by ``max_new_tokens`` sampled tokens per row: (B, T + n)."""
     idx = _as_idx(idx)
-    new = list(_steps(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache))
+    new = list(_steps(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache,
+                      vocab_limit))
     return Tensor(np.concatenate([idx] + [t[:, None] for t in new], axis=1))
 
 
 def stream(model, idx: Any, max_new_tokens: int, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-           use_cache: bool = True) -> Iterator[int]:
+           use_cache: bool = True, vocab_limit: int | None = None) -> Iterator[int]:
     """Yield the new tokens of one sequence (``idx`` (T,) or (1, T)) as ints, one at a time."""
     idx = _as_idx(idx)
     idx = idx[None, :] if idx.ndim == 1 else idx
     if idx.ndim != 2 or idx.shape[0] != 1:
         raise ValueError(f"stream: expects one sequence, (T,) or (1, T), got shape {idx.shape}")
-    for nxt in _steps(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache):
+    for nxt in _steps(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache,
+                      vocab_limit):
         yield int(nxt[0])

@@ -106,18 +106,21 @@ class LanguageModel(Module):
 
     def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 use_cache: bool = True) -> Tensor:
+                 use_cache: bool = True, vocab_limit: int | None = None) -> Tensor:
         """Continue each row of ``idx`` (B, T) by ``max_new_tokens`` sampled tokens: (B, T + n).
 
         ``temperature=0`` is greedy; ``top_k`` / ``top_p`` restrict sampling to the k likeliest
         tokens / the smallest set holding probability p; ``seed`` makes the draw repeatable.
+        ``vocab_limit`` samples only ids below it: a tokenizer's vocabulary when the model's
+        ``vocab_size`` is padded (65 characters in a vocabulary of 128), whose extra ids have
+        no text.
         """
         return generate.generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                                 use_cache)
+                                 use_cache, vocab_limit)
 
     def stream(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-               use_cache: bool = True) -> Iterator[int]:
+               use_cache: bool = True, vocab_limit: int | None = None) -> Iterator[int]:
         """The tokens ``generate`` would add to one sequence, yielded one at a time as ints."""
         return generate.stream(self, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                               use_cache)
+                               use_cache, vocab_limit)

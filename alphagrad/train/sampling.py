@@ -142,7 +142,8 @@ def sample(checkpoint: str | Path | tuple, prompt: str = "\n", max_new_tokens: i
         raise CheckpointError("this checkpoint has no tokenizer embedded, so text cannot be encoded")
     ids = tokenizer.encode(prompt) or [0]
     idx = np.asarray([ids[-model.config.block_size:]], dtype=np.int64)  # (1, T)
+    # a padded model vocabulary (65 characters in 128 ids) has ids without text: never draw one
     tokens = model.stream(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                          seed=seed)
+                          seed=seed, vocab_limit=tokenizer.vocab_size)
     pieces = _text_pieces(tokenizer, tokens)
     return pieces if stream else "".join(pieces)

@@ -111,3 +111,27 @@ def test_a_model_loads_in_about_one_copy_of_its_weights(tmp_path):
                          capture_output=True, text=True, check=True, timeout=120)
     peak, weights = map(int, out.stdout.split())
     assert weights <= peak < 2 * weights, peak / weights
+
+
+def test_a_padded_vocabulary_never_samples_the_ids_without_text(tmp_path):
+    tokenizer = CharTokenizer.train(TEXT)  # ~30 characters in a vocabulary padded to 128
+    ag.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=128, n_layer=1, n_head=2, n_embd=8))
+    path = tmp_path / "padded.ckpt"
+    save_checkpoint(path, model_kind="gpt", model_config=vars(model.config),
+                    model_state=model.state_dict(), tokenizer=tokenizer.to_dict())
+    idx = np.asarray([tokenizer.encode("héllo")], dtype=np.int64)
+    # near-uniform draws: unmasked, most of 100 tokens land on the ~98 padded ids
+    free = model.generate(idx, 100, temperature=50.0, seed=1).data[0, idx.shape[1]:]
+    assert (free >= tokenizer.vocab_size).sum() > 50
+    kept = model.generate(idx, 100, temperature=50.0, seed=1, vocab_limit=tokenizer.vocab_size)
+    kept = kept.data[0, idx.shape[1]:]
+    assert kept.max() < tokenizer.vocab_size and len(set(kept.tolist())) > 10
+    text = sample(path, "héllo", max_new_tokens=100, temperature=50.0, seed=1)
+    assert text == tokenizer.decode(kept.tolist()) and "\ufffd" not in text
+    # greedy too: the argmax over the tokenizer's ids, whatever the padded logits say
+    logits = model(idx)[0].data[0, -1]
+    greedy = model.generate(idx, 1, temperature=0, vocab_limit=tokenizer.vocab_size)
+    assert greedy.data[0, -1] == np.argmax(logits[:tokenizer.vocab_size])
+    with pytest.raises(ValueError, match=r"vocab_limit must be an int in \[1, 128\]"):
+        model.generate(idx, 1, vocab_limit=129)
