@@ -147,24 +147,28 @@ def compare(first: str, second: str, runs_root: Path) -> None:
 
 
 @runs.command()
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @runs_root_option
-def sync(runs_root: Path) -> None:
-    """Rebuild the database from the run folders (it is only an index of them); a damaged
-    database is moved aside first.
+def sync(folders: tuple[Path, ...], runs_root: Path) -> None:
+    """Rebuild the database from the run folders (it is only an index of them): those under
+    the runs root, those it already lists elsewhere (trained with --out outside the root) and
+    those in FOLDERS. A damaged database is moved aside first.
 
     \b
-    Example:
+    Examples:
       alphagrad runs sync --runs-root runs
+      alphagrad runs sync ~/experiments/exp1     # add runs trained with --out elsewhere
     """
     try:
         with RunDB(runs_root) as db:
-            counts = db.sync()
+            counts = db.sync(folders)
     except RunDBDamaged:
         moved = RunDB.set_aside(runs_root)
         click.echo(f"the runs database {runs_root / DB_NAME} was damaged; moved it to {moved} "
-                   "and rebuilt it from the run folders", err=True)
+                   "and rebuilt it from the run folders (name the runs you trained with --out "
+                   "outside the root: alphagrad runs sync FOLDER...)", err=True)
         with RunDB(runs_root) as db:
-            counts = db.sync()
+            counts = db.sync(folders)
     click.echo(f"{counts['runs']} runs, {counts['metrics']} metric values, "
                f"{counts['checkpoints']} checkpoints indexed; {counts['removed']} gone runs "
                f"removed")

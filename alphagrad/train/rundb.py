@@ -273,17 +273,28 @@ class RunDB:
     # ---- rebuilding ------------------------------------------------------------------------
 
     @_sqlite_errors
-    def sync(self) -> dict[str, Any]:
+    def sync(self, folders: Iterable[str | Path] = ()) -> dict[str, Any]:
         """Rebuild the index from every run folder under the root (config.toml, manifest.json,
-        metrics.jsonl, checkpoints/); rows of folders that are gone are removed. A folder no
-        process is writing to is repaired first (``RunDir.repair``: leftovers of killed writes).
-        Returns counts, the folders that could not be read and the leftover files removed."""
-        seen, skipped, removed = set(), [], []
+        metrics.jsonl, checkpoints/), from the runs it already lists outside the root (trained
+        with ``--out`` elsewhere), and from the runs in ``folders``; rows of folders that are
+        gone are removed. A folder no process is writing to is repaired first
+        (``RunDir.repair``: leftovers of killed writes). Returns counts, the folders that could
+        not be read and the leftover files removed."""
+        folders = [Path(folder) for folder in folders]
+        for folder in folders:
+            if not folder.is_dir():
+                raise ValueError(f"{folder} is not a folder of runs")
+        stored = self._conn.execute("SELECT id, path FROM runs").fetchall()
+        outside = [Path(path) for _, path in stored if Path(path).is_absolute()]
+        manifests = [m for root in (self.root, *folders, *outside) if root.is_dir()
+                     for m in sorted(root.rglob("manifest.json"))]
+        seen, done, skipped, removed = set(), set(), [], []
         counts = {"runs": 0, "metrics": 0, "checkpoints": 0}
-        for manifest in sorted(self.root.rglob("manifest.json")):
+        for manifest in manifests:
             folder = manifest.parent
-            if not (folder / "config.toml").is_file():
+            if not (folder / "config.toml").is_file() or folder.resolve() in done:
                 continue
+            done.add(folder.resolve())
             try:
                 run = RunDir.open(folder)
                 removed += run.repair()
@@ -298,7 +309,6 @@ class RunDB:
             counts["metrics"] += n_metrics
             counts["checkpoints"] += n_checkpoints
         with self._write() as conn:
-            stored = conn.execute("SELECT id, path FROM runs").fetchall()
             gone = [(run_id,) for run_id, path in stored
                     if run_id not in seen and not (self.root / path / "manifest.json").exists()]
             conn.executemany("DELETE FROM runs WHERE id = ?", gone)

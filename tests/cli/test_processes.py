@@ -163,3 +163,11 @@ def test_out_elsewhere_is_indexed_in_the_runs_root(tmp_path, data_dir, monkeypat
     listed = alphagrad("runs", "list", "--runs-root", root, cwd=tmp_path).stdout.splitlines()
     assert listed[2].split()[:4] == ["exp", "completed", "-", "3"]
     assert not (tmp_path / "runs").exists()  # not the default root's
+    # sync refreshes it where it is; a rebuilt index finds it again when its folder is named
+    assert alphagrad("runs", "sync", "--runs-root", root, cwd=tmp_path).stdout.startswith("1 runs")
+    (root / "alphagrad.db").unlink()
+    assert alphagrad("runs", "sync", "--runs-root", root, cwd=tmp_path).stdout.startswith("0 runs")
+    synced = alphagrad("runs", "sync", out.parent, "--runs-root", root, cwd=tmp_path).stdout
+    assert synced.startswith("1 runs")
+    listed = alphagrad("runs", "list", "--runs-root", root, cwd=tmp_path).stdout.splitlines()
+    assert listed[2].split()[:4] == ["exp", "completed", "-", "3"] and str(out) in listed[2]

@@ -94,6 +94,33 @@ def test_sync_rebuilds_from_the_folders(tmp_path):
     assert RunDB(tmp_path).sync()["runs"] == 1
 
 
+
+def test_sync_keeps_refreshing_runs_outside_the_root_and_adds_named_folders(tmp_path):
+    root, elsewhere = tmp_path / "runs", tmp_path / "experiments"
+    make_run(root, "inside")
+    outside = make_run(elsewhere, "exp", n_steps=2)
+    db = RunDB(root)
+    db.register_run(outside)  # as a training with --out outside the root does
+    outside.log_metrics({"step": 30, "split": "train", "loss": 1.0})
+    outside.finish(final_metrics={"val_loss": 0.9})
+    assert db.sync()["runs"] == 2  # the folder under the root and the one it already listed
+    exp = db.get_run(outside.path)
+    assert exp["status"] == "completed" and exp["last_step"] == 30
+    assert exp["path"] == str(outside.path.resolve())
+    db.close()
+    (root / "alphagrad.db").unlink()  # a rebuilt index knows only the root...
+    db = RunDB(root)
+    assert [r["name"] for r in db.list_runs()] == [] and db.sync()["runs"] == 1
+    assert db.sync([elsewhere])["runs"] == 2  # ...until the folders elsewhere are named
+    assert db.get_run("exp")["last_step"] == 30 and db.sync()["runs"] == 2
+    for path in sorted(outside.path.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    outside.path.rmdir()
+    assert db.sync()["removed"] == 1 and [r["name"] for r in db.list_runs()] == ["inside"]
+    with pytest.raises(ValueError, match="is not a folder of runs"):
+        db.sync([tmp_path / "missing"])
+
+
 def _writer(root, worker, batches, barrier):
     db = RunDB(root)
     own = db.register_run(RunDir.open(f"{root}/run{worker}"))
