@@ -18,7 +18,14 @@ from alphagrad.cli.display import cell, table
 from alphagrad.cli.errors import INTERRUPTED, USER_MISTAKES, Failure, UserError, describe
 from alphagrad.cli.options import progress_bars, resolve_run, runs_root_option
 from alphagrad.train import PRESETS, Trainer, TrainingDiverged
-from alphagrad.train.distributed import World, current_world, launched_by_mpi, mpiexec_command
+from alphagrad.train.distributed import (
+    CollectiveTimeout,
+    RanksOutOfSync,
+    World,
+    current_world,
+    launched_by_mpi,
+    mpiexec_command,
+)
 from alphagrad.train.pipeline import make_trainer, resume_trainer
 from alphagrad.train.progress import TrainingStatus, count, duration
 
@@ -70,6 +77,8 @@ def _report(error: BaseException, rank: int) -> int:
         return INTERRUPTED
     if isinstance(error, USER_MISTAKES):
         error = UserError(describe(error))
+    elif isinstance(error, (CollectiveTimeout, RanksOutOfSync)):
+        error = Failure(str(error))
     if isinstance(error, click.ClickException):
         click.echo(f"error: rank {rank}: {error.format_message()}", err=True)
         return error.exit_code

@@ -93,6 +93,7 @@ class TrainConfig:
     # validation line's start (two prompts)
     # runtime
     checksum_interval: int | None = 100  # data-parallel ranks compare weight checksums; None: off
+    collective_timeout: float = 1800.0  # data-parallel: seconds a rank waits for the others
     seed: int = 1337
     num_threads: int | None = None  # None: the cores other processes leave free
     dtype: str = "float32"
@@ -171,6 +172,7 @@ class TrainConfig:
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
             ("grad_clip", 0 <= self.grad_clip < math.inf, "non-negative (0 turns it off)"),
+            ("collective_timeout", self.collective_timeout > 0, "positive (inf: no limit)"),
             ("seed", 0 <= self.seed < 2**64, "in [0, 2**64)"),
             ("dtype", self.dtype in ("float32", "float64"), "'float32' or 'float64'"),
             ("gelu_approximate", self.gelu_approximate in GELU_FORMS,

@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,10 +42,15 @@ from alphagrad.autograd.tensor import Tensor
 LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 INSTALL_HINT = "pip install 'alphagrad[mpi]' (mpi4py and Open MPI)"
 BUCKET_BYTES = 4 << 20  # small enough that the first buckets finish early in backward
+COLLECTIVE_TIMEOUT = 1800.0  # seconds, as torch.distributed's default
 
 
 class RanksOutOfSync(RuntimeError):
     """The ranks' weights differ: a bug or faulty hardware, never expected; training stops."""
+
+
+class CollectiveTimeout(RuntimeError):
+    """The other ranks did not join a collective in time: one is stuck (or its machine gone)."""
 
 
 def _mpi():
@@ -61,6 +67,8 @@ class World:
     """The processes training together: ``rank`` of ``size``, ``local_size`` on this machine.
 
     With ``size == 1`` (no launcher) every collective returns its input and MPI is not loaded.
+    A collective that waits more than ``timeout`` seconds for the other ranks raises
+    CollectiveTimeout: a rank that hangs must not hold the others forever.
     """
 
     rank: int = 0
@@ -68,6 +76,7 @@ class World:
     local_size: int = 1
     hosts: tuple[str, ...] = field(default_factory=lambda: (platform.node(),))
     comm: Any = None
+    timeout: float = COLLECTIVE_TIMEOUT
 
     @property
     def is_main(self) -> bool:
@@ -84,13 +93,28 @@ class World:
 
     # ---- collectives (the identity on a single process) ------------------------------------
 
+    def wait(self, requests: list, what: str) -> None:
+        """Wait until every non-blocking MPI request in ``requests`` is done, at most
+        ``timeout`` seconds; ``what`` names the collective in the error."""
+        MPI, started = _mpi(), time.monotonic()
+        while not MPI.Request.Testall(requests):
+            waited = time.monotonic() - started
+            if waited > self.timeout:
+                raise CollectiveTimeout(
+                    f"waited {self.timeout:g} s for the other ranks in {what}: a rank is stuck "
+                    "(or its machine unreachable), so every rank stops; the last checkpoint is "
+                    "intact. If a rank can be that slow (a long evaluation or checkpoint), "
+                    "raise collective_timeout")
+            if waited > 0.005:  # past a short spin, poll every millisecond and free the core
+                time.sleep(0.001)
+
     def allreduce_sum(self, values: np.ndarray) -> np.ndarray:
         """The elementwise sum of ``values`` over the ranks (a new array)."""
         values = np.ascontiguousarray(values)
         if self.comm is None:
             return values.copy()
         out = np.empty_like(values)
-        self.comm.Allreduce(values, out, op=_mpi().SUM)
+        self.wait([self.comm.Iallreduce(values, out, op=_mpi().SUM)], "a sum over the ranks")
         return out
 
     def any(self, flag: bool) -> bool:
@@ -103,9 +127,11 @@ class World:
             return [value]
         data = np.frombuffer(json.dumps(value).encode(), np.uint8)
         sizes = np.zeros(self.size, np.int64)
-        self.comm.Allgather(np.array([data.size], np.int64), sizes)
+        self.wait([self.comm.Iallgather(np.array([data.size], np.int64), sizes)],
+                  "a gather of every rank's state")
         out = np.empty(int(sizes.sum()), np.uint8)
-        self.comm.Allgatherv(data, [out, sizes.tolist()])
+        self.wait([self.comm.Iallgatherv(data, [out, sizes.tolist()])],
+                  "a gather of every rank's state")
         ends = np.cumsum(sizes)
         return [json.loads(out[end - size:end].tobytes()) for size, end in zip(sizes, ends)]
 
@@ -115,9 +141,9 @@ class World:
             return value
         data = json.dumps(value).encode() if self.is_main else b""
         size = np.array([len(data)], np.int64)
-        self.comm.Bcast(size, root=0)
+        self.wait([self.comm.Ibcast(size, root=0)], "a broadcast from rank 0")
         buffer = np.frombuffer(data, np.uint8).copy() if self.is_main else np.empty(size[0], np.uint8)
-        self.comm.Bcast(buffer, root=0)
+        self.wait([self.comm.Ibcast(buffer, root=0)], "a broadcast from rank 0")
         return json.loads(buffer.tobytes())
 
     def abort(self, code: int) -> None:
@@ -233,7 +259,7 @@ class GradientReducer:
                     view[...] = 0
                     bucket.filled.add(i)
         self._start_full()
-        _mpi().Request.Waitall([b.request for b in self._buckets])
+        self.world.wait([b.request for b in self._buckets], "the gradient all-reduce")
         scale = 1.0 / self.world.size
         for bucket in self._buckets:
             bucket.flat *= bucket.flat.dtype.type(scale)

@@ -53,7 +53,8 @@ Callback = Callable[[dict[str, Any]], None]
 RESUMABLE = frozenset({
     "max_iters", "learning_rate", "min_lr", "warmup_iters", "lr_decay_iters", "grad_clip",
     "patience", "eval_interval", "eval_iters", "log_interval", "checkpoint_interval",
-    "keep_last", "sample_interval", "sample_tokens", "sample_prompt", "num_threads"})
+    "keep_last", "sample_interval", "sample_tokens", "sample_prompt", "num_threads",
+    "collective_timeout"})
 
 
 class TrainingDiverged(RuntimeError):
@@ -186,7 +187,8 @@ class Trainer:
             if self.tokenizer is not None:
                 dataset.check_tokenizer(self.tokenizer)
         self.bytes_per_token = bytes_per_token(data_dir / "val.bin")
-        self.world = world = world or current_world()
+        self.world = world = dataclasses.replace(world or current_world(),
+                                                 timeout=config.collective_timeout)
         threads = config.num_threads or (world.default_threads() if world.size > 1 else None)
         if threads:
             set_num_threads(threads)

@@ -7,6 +7,7 @@ training in-process on the whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -249,6 +250,19 @@ def test_resume_on_the_same_two_ranks_is_bit_exact(pair, tmp_path):
         np.testing.assert_array_equal(mine.model_state[name], array, err_msg=name)
 
 
+
+def test_resume_with_dropout_on_the_same_two_ranks_is_bit_exact(data_dir, pair, tmp_path):
+    root = tmp_path / "first"
+    root.mkdir()
+    _mpi_train(root, "--data", str(data_dir), "--out", "run", *_sets(SETTINGS | {"dropout": 0.2}))
+    assert _steps(root / "run")[STEPS] != _steps(pair[0])[STEPS]  # the dropout is at work
+    run = _resume_on_two_ranks(root / "run", tmp_path)  # each rank's dropout stream restored
+    assert _steps(run) == _steps(root / "run")
+    mine = load_checkpoint(run / "checkpoints/step-00000020.ckpt")
+    theirs = load_checkpoint(root / "run/checkpoints/step-00000020.ckpt")
+    for name, array in theirs.model_state.items():
+        np.testing.assert_array_equal(mine.model_state[name], array, err_msg=name)
+
 def test_resume_one_process_on_two_ranks_with_nproc(single, tmp_path):
     run = _resume_on_two_ranks(single, tmp_path)
     mine, theirs = _steps(run), _steps(single)
@@ -284,36 +298,74 @@ def _rank_pid(rank: int, marker: str) -> int | None:
     return None
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find ranks")
-def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(data_dir, tmp_path):
-    run = tmp_path / "killed"
+def _job_with_a_checkpoint(data_dir: Path, tmp_path: Path, **settings) -> subprocess.Popen:
+    """A 2-rank training that would run for ever, once its first checkpoint is written."""
+    run = tmp_path / "run"
     settings = SETTINGS | {"max_iters": 100_000, "eval_interval": 100_000,
-                           "checkpoint_interval": 3, "log_interval": 100_000}
+                           "checkpoint_interval": 3, "log_interval": 100_000} | settings
     command = [find_mpiexec(), "-n", "2", "--bind-to", "none", sys.executable, "-m",
                "alphagrad.cli", "train", "--data", str(data_dir), "--out", str(run),
                *_sets(settings)]
     job = subprocess.Popen(command, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 90
+    while not list(run.glob("checkpoints/step-*.ckpt")) and time.monotonic() < deadline:
+        if job.poll() is not None:
+            pytest.fail(job.stdout.read())
+        time.sleep(0.1)
+    return job
+
+
+def _ends_soon(job: subprocess.Popen, seconds: float) -> str:
+    """The job's output, once it has ended (failing the test if it takes over ``seconds``)."""
+    started = time.monotonic()
     try:
-        deadline = time.monotonic() + 90
-        while not list(run.glob("checkpoints/step-*.ckpt")) and time.monotonic() < deadline:
-            assert job.poll() is None, job.stdout.read()
-            time.sleep(0.1)
-        victim = _rank_pid(1, str(run))
-        assert victim is not None, "rank 1 not found"
-        os.kill(victim, signal.SIGKILL)
-        killed = time.monotonic()
-        output, _ = job.communicate(timeout=30)
-        assert time.monotonic() - killed < 30
+        output, _ = job.communicate(timeout=seconds)
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
+    assert time.monotonic() - started < seconds
     assert job.returncode != 0
-    assert re.search(r"rank 1 .*(signal 9|Killed)", output, re.IGNORECASE | re.DOTALL), output
-    latest = max(run.glob("checkpoints/step-*.ckpt"))
-    ckpt = load_checkpoint(latest)  # whole: its checksums verify
+    return output
+
+
+def _latest_checkpoint_is_whole(run: Path) -> None:
+    ckpt = load_checkpoint(max(run.glob("checkpoints/step-*.ckpt")))  # whole: checksums verify
     assert ckpt.train_state["step"] % 3 == 0 and ckpt.train_state["rng_by_rank"]
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(),
+                                reason="needs /proc to find ranks")
+
+
+@needs_proc
+def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(data_dir, tmp_path):
+    job = _job_with_a_checkpoint(data_dir, tmp_path)
+    victim = _rank_pid(1, str(tmp_path / "run"))
+    assert victim is not None, "rank 1 not found"
+    os.kill(victim, signal.SIGKILL)
+    output = _ends_soon(job, 30)
+    assert re.search(r"rank 1 .*(signal 9|Killed)", output, re.IGNORECASE | re.DOTALL), output
+    _latest_checkpoint_is_whole(tmp_path / "run")
+
+
+@needs_proc
+def test_a_hung_rank_ends_the_job_after_the_collective_timeout(data_dir, tmp_path):
+    job = _job_with_a_checkpoint(data_dir, tmp_path, collective_timeout=6)
+    victim = _rank_pid(1, str(tmp_path / "run"))
+    assert victim is not None, "rank 1 not found"
+    os.kill(victim, signal.SIGSTOP)  # alive but silent: MPI alone would wait for it forever
+    try:
+        output = _ends_soon(job, 60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    assert re.search(r"error: rank 0: waited 6 s for the other ranks in .*: a rank is stuck",
+                     output), output
+    _latest_checkpoint_is_whole(tmp_path / "run")
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["status"] == "failed" and "waited 6 s" in manifest["final_metrics"]["reason"]
 
 
 # ---- two "machines": network namespaces joined by a veth pair --------------------------------
