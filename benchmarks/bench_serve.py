@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_gpt import CONFIGS, blas_core, gpt_config, set_threads, torch_available
+from bench_gpt import CONFIGS, blas_core, model_config, set_threads, torch_available
 
 import alphagrad as ag
 from alphagrad import nn
@@ -43,7 +43,7 @@ PROMPT_TOKENS = 200
 
 
 def make_model(name: str, block_size: int) -> nn.GPT:
-    config, _ = gpt_config(name)
+    config, _ = model_config(name)
     config.block_size = block_size
     ag.manual_seed(0)
     return nn.GPT(config).eval()

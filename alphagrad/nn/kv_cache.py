@@ -27,7 +27,7 @@ import numpy as np
 from alphagrad.autograd import functional as F
 from alphagrad.autograd.creation import from_numpy
 from alphagrad.autograd.tensor import Tensor
-from alphagrad.tensor.kernels import attention_forward
+from alphagrad.tensor.kernels import slot_attention
 
 
 class LayerKV:
@@ -114,10 +114,10 @@ class SlotKVCache:
         self.lengths[slot] = 0
 
     def step(self, slots: Sequence[int], counts: Sequence[int],
-             readout: Sequence[bool] | None = None) -> SlotStep:
+             readout: Sequence[int] | None = None) -> SlotStep:
         """Plan one forward over ``counts[j]`` new tokens of slot ``slots[j]``, in that order;
-        logits come back for the last token of each segment whose ``readout`` is true (all by
-        default). The slots' lengths advance now."""
+        logits come back for the last ``readout[j]`` tokens of each segment (0, 1 or up to
+        ``counts[j]``; the last token of each by default). The slots' lengths advance now."""
         slots, counts = np.asarray(slots, np.int64), np.asarray(counts, np.int64)
         if len(set(slots.tolist())) != len(slots) or (counts < 1).any():
             raise ValueError("SlotKVCache.step: each slot at most once, with >= 1 token")
@@ -125,9 +125,11 @@ class SlotKVCache:
         if (ends > self.capacity).any():
             raise ValueError(f"SlotKVCache.step: {int(ends.max())} positions exceed the "
                              f"capacity {self.capacity} of a slot")
+        wanted = np.ones(len(slots), np.int64) if readout is None else np.asarray(readout, np.int64)
+        if wanted.shape != counts.shape or (wanted < 0).any() or (wanted > counts).any():
+            raise ValueError("SlotKVCache.step: readout asks for 0 to counts[j] rows per slot")
         starts = self.lengths[slots].copy()
         self.lengths[slots] = ends
-        wanted = np.ones(len(slots), bool) if readout is None else np.asarray(readout, bool)
         return SlotStep(self, slots, starts, counts, wanted)
 
 
@@ -139,6 +141,9 @@ class SlotStep:
         self.cache, self.slots, self.starts, self.counts = cache, slots, starts, counts
         self.offsets = np.concatenate([[0], np.cumsum(counts)])  # segment j is [o_j, o_j+1)
         self.wanted = wanted
+        self.token_slot = np.repeat(slots, counts)  # (N,) the slot of each new token
+        self.token_pos = np.arange(self.offsets[-1]) - np.repeat(self.offsets[:-1] - starts,
+                                                                 counts)  # (N,) its position
 
     def __getitem__(self, layer: int) -> _SlotLayer:
         return _SlotLayer(self, layer)
@@ -146,10 +151,12 @@ class SlotStep:
     def positions(self, T: int) -> np.ndarray:
         if T != self.offsets[-1]:
             raise ValueError(f"SlotStep: planned {self.offsets[-1]} tokens, got {T}")
-        return np.concatenate([np.arange(s, s + n) for s, n in zip(self.starts, self.counts)])
+        return self.token_pos
 
     def readout(self, T: int) -> np.ndarray:
-        return self.offsets[1:][self.wanted] - 1
+        first = np.repeat(self.offsets[1:] - self.wanted, self.wanted)  # (R,) segment's first row
+        rank = np.arange(len(first)) - np.repeat(np.cumsum(self.wanted) - self.wanted, self.wanted)
+        return first + rank
 
 
 class _SlotLayer:
@@ -157,20 +164,14 @@ class _SlotLayer:
         self.step, self.layer = step, layer
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
-        """q, k, v (1, NH, N, hs), segment by segment: each against its own slot's keys."""
+        """q, k, v (1, NH, N, hs): every token against its own slot's keys, in one call."""
         step, cache = self.step, self.step.cache
         keys, values = cache.keys[self.layer], cache.values[self.layer]
-        q, k, v = q.data, k.data, v.data
+        keys[step.token_slot, :, step.token_pos] = k.data[0].transpose(1, 0, 2)  # (N, NKV, hs)
+        values[step.token_slot, :, step.token_pos] = v.data[0].transpose(1, 0, 2)
         scale = cache.scale if scale is None else scale
-        out = np.empty(q.shape, q.dtype)  # (1, NH, N, hs)
-        for j, (slot, start, n) in enumerate(zip(step.slots, step.starts, step.counts)):
-            a, end = step.offsets[j], start + n
-            keys[slot, :, start:end] = k[0, :, a:a + n]
-            values[slot, :, start:end] = v[0, :, a:a + n]
-            attention_forward(q[:, :, a:a + n], keys[slot:slot + 1, :, :end],
-                              values[slot:slot + 1, :, :end], scale,
-                              out=out[:, :, a:a + n])
-        return from_numpy(out)
+        out = slot_attention(q.data[0], keys, values, step.token_slot, step.token_pos, scale)
+        return from_numpy(out[None])  # (1, NH, N, hs)
 
 
 def _geometry(model) -> tuple[int, int, int, int, Any]:

@@ -43,7 +43,9 @@ class SamplingParams:
     """How one sequence is sampled and when it ends.
 
     ``stop`` strings end it (and are not part of its text), as do ``stop_token_ids``;
-    ``logprobs`` asks for each token's log-probability and that many likeliest alternatives.
+    ``logprobs`` asks for each token's log-probability and that many likeliest alternatives,
+    ``prompt_logprobs`` the same for each prompt token after the first (``max_tokens`` may then
+    be 0: the prompt is only scored).
     """
 
     max_tokens: int = 16
@@ -54,6 +56,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None
+    prompt_logprobs: int | None = None
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Request:
     on_event: Callable[[TokenEvent], None] | None = None
     tokens: list[int] = field(default_factory=list)
     text: str = ""
+    prompt_logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
     finish_reason: str | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -104,10 +108,20 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
+def token_logprobs(logits: np.ndarray, tokens: Sequence[int], top: int
+                   ) -> list[tuple[float, list[tuple[int, float]]]]:
+    """For each row of ``logits`` (R, V): the log-probability of ``tokens[r]`` and the ``top``
+    likeliest tokens with theirs, likeliest first."""
     x = logits.astype(np.float64)
-    x -= x.max()
-    return x - np.log(np.exp(x).sum())
+    x -= x.max(axis=-1, keepdims=True)
+    lp = x - np.log(np.exp(x).sum(axis=-1, keepdims=True))  # (R, V)
+    chosen = lp[np.arange(len(lp)), np.asarray(tokens, np.int64)]
+    k = min(top, lp.shape[1])
+    best = np.argpartition(-lp, k - 1, axis=1)[:, :k] if k else np.zeros((len(lp), 0), int)
+    best = np.take_along_axis(best, np.argsort(-np.take_along_axis(lp, best, 1), axis=1,
+                                               kind="stable"), 1)  # (R, k) likeliest first
+    return [(float(c), [(int(t), float(lp[r, t])) for t in row])
+            for r, (c, row) in enumerate(zip(chosen, best))]
 
 
 class Engine:
@@ -155,7 +169,7 @@ class Engine:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the engine is shut down")
-            if params.max_tokens == 0:
+            if params.max_tokens == 0 and params.prompt_logprobs is None:
                 self._finish(request, "length")
             else:
                 self._waiting.append(request)
@@ -213,29 +227,45 @@ class Engine:
                 budget -= len(chunk)
         return batch, feeds
 
+    @staticmethod
+    def _rows(request: Request, fed: int) -> int:
+        """How many of the ``fed`` tokens' logits the step needs: the last one when it ends
+        the prompt or decodes, every one when the prompt is being scored, else none."""
+        if request.prefilled < len(request.prompt) and request.params.prompt_logprobs is not None:
+            return fed
+        return int(request.prefilled + fed >= len(request.prompt))
+
     def step(self) -> bool:
         """Admit waiting requests, run one forward, sample; False when there was nothing to do."""
         self._admit()
         if not self._running:
             return False
         batch, feeds = self._plan()
-        counts = [len(f) for f in feeds]
-        samples = [r.prefilled + len(f) == len(r.prompt) or r.prefilled == len(r.prompt)
-                   for r, f in zip(batch, feeds)]
-        step = self.cache.step([r.slot for r in batch], counts, readout=samples)
+        rows = [self._rows(r, len(f)) for r, f in zip(batch, feeds)]
+        step = self.cache.step([r.slot for r in batch], [len(f) for f in feeds], readout=rows)
         idx = np.fromiter(itertools.chain.from_iterable(feeds), np.int64)[None, :]  # (1, N)
         with no_grad(), self._threads(idx.shape[1]):
             logits, _ = self.model(idx, kv_cache=step)
-        rows = iter(logits.data[0])  # (R, V): one row per sampling request
-        for request, fed, wanted in zip(batch, feeds, samples):
+        ends = np.cumsum(rows)
+        for request, fed, n, end in zip(batch, feeds, rows, ends):
+            mine = logits.data[0, end - n:end]  # (n, V)
             if request.prefilled < len(request.prompt):
+                if request.params.prompt_logprobs is not None:  # row i predicts token start+i+1
+                    scored = mine[:len(request.prompt) - request.prefilled - 1]
+                    request.prompt_logprobs += token_logprobs(
+                        scored, request.prompt[request.prefilled + 1:][:len(scored)],
+                        request.params.prompt_logprobs)
+                    mine = mine[len(scored):]
                 request.prefilled += len(fed)
-            if wanted:
-                row = next(rows)
-                try:
-                    self._sample(request, row)
-                except IndexError as e:  # a token the tokenizer cannot decode: this request only
-                    self._release(request, "error", str(e))
+            if len(mine) == 0:
+                continue
+            if request.params.max_tokens == 0:
+                self._release(request, "length")
+                continue
+            try:
+                self._sample(request, mine[-1])
+            except IndexError as e:  # a token the tokenizer cannot decode: this request only
+                self._release(request, "error", str(e))
         self.steps += 1
         return True
 
@@ -259,10 +289,7 @@ class Engine:
         token = int(sample(row[None], p.temperature, p.top_k, p.top_p, request.rng)[0])
         logprob = top = None
         if p.logprobs is not None:
-            lp = log_softmax(row)
-            logprob = float(lp[token])
-            best = np.argsort(-lp, kind="stable")[:p.logprobs]
-            top = [(int(t), float(lp[t])) for t in best]
+            [(logprob, top)] = token_logprobs(row[None], [token], p.logprobs)
         request.tokens.append(token)
         if token == self.end_of_text or token in p.stop_token_ids:
             self._release(request, "stop")

@@ -54,10 +54,11 @@ def fit_prompt(served: ServedModel, prompt: list[int], max_tokens: int | None, t
 
 
 def sampling_params(body: Sampling, max_tokens: int, stop: tuple[str, ...],
-                    logprobs: int | None) -> SamplingParams:
+                    logprobs: int | None, prompt_logprobs: int | None = None) -> SamplingParams:
     return SamplingParams(max_tokens=max_tokens, temperature=body.temperature,
                           top_k=body.top_k, top_p=body.top_p if body.top_p < 1.0 else None,
-                          seed=body.seed, stop=stop, logprobs=logprobs)
+                          seed=body.seed, stop=stop, logprobs=logprobs,
+                          prompt_logprobs=prompt_logprobs)
 
 
 class Generation:

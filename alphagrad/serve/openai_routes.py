@@ -102,50 +102,73 @@ def _prompts(served: ServedModel, prompt) -> list[tuple[list[int], str | None]]:
     return [(list(p), None) for p in prompt]
 
 
-def _completion_logprobs(served: ServedModel, choice: Choice, start: int) -> CompletionLogprobs:
-    tokens, offsets, offset = [], [], 0
-    for token, _, _ in choice.logprobs[start:]:
+# (token, its logprob, the likeliest alternatives): None for the prompt's first token
+LogprobEntry = tuple[int, float | None, list[tuple[int, float]] | None]
+
+
+def _completion_logprobs(served: ServedModel, entries: list[LogprobEntry],
+                         offset: int = 0) -> CompletionLogprobs:
+    tokens, offsets = [], []
+    for token, _, _ in entries:
         tokens.append(served.decode([token]))
         offsets.append(offset)
         offset += len(tokens[-1])
     return CompletionLogprobs(
-        tokens=tokens, token_logprobs=[lp for _, lp, _ in choice.logprobs[start:]],
-        top_logprobs=[{served.decode([t]): lp for t, lp in top}
-                      for _, _, top in choice.logprobs[start:]], text_offset=offsets)
+        tokens=tokens, token_logprobs=[lp for _, lp, _ in entries],
+        top_logprobs=[None if top is None else {served.decode([t]): lp for t, lp in top}
+                      for _, _, top in entries], text_offset=offsets)
+
+
+def _prompt_entries(choice: Choice, request) -> list[LogprobEntry]:
+    """The prompt's tokens with their logprobs, as OpenAI's echo gives them (the first has
+    none: nothing comes before it)."""
+    return [(choice.prompt[0], None, None)] + [
+        (token, lp, top) for token, (lp, top) in zip(choice.prompt[1:], request.prompt_logprobs)]
 
 
 @router.post("/v1/completions", response_model=Completion, responses=SSE)
 async def completions(body: CompletionRequest, request: Request):
-    """Continue each prompt (``n`` choices each), as JSON or, with ``stream``, as events."""
+    """Continue each prompt (``n`` choices each), as JSON or, with ``stream``, as events.
+    With ``echo`` and ``logprobs`` the prompt's tokens come first in ``logprobs``, as in
+    OpenAI's API (``max_tokens: 0`` then only scores the prompt)."""
     served = served_model(request, body.model)
+    logprobs = body.logprobs is not None
     jobs, echoes = [], []
     for ids, text in _prompts(served, body.prompt):
         prompt, max_tokens = fit_prompt(served, ids, body.max_tokens, body.truncate, "prompt")
         echo = text if text is not None and prompt == ids else served.decode(prompt)
         echoes += [echo if body.echo else ""] * body.n
         jobs.append((prompt, sampling_params(body, max_tokens, body.stop_strings(),
-                                             body.logprobs)))
+                                             body.logprobs,
+                                             body.logprobs if body.echo else None)))
     generation = Generation(served, jobs, body.n)
     meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name}
-    logprobs = body.logprobs is not None
+
+    def echo_logprobs(choice: Choice) -> list[LogprobEntry]:
+        return _prompt_entries(choice, generation.requests[choice.index]) if body.echo else []
 
     if not body.stream:
         await generation.wait(request.is_disconnected)
         return Completion(**meta, usage=generation.usage(), choices=[
             CompletionChoice(index=c.index, text=echoes[c.index] + c.text,
                              finish_reason=c.finish_reason,
-                             logprobs=_completion_logprobs(served, c, 0) if logprobs else None)
+                             logprobs=_completion_logprobs(served, echo_logprobs(c) + c.logprobs)
+                             if logprobs else None)
             for c in generation.choices])
 
     async def chunks() -> AsyncIterator[Completion]:
-        for index, echo in enumerate(echoes):
-            if echo:
-                yield Completion(**meta, choices=[CompletionChoice(index=index, text=echo)])
+        echoed = [not echo for echo in echoes]
         async for choice, event in generation.events():
+            if not echoed[choice.index]:  # now that the prompt has been read (and scored)
+                echoed[choice.index] = True
+                yield Completion(**meta, choices=[CompletionChoice(
+                    index=choice.index, text=echoes[choice.index],
+                    logprobs=_completion_logprobs(served, echo_logprobs(choice))
+                    if logprobs else None)])
             if event.token is not None:
                 yield Completion(**meta, choices=[CompletionChoice(
                     index=choice.index, text=event.text, logprobs=_completion_logprobs(
-                        served, choice, len(choice.logprobs) - 1) if logprobs else None)])
+                        served, choice.logprobs[-1:]) if logprobs else None)])
             if event.finish_reason is not None:
                 yield Completion(**meta, choices=[CompletionChoice(
                     index=choice.index, text=event.text, finish_reason=event.finish_reason)])
@@ -159,7 +182,7 @@ async def completions(body: CompletionRequest, request: Request):
 
 def render_chat(served: ServedModel, messages: list[ChatMessage],
                 add_generation_prompt: bool = True) -> list[int]:
-    return served.encode(served.chat_template.render(
+    return served.encode_chat(served.chat_template.render(
         [{"role": m.role, "content": m.text()} for m in messages], add_generation_prompt))
 
 

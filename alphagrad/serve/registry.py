@@ -40,6 +40,17 @@ class ServedModel:
             raise ValueError(f"model {self.name!r} has no tokenizer: send token ids, not text")
         return self.tokenizer.encode(text)
 
+    def encode_chat(self, text: str) -> list[int]:
+        """The ids of a prompt the chat template rendered: the special tokens the template
+        writes (``<|im_start|>`` and the like) become their ids, as the model saw them in
+        training, not the characters of their names."""
+        template = self.chat_template
+        specials = [s for s in getattr(self.tokenizer, "special_tokens", {})
+                    if s in template.message or s in template.generation_prompt]
+        if not specials:
+            return self.encode(text)
+        return self.tokenizer.encode(text, allowed_special=specials)
+
     def decode(self, tokens: list[int]) -> str:
         if self.tokenizer is None:
             raise ValueError(f"model {self.name!r} has no tokenizer: it cannot make text")

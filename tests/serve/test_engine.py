@@ -62,6 +62,32 @@ def test_a_long_prompt_is_read_in_chunks_while_others_decode(model):
     assert long.tokens == reference(model, list(range(1, 18)), long.params)
 
 
+def test_prompt_logprobs_across_chunks_beside_other_streams(model):
+    """Each prompt token after the first gets the model's log-probability of it given the
+    tokens before it (the full forward's), also when the prompt is read in several chunks while
+    another stream decodes; max_tokens 0 only scores."""
+    prompt = np.random.default_rng(5).integers(0, 20, size=23).tolist()
+    logits, _ = model(np.array([prompt]), all_logits=True)
+    rows = logits.data[0].astype(np.float64)
+    rows = rows - rows.max(-1, keepdims=True)
+    rows -= np.log(np.exp(rows).sum(-1, keepdims=True))  # (T, V)
+    engine = Engine(model, slots=3, prefill_chunk=5, prefill_tokens=6)
+    other = engine.submit([3, 4], SamplingParams(max_tokens=20, seed=0))
+    engine.step()
+    scored = engine.submit(prompt, SamplingParams(max_tokens=0, prompt_logprobs=3))
+    sampled = engine.submit(prompt, SamplingParams(max_tokens=4, seed=2, prompt_logprobs=0))
+    run(engine)
+    assert scored.finish_reason == "length" and scored.tokens == []
+    for r in (scored, sampled):
+        assert len(r.prompt_logprobs) == len(prompt) - 1
+        got = [lp for lp, _ in r.prompt_logprobs]
+        np.testing.assert_allclose(got, rows[np.arange(22), prompt[1:]], atol=1e-5)
+    for i, (_, top) in enumerate(scored.prompt_logprobs):
+        assert [t for t, _ in top] == np.argsort(-rows[i], kind="stable")[:3].tolist()
+    assert sampled.tokens == reference(model, prompt, sampled.params)
+    assert other.tokens == reference(model, [3, 4], other.params)
+
+
 def test_cancel_frees_the_slot_before_the_next_step(model):
     engine = Engine(model, slots=1)
     first = engine.submit([1, 2, 3], SamplingParams(max_tokens=40, seed=0))

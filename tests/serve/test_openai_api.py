@@ -87,6 +87,40 @@ def test_logprobs_are_the_models_log_softmax(client, served):
     assert list(lp.top_logprobs[0].values()) == pytest.approx(expected[best].tolist(), abs=1e-6)
 
 
+def test_echo_with_logprobs_scores_the_prompt(client, served):
+    """OpenAI's echo + logprobs: the prompt's tokens first, the first with null, each other
+    the model's log-probability of it after the tokens before it (also with max_tokens 0,
+    and streamed)."""
+    import numpy as np
+
+    s = served[MODEL]
+    prompt = "alpha beta gamma delta " * 2
+    ids = s.tokenizer.encode(prompt)
+    logits, _ = s.model(np.array([ids]), all_logits=True)
+    rows = logits.data[0].astype(np.float64)  # row i predicts token i + 1
+    rows = rows - rows.max(-1, keepdims=True)
+    rows -= np.log(np.exp(rows).sum(-1, keepdims=True))
+    expected = [rows[i, ids[i + 1]] for i in range(len(ids) - 1)]
+    for max_tokens in (0, 3):
+        out = client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens,
+                                        temperature=0, echo=True, logprobs=2)
+        lp = out.choices[0].logprobs
+        assert out.choices[0].text.startswith(prompt)
+        assert lp.tokens[:len(ids)] == [s.tokenizer.decode([t]) for t in ids]
+        assert len(lp.tokens) == len(ids) + max_tokens
+        assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+        assert lp.token_logprobs[1:len(ids)] == pytest.approx(expected, abs=1e-5)
+        best = np.argsort(-rows[len(ids) // 2])[:2]
+        assert list(lp.top_logprobs[len(ids) // 2 + 1]) == [s.tokenizer.decode([int(t)])
+                                                             for t in best]
+        assert lp.text_offset[:3] == [0, len(lp.tokens[0]), len(lp.tokens[0] + lp.tokens[1])]
+    chunks = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=3,
+                                            temperature=0, echo=True, logprobs=2, stream=True))
+    assert chunks[0].choices[0].text == prompt
+    assert chunks[0].choices[0].logprobs.token_logprobs[1:] == pytest.approx(expected, abs=1e-5)
+    assert "".join(c.choices[0].text for c in chunks) == out.choices[0].text
+
+
 def test_chat_renders_the_plain_template(client, served):
     s = served[MODEL]
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "alpha"}]

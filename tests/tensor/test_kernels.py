@@ -13,9 +13,11 @@ from alphagrad.tensor import kernels as K
 from alphagrad.tensor.kernels import (
     adamw,
     cross_entropy,
+    decode_attention,
     embedding,
     gelu,
     layernorm,
+    linear,
     rmsnorm,
     rope,
     softmax,
@@ -33,7 +35,7 @@ def threads(request, monkeypatch):
     """Small inputs normally take the serial twins; the parallel runs force the prange kernels."""
     if request.param != "serial":
         for module in (softmax, cross_entropy, embedding, layernorm, gelu, adamw, rmsnorm, rope,
-                       swiglu):
+                       swiglu, linear, decode_attention):
             monkeypatch.setattr(module, "PARALLEL_MIN_SIZE", 0)
     before = get_num_threads()
     set_num_threads(numba.config.NUMBA_NUM_THREADS if request.param.endswith("allthreads") else 1)
@@ -509,3 +511,54 @@ def test_adamw_rejects_bad_buffers_and_step():
                      1e-8, 0.0)
     with pytest.raises(TypeError, match="exp_avg_sq is float64 but the other inputs are float32"):
         K.adamw_step(*bufs[:3], np.zeros(4), 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+
+
+# Decoding: the few-rows linear and attention over many slots
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,C,N", [(1, 1, 1), (1, 7, 3), (2, 5, 9), (3, 33, 17), (8, 64, 65),
+                                   (16, 40, 7)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_rows(threads, dtype, M, C, N, with_bias):
+    rng = np.random.default_rng(M * C * N)
+    x, w, b = randn(rng, (M, C), dtype), randn(rng, (N, C), dtype), randn(rng, (N,), dtype)
+    b = b if with_bias else None
+    assert_close(K.linear_rows(x, w, b), R.linear_rows(*exact(x, w, b)), scale=np.sqrt(C))
+
+
+def test_linear_rows_rejects_bad_shapes():
+    x, w = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="1 to 16"):
+        K.linear_rows(np.ones((17, 3), np.float32), w)
+    with pytest.raises(ValueError, match="bias"):
+        K.linear_rows(x, w, np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="float64"):
+        K.linear_rows(x, w.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("NH,NKV", [(1, 1), (4, 4), (6, 2)])
+def test_slot_attention(threads, dtype, NH, NKV):
+    """Decoding tokens and prompt chunks of several slots at once, one slot at position 0."""
+    rng = np.random.default_rng(NH)
+    S, capacity, hs = 4, 12, 5
+    keys, values = randn(rng, (S, NKV, capacity, hs), dtype), randn(rng, (S, NKV, capacity, hs),
+                                                                      dtype)
+    token_slot = np.array([2, 0, 3, 3, 3, 1])
+    token_pos = np.array([11, 0, 4, 5, 6, 7])
+    q = randn(rng, (NH, len(token_slot), hs), dtype)
+    got = K.slot_attention(q, keys, values, token_slot, token_pos, 0.4)
+    want = R.slot_attention(*exact(q, keys, values), token_slot, token_pos, 0.4)
+    assert_close(got, want)
+    np.testing.assert_allclose(got[:, 1], values[0, np.arange(NH) // (NH // NKV), 0],
+                               rtol=1e-6)  # one key: its value
+
+
+def test_slot_attention_rejects_positions_outside_the_cache():
+    keys = np.zeros((2, 1, 4, 3), np.float32)
+    q = np.zeros((1, 1, 3), np.float32)
+    with pytest.raises(ValueError, match="token_pos"):
+        K.slot_attention(q, keys, keys, np.array([0]), np.array([4]), 1.0)
+    with pytest.raises(ValueError, match="token_slot"):
+        K.slot_attention(q, keys, keys, np.array([0, 1]), np.array([0, 1]), 1.0)

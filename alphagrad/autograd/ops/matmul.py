@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from alphagrad.autograd.function import Function
+from alphagrad.tensor.kernels import linear
 
 
 def _swap(x: np.ndarray) -> np.ndarray:
@@ -60,6 +61,10 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
+        rows = _rows(x)  # (M, in)
+        if rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
+                and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
+            return linear.linear_rows(rows, weight, bias).reshape(x.shape[:-1] + (-1,))
         out = _rows_matmul(x, weight.T)  # (..., out)
         if bias is not None:
             out += bias

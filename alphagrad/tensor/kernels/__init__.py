@@ -7,9 +7,11 @@ Each public function checks dtypes and shapes, then runs a private jitted kernel
 from alphagrad.tensor.kernels.adamw import adamw_step
 from alphagrad.tensor.kernels.attention import attention_backward, attention_forward
 from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
+from alphagrad.tensor.kernels.decode_attention import slot_attention
 from alphagrad.tensor.kernels.embedding import embedding_backward, embedding_forward
 from alphagrad.tensor.kernels.gelu import gelu_backward, gelu_forward
 from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
+from alphagrad.tensor.kernels.linear import linear_rows
 from alphagrad.tensor.kernels.rmsnorm import rmsnorm_backward, rmsnorm_forward
 from alphagrad.tensor.kernels.rope import rope_backward, rope_forward, rope_tables
 from alphagrad.tensor.kernels.softmax import softmax_backward, softmax_forward
@@ -23,8 +25,8 @@ from alphagrad.tensor.kernels.swiglu import (
 __all__ = [
     "adamw_step", "attention_backward", "attention_forward", "cross_entropy_backward",
     "cross_entropy_forward", "embedding_backward", "embedding_forward", "gelu_backward",
-    "gelu_forward", "layernorm_backward",
-    "layernorm_forward", "rmsnorm_backward", "rmsnorm_forward", "rope_backward", "rope_forward",
-    "rope_tables", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
+    "gelu_forward", "layernorm_backward", "layernorm_forward", "linear_rows",
+    "rmsnorm_backward", "rmsnorm_forward", "rope_backward", "rope_forward", "rope_tables",
+    "silu_backward", "silu_forward", "slot_attention", "softmax_backward", "softmax_forward",
     "swiglu_backward", "swiglu_forward",
 ]

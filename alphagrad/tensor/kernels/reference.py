@@ -56,6 +56,26 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
 
 
+def linear_rows(x: np.ndarray, weight: np.ndarray, bias=None) -> np.ndarray:
+    """x @ weightᵀ + bias."""
+    return x @ weight.T + (0 if bias is None else bias)
+
+
+def slot_attention(q, keys, values, token_slot, token_pos, scale: float) -> np.ndarray:
+    """Each query token i against the keys of its own slot up to its position, one at a time."""
+    NH, N, _ = q.shape
+    group = NH // keys.shape[1]
+    out = np.empty_like(q)
+    for h in range(NH):
+        for i in range(N):
+            k = keys[token_slot[i], h // group, :token_pos[i] + 1]  # (L, hs)
+            v = values[token_slot[i], h // group, :token_pos[i] + 1]
+            scores = k @ q[h, i] * scale
+            weights = np.exp(scores - scores.max())
+            out[h, i] = weights / weights.sum() @ v
+    return out
+
+
 def gelu_forward(x: np.ndarray, approximate: str = "tanh") -> np.ndarray:
     """0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), or x·Φ(x) for ``approximate="none"``."""
     if approximate == "none":
