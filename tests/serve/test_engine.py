@@ -60,6 +60,9 @@ def test_a_long_prompt_is_read_in_chunks_while_others_decode(model):
     assert len(short.tokens) == 6 and len(long.tokens) == 1
     run(engine)
     assert long.tokens == reference(model, list(range(1, 18)), long.params)
+    alone = engine.submit(list(range(1, 18)), long.params)  # steps that want no logits at all
+    run(engine)
+    assert alone.tokens == long.tokens
 
 
 def test_prompt_logprobs_across_chunks_beside_other_streams(model):

@@ -62,7 +62,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
         rows = _rows(x)  # (M, in)
-        if rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
+        if 0 < rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
                 and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
             return linear.linear_rows(rows, weight, bias).reshape(x.shape[:-1] + (-1,))
         out = _rows_matmul(x, weight.T)  # (..., out)
