@@ -6,7 +6,8 @@ against the 1152 x 384 and 1536 x 384 weights of a 384-wide GPT took 3x the time
 (measured over a layer stack too large for the caches). Here each weight row is read once,
 straight from the (out, in) layout the model stores, and dotted with the rows of ``x``, which
 stay in L1; the cost is then the one pass over the weight that a single row needs, plus the
-arithmetic.
+arithmetic. Blocks of two weight rows by two rows of x halve the loads per multiply-add (8 rows
+ran 10% faster than one weight row by two of x).
 """
 
 from __future__ import annotations
@@ -24,31 +25,50 @@ MAX_ROWS = 16  # from 32 rows on, BLAS's packed GEMM is as fast (measured at GPT
 PARALLEL_MIN_SIZE = 1 << 18
 
 
+@kernel()
+def _dot_rows(x, w, b, out, j, first):
+    # out[m, j] = x[m] @ w + b for the rows m >= first of x (M, K), one weight row w (K,)
+    for m in range(first, x.shape[0]):
+        xm = x[m]
+        a = x.dtype.type(0.0)
+        for k in range(x.shape[1]):
+            a += xm[k] * w[k]
+        out[m, j] = a + b
+
+
 @kernel(parallel=True)
 def _linear_rows(x, weight, bias, out):
-    # x (M, K), weight (N, K), bias (N,) or (0,), out (M, N). Rows in pairs, so each weight
-    # element loaded from L1 serves two rows.
+    # x (M, K), weight (N, K), bias (N,) or (0,), out (M, N). Two weight rows against two rows
+    # of x at a time: each element loaded from L1 serves two multiply-adds.
     M, K = x.shape
+    N = weight.shape[0]
     zero = x.dtype.type(0.0)
     paired = M - M % 2
-    for j in prange(weight.shape[0]):
-        w = weight[j]
-        b = bias[j] if bias.size else zero
+    for p in prange(N // 2):
+        j = 2 * p
+        w0, w1 = weight[j], weight[j + 1]
+        b0 = bias[j] if bias.size else zero
+        b1 = bias[j + 1] if bias.size else zero
         for m in range(0, paired, 2):
             x0, x1 = x[m], x[m + 1]
-            a0 = zero
-            a1 = zero
+            a00 = zero
+            a01 = zero
+            a10 = zero
+            a11 = zero
             for k in range(K):
-                a0 += x0[k] * w[k]
-                a1 += x1[k] * w[k]
-            out[m, j] = a0 + b
-            out[m + 1, j] = a1 + b
+                a00 += x0[k] * w0[k]
+                a01 += x0[k] * w1[k]
+                a10 += x1[k] * w0[k]
+                a11 += x1[k] * w1[k]
+            out[m, j] = a00 + b0
+            out[m, j + 1] = a01 + b1
+            out[m + 1, j] = a10 + b0
+            out[m + 1, j + 1] = a11 + b1
         if paired < M:
-            x0 = x[M - 1]
-            a0 = zero
-            for k in range(K):
-                a0 += x0[k] * w[k]
-            out[M - 1, j] = a0 + b
+            _dot_rows(x, w0, b0, out, j, paired)
+            _dot_rows(x, w1, b1, out, j + 1, paired)
+    if N % 2:
+        _dot_rows(x, weight[N - 1], bias[N - 1] if bias.size else zero, out, N - 1, 0)
 
 
 _linear_rows_serial = serial_twin(_linear_rows)
