@@ -1,11 +1,17 @@
 """Causal attention: our Numba kernels vs the NumPy reference vs PyTorch's SDPA (if installed).
 
-    python benchmarks/bench_attention.py [--threads N] [--repeats R]
+    python benchmarks/bench_attention.py [--threads N] [--repeats R] [--settle S]
 
 q, k, v are views of one (B, T, 3, NH, hs) float32 buffer, as a GPT's c_attn produces them.
-Sides run interleaved (A B C A B C ...) at the same thread count; the table shows medians in
-milliseconds and the ratios ours/reference and ours/torch (below 1 means ours is faster).
-A second table times one decoding step: a single query row against Tk cached keys and values.
+Sides run interleaved (A B C A B C ...) at the same thread count, with a pause of --settle
+seconds before each call: OpenBLAS's threads (NumPy) and OpenMP's (torch) keep spinning on the
+cores for a while after a call returns, and without the pause the next side, whichever it is,
+runs its threads beside them (measured here: our two-thread attention at half its speed right
+after NumPy's reference). The table shows medians in milliseconds and the ratios
+ours/reference and ours/torch (below 1 means ours is faster).
+A second table times one decoding step: a single query row against Tk cached keys and values,
+back to back (no pause: a step takes well under a millisecond, and after a pause it would
+measure the cores waking up).
 
 GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
 pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
@@ -107,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=get_num_threads())
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--settle", type=float, default=0.1,
+                        help="seconds to pause before each timed call (0: back to back)")
     args = parser.parse_args()
     set_num_threads(args.threads)
     try:
@@ -114,7 +122,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     except ImportError:
         torch = None
-    print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats")
+    print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats, "
+          f"{args.settle} s pause before each call but in decoding")
     square = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
     print(f"{cpu_model()}; NumPy sgemm peak (2048 x 2048): "
           f"{sgemm_gflops(square, square, 5):.0f} GFLOP/s")
@@ -132,18 +141,19 @@ def main() -> None:
         sgemm = sgemm_gflops(np.ascontiguousarray(q), np.ascontiguousarray(k.swapaxes(2, 3)),
                              args.repeats)
         for backward in (False, True):
-            print(f"{(B, NH, T, hs)!s:>16} " + time_sides(torch, (q, k, v, dout), backward,
-                                                         args.repeats) + f" {sgemm:8.1f}")
+            row = time_sides(torch, (q, k, v, dout), backward, args.repeats, args.settle)
+            print(f"{(B, NH, T, hs)!s:>16} {row} {sgemm:8.1f}")
     print(f"\ndecoding one row\n{'B, NH, Tk, hs':>16} {header}")
     for B, NH, Tk, hs in DECODE_SHAPES:
         cache = rng.standard_normal((2, B, NH, Tk, hs), dtype=np.float32)  # as a KV cache holds them
         q = rng.standard_normal((B, NH, 1, hs), dtype=np.float32)
-        print(f"{(B, NH, Tk, hs)!s:>16} " + time_sides(torch, (q, cache[0], cache[1], q), False,
-                                                      args.repeats))
+        row = time_sides(torch, (q, cache[0], cache[1], q), False, args.repeats, 0.0)
+        print(f"{(B, NH, Tk, hs)!s:>16} {row}")
 
 
-def time_sides(torch, arrays: tuple, backward: bool, repeats: int) -> str:
-    """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians."""
+def time_sides(torch, arrays: tuple, backward: bool, repeats: int, settle: float) -> str:
+    """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians; each
+    call after ``settle`` seconds of pause."""
     scale = 1 / arrays[0].shape[-1] ** 0.5
     sides = {"ours": (ours, arrays), "numpy": (numpy_reference, arrays)}
     if torch is not None:
@@ -152,6 +162,7 @@ def time_sides(torch, arrays: tuple, backward: bool, repeats: int) -> str:
     times = {name: [] for name in sides}
     for repeat in range(repeats + 1):
         for name, (fn, inputs) in sides.items():
+            time.sleep(settle)
             start = time.perf_counter()
             fn(*inputs, scale, backward)
             if repeat:  # the first round warms caches and compiles
