@@ -276,7 +276,8 @@ def test_resume_may_change_the_safe_settings_and_records_the_change(data_dir, tm
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000006.ckpt") \
         .train_state["config"]["learning_rate"] == 1e-3  # a later resume keeps the change
     with pytest.raises(ValueError, match=r"a resumed run cannot change batch_size, n_layer \("
-                                         r".*it can change: checkpoint_interval, eval_interval"):
+                                         r".*it can change: checkpoint_interval, "
+                                         r"collective_timeout, eval_interval"):
         Trainer.resume(tmp_path / "run", overrides=["n_layer=2", "batch_size=8"])
     Trainer.resume(tmp_path / "run", max_iters=7).fit()  # the refusal left the folder unlocked
 
