@@ -2,11 +2,17 @@
 reference vs PyTorch's CPU ops (if installed), float32, at one thread count on every side.
 
     python benchmarks/bench_kernels.py [--threads N] [--rounds R]
+    python benchmarks/bench_kernels.py --api        # the public functions through autograd
 
 Each round gives every side a turn of about 20 ms (ours, numpy, torch, ours, ...), timing each
 call; the table shows the median call in milliseconds and the ratios numpy/ours and torch/ours
 (above 1 means ours is faster). First calls, which compile or load the Numba cache, are timed
 apart and excluded.
+
+``--api`` times what a user's code runs instead: ``F.softmax``, ``F.layer_norm``, ``F.gelu`` and
+``F.cross_entropy`` on fresh tensors that require grad, forward and ``backward()`` through the
+autograd engine, against the same calls in PyTorch; every call wraps new tensors around the same
+arrays (``from_numpy`` on both sides, no copy), so each pays for its outputs and gradients.
 
 glibc's default allocator hands big buffers back to the OS on free and page-faults fresh, zeroed
 memory for the next one, more or less at random depending on allocation order; that cost swamps
@@ -207,6 +213,86 @@ def first_calls() -> list[str]:
 
 
 
+# ----------------------------------------------------------------------------- the public API
+def api_softmax(x, dout, ag, F, torch):
+    def ours():
+        t = ag.from_numpy(x).requires_grad_()
+        F.softmax(t, -1).backward(dout)
+        return t.grad
+
+    def theirs():
+        t = torch.from_numpy(x).requires_grad_()
+        torch.softmax(t, -1).backward(torch.from_numpy(dout))
+        return t.grad
+    return ours, theirs
+
+
+def api_layer_norm(x, dout, ag, F, torch):
+    C = x.shape[-1]
+    w, b = np.ones(C, x.dtype), np.zeros(C, x.dtype)
+
+    def ours():
+        t, tw, tb = (ag.from_numpy(a).requires_grad_() for a in (x, w, b))
+        F.layer_norm(t, (C,), tw, tb).backward(dout)
+        return t.grad, tw.grad, tb.grad
+
+    def theirs():
+        t, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        torch.nn.functional.layer_norm(t, (C,), tw, tb).backward(torch.from_numpy(dout))
+        return t.grad, tw.grad, tb.grad
+    return ours, theirs
+
+
+def api_gelu(x, dout, ag, F, torch):
+    def ours():
+        t = ag.from_numpy(x).requires_grad_()
+        F.gelu(t, approximate="tanh").backward(dout)
+        return t.grad
+
+    def theirs():
+        t = torch.from_numpy(x).requires_grad_()
+        torch.nn.functional.gelu(t, approximate="tanh").backward(torch.from_numpy(dout))
+        return t.grad
+    return ours, theirs
+
+
+def api_cross_entropy(x, dout, ag, F, torch):
+    targets = np.random.default_rng(1).integers(0, x.shape[1], x.shape[0])
+
+    def ours():
+        t = ag.from_numpy(x).requires_grad_()
+        F.cross_entropy(t, ag.from_numpy(targets)).backward()
+        return t.grad
+
+    def theirs():
+        t = torch.from_numpy(x).requires_grad_()
+        torch.nn.functional.cross_entropy(t, torch.from_numpy(targets)).backward()
+        return t.grad
+    return ours, theirs
+
+
+API_CASES = {"softmax": api_softmax, "layer_norm": api_layer_norm, "gelu": api_gelu,
+             "cross_entropy": api_cross_entropy}
+
+
+def api_table(rounds: int, only: list[str] | None, torch) -> None:
+    """Forward + backward of each public function on fresh (8192, 384) tensors, ours and torch's."""
+    import alphagrad as ag
+    from alphagrad import functional as F
+
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((8192, 384), np.float32), rng.standard_normal((8192, 384),
+                                                                                np.float32)
+    print(f"{'function':>14} {'rows, C':>14} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>11}")
+    for name, maker in API_CASES.items():
+        if only and name not in only:
+            continue
+        ours, theirs = maker(x, dout, ag, F, torch)
+        ms = medians({"ours": ours, "torch": theirs}, rounds)
+        print(f"{name:>14} {'8192, 384':>14} {ms['ours']:9.3f} {ms['torch']:9.3f} "
+              f"{ms['torch'] / ms['ours']:10.2f}x", flush=True)
+
+
 def call_seconds(fn, calls: int) -> list[float]:
     """Each call timed on its own, so one stalled call (a core lent to another process) is an
     outlier the median drops rather than a share of an average."""
@@ -218,11 +304,28 @@ def call_seconds(fn, calls: int) -> list[float]:
     return seconds
 
 
+def medians(fns: dict, rounds: int) -> dict[str, float]:
+    """Median milliseconds per call of each function, the sides taking turns of ~20 ms."""
+    calls = {}
+    for side, fn in fns.items():  # warm up, then size each side's turn
+        fn()
+        calls[side] = max(1, round(ROUND_SECONDS / max(min(call_seconds(fn, 3)), 1e-7)))
+    times = {side: [] for side in fns}
+    for _ in range(rounds):
+        for side, fn in fns.items():
+            times[side] += call_seconds(fn, calls[side])
+    return {side: 1e3 * statistics.median(t) for side, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=get_num_threads())
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--only", nargs="*", choices=sorted(MAKERS), help="kernels to run")
+    parser.add_argument("--only", nargs="*", choices=sorted({*MAKERS, *API_CASES}),
+                        help="kernels (or with --api, functions) to run")
+    parser.add_argument("--api", action="store_true",
+                        help="time F.softmax, F.layer_norm, F.gelu, F.cross_entropy with backward()"
+                             " on fresh tensors against torch's (needs torch)")
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's allocator thresholds alone")
     args = parser.parse_args()
@@ -237,6 +340,11 @@ def main() -> None:
         torch, version = None, "torch not installed"
     print(f"threads: {get_num_threads()}, float32, {version}, medians of {args.rounds} rounds, "
           f"freed memory {'kept for reuse' if kept else 'returned to the OS (glibc default)'}")
+    if args.api:
+        if torch is None:
+            raise SystemExit("bench_kernels: --api compares against torch, which is not installed")
+        print("public API, forward + backward() on fresh tensors; ours/torch > 1: ours faster")
+        return api_table(args.rounds, args.only, torch)
     print("\n".join(first_calls()))
 
     header = f"{'kernel':>14} {'rows, C':>14} {'pass':>8} {'ours ms':>9} {'numpy ms':>9} " \
@@ -250,16 +358,7 @@ def main() -> None:
             continue
         sides = MAKERS[name](rng, N, C, torch)
         for which, label in enumerate(("fwd", "fwd+bwd") if name != "adamw" else ("step",)):
-            fns = {side: calls[which] for side, calls in sides.items()}
-            calls = {}
-            for side, fn in fns.items():  # warm up, then size each side's turn
-                fn()
-                calls[side] = max(1, round(ROUND_SECONDS / max(min(call_seconds(fn, 3)), 1e-7)))
-            times = {side: [] for side in fns}
-            for _ in range(args.rounds):
-                for side, fn in fns.items():
-                    times[side] += call_seconds(fn, calls[side])
-            ms = {side: 1e3 * statistics.median(t) for side, t in times.items()}
+            ms = medians({side: calls[which] for side, calls in sides.items()}, args.rounds)
             row = (f"{name:>14} {f'{N}, {C}':>14} {label:>8} {ms['ours']:9.3f} "
                    f"{ms['numpy']:9.3f} {ms['numpy'] / ms['ours']:8.2f}")
             if torch:

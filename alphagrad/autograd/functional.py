@@ -633,6 +633,20 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return mm.Linear.apply(x, weight, bias)
 
 
+def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None = None,
+                approximate: str = "none") -> Tensor:
+    """``gelu(linear(x, weight, bias), approximate)`` fused: the bias and the GELU take one pass
+    over the product (and one backward), as in a transformer's MLP.
+
+    >>> h = F.linear_gelu(x, fc.weight, fc.bias, approximate="tanh")  # GPT-2's MLP
+    """
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"linear_gelu: input shape {x.shape} does not fit weight shape {weight.shape}")
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"linear_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return mm.LinearGelu.apply(x, weight, bias, approximate=approximate)
+
+
 def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """Rows of ``weight`` picked by the integer tensor ``input``."""
     idx = input.data if isinstance(input, Tensor) else np.asarray(input)

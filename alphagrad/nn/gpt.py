@@ -143,7 +143,8 @@ class MLP(Module):
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        h = F.linear_gelu(x, self.c_fc.weight, self.c_fc.bias, self.gelu.approximate)  # (B, T, 4C)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(Module):

@@ -30,6 +30,36 @@ def test_softmax_log_softmax(shape, seed, data):
     check_op(lambda t: t.log_softmax(dim), lambda a: np_log_softmax(a, dim), [x])
 
 
+def np_gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+@FAST
+@given(lead=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3), n_in=st.integers(1, 5),
+       n_out=st.integers(1, 5), has_bias=st.booleans(), approximate=st.sampled_from(["tanh", "none"]),
+       seed=seeds)
+def test_linear_gelu(lead, n_in, n_out, has_bias, approximate, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal(lead + (n_in,)), rng.standard_normal((n_out, n_in)), \
+        rng.standard_normal(n_out)
+    if has_bias:
+        check_op(lambda t, w, b: F.linear_gelu(t, w, b, approximate),
+                 lambda a, w, b: np_gelu(a @ w.T + b, approximate), [x, w, b])
+    else:
+        check_op(lambda t, w: F.linear_gelu(t, w, approximate=approximate),
+                 lambda a, w: np_gelu(a @ w.T, approximate), [x, w])
+
+
+def test_linear_gelu_errors():
+    x, w = ag.randn(2, 3), ag.randn(4, 5)
+    with pytest.raises(ValueError, match=r"linear_gelu: input shape \(2, 3\) does not fit"):
+        F.linear_gelu(x, w)
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'erf'"):
+        F.linear_gelu(x, ag.randn(4, 3), approximate="erf")
+
+
 def np_layer_norm(x, n, w=None, b=None, eps=1e-5):
     axes = tuple(range(x.ndim - n, x.ndim))
     mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)

@@ -90,6 +90,37 @@ def test_gelu(threads, dtype, shape, approximate):
                  R.gelu_backward(*exact(x, dout), approximate=approximate))
 
 
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("has_bias", [True, False])
+def test_bias_gelu(threads, dtype, shape, approximate, has_bias):
+    rng = np.random.default_rng(1)
+    h, dout = randn(rng, shape, dtype, 3.0), randn(rng, shape, dtype)
+    bias = randn(rng, shape[-1:], dtype) if has_bias else None
+    want, pre = R.bias_gelu_forward(*exact(h, bias), approximate=approximate)
+    out = K.bias_gelu_forward(h, bias, approximate=approximate)
+    assert_close(out, want, scale=3.0)
+    assert_close(h, pre, scale=3.0)  # h now holds the pre-activation
+    dh, dbias = K.bias_gelu_backward(h, dout, has_bias, approximate=approximate)
+    want_dh, want_dbias = R.bias_gelu_backward(*exact(h, dout), has_bias, approximate)
+    assert_close(dh, want_dh)
+    if has_bias:
+        assert_close(dbias, want_dbias, scale=float(np.prod(shape[:-1])))
+    else:
+        assert dbias is None
+
+
+def test_bias_gelu_refuses_an_input_it_cannot_update_in_place():
+    h = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="bias_gelu_forward: h must be a writeable C-contiguous"):
+        K.bias_gelu_forward(h.T, None)
+    with pytest.raises(ValueError, match=r"bias has shape \(4,\), expected \(6,\)"):
+        K.bias_gelu_forward(h, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'erf'"):
+        K.bias_gelu_forward(h, None, approximate="erf")
+
+
 @numba.njit
 def _fast_exp_all(x, out):
     for i in range(x.size):

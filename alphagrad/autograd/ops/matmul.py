@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from alphagrad.autograd.function import Function
+from alphagrad.tensor import kernels
 from alphagrad.tensor.kernels import linear
 
 
@@ -61,23 +62,49 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
-        rows = _rows(x)  # (M, in)
-        if 0 < rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
-                and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
-            return linear.linear_rows(rows, weight, bias).reshape(x.shape[:-1] + (-1,))
-        out = _rows_matmul(x, weight.T)  # (..., out)
-        if bias is not None:
-            out += bias
-        return out
+        return _linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.x, ctx.weight
-        grad2 = _rows(grad)  # (N, out)
-        dx = _rows_matmul(grad, weight) if ctx.needs_grad(0) else None
-        dweight = grad2.T @ _rows(x) if ctx.needs_grad(1) else None
-        dbias = grad2.sum(axis=0) if ctx.has_bias and ctx.needs_grad(2) else None
-        return dx, dweight, dbias
+        dbias = _rows(grad).sum(axis=0) if ctx.has_bias and ctx.needs_grad(2) else None
+        return _linear_grads(ctx, grad) + (dbias,)
+
+
+class LinearGelu(Function):
+    """``gelu(x @ weight.T + bias)``: the bias and the GELU in one pass over the GEMM's output,
+    and backward the GELU's derivative and the bias gradient in one pass over the GEMM's input."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, approximate):
+        ctx.x, ctx.weight, ctx.has_bias, ctx.approximate = x, weight, bias is not None, approximate
+        ctx.h = _linear(x, weight, None)  # (..., out); the bias is added in place
+        return kernels.bias_gelu_forward(ctx.h, bias, approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        dh, dbias = kernels.bias_gelu_backward(
+            ctx.h, grad, ctx.has_bias and ctx.needs_grad(2), ctx.approximate)
+        return _linear_grads(ctx, dh) + (dbias,)
+
+
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ weight.T + bias`` (..., out): a few rows (a decoding step) by the row kernel, more
+    by one GEMM."""
+    rows = _rows(x)  # (M, in)
+    if 0 < rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
+            and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
+        return linear.linear_rows(rows, weight, bias).reshape(x.shape[:-1] + (-1,))
+    out = _rows_matmul(x, weight.T)  # (..., out)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def _linear_grads(ctx, grad: np.ndarray) -> tuple:
+    """(dx, dweight) of ``x @ weight.T`` given the output's gradient (..., out)."""
+    dx = _rows_matmul(grad, ctx.weight) if ctx.needs_grad(0) else None
+    dweight = _rows(grad).T @ _rows(ctx.x) if ctx.needs_grad(1) else None
+    return dx, dweight
 
 
 class Einsum(Function):

@@ -9,7 +9,12 @@ from alphagrad.tensor.kernels.attention import attention_backward, attention_for
 from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from alphagrad.tensor.kernels.decode_attention import slot_attention
 from alphagrad.tensor.kernels.embedding import embedding_backward, embedding_forward
-from alphagrad.tensor.kernels.gelu import gelu_backward, gelu_forward
+from alphagrad.tensor.kernels.gelu import (
+    bias_gelu_backward,
+    bias_gelu_forward,
+    gelu_backward,
+    gelu_forward,
+)
 from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
 from alphagrad.tensor.kernels.linear import linear_rows
 from alphagrad.tensor.kernels.rmsnorm import rmsnorm_backward, rmsnorm_forward
@@ -23,7 +28,7 @@ from alphagrad.tensor.kernels.swiglu import (
 )
 
 __all__ = [
-    "adamw_step", "attention_backward", "attention_forward", "cross_entropy_backward",
+    "adamw_step", "attention_backward", "bias_gelu_backward", "bias_gelu_forward", "attention_forward", "cross_entropy_backward",
     "cross_entropy_forward", "embedding_backward", "embedding_forward", "gelu_backward",
     "gelu_forward", "layernorm_backward", "layernorm_forward", "linear_rows",
     "rmsnorm_backward", "rmsnorm_forward", "rope_backward", "rope_forward", "rope_tables",

@@ -94,6 +94,20 @@ def gelu_backward(x: np.ndarray, dout: np.ndarray, approximate: str = "tanh") ->
     return (dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * du)).astype(x.dtype)
 
 
+def bias_gelu_forward(h: np.ndarray, bias: np.ndarray | None,
+                      approximate: str = "tanh") -> tuple[np.ndarray, np.ndarray]:
+    """(gelu(h + bias), h + bias): the kernel returns the first and leaves the second in h."""
+    pre = h if bias is None else (h + bias).astype(h.dtype)
+    return gelu_forward(pre, approximate), pre
+
+
+def bias_gelu_backward(h: np.ndarray, dout: np.ndarray, has_bias: bool,
+                       approximate: str = "tanh") -> tuple[np.ndarray, np.ndarray | None]:
+    """(dh, dbias) at the pre-activation h: dbias sums dh over every axis but the last."""
+    dh = gelu_backward(h, dout, approximate)
+    return dh, dh.reshape(-1, h.shape[-1]).sum(axis=0) if has_bias else None
+
+
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
     """Φ(x) = (1 + erf(x/√2)) / 2, with erf from the standard library (NumPy has none)."""
     erf = np.frompyfunc(math.erf, 1, 1)
