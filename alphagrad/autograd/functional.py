@@ -610,20 +610,57 @@ def rotary_embedding(x: Tensor, cos: np.ndarray, sin: np.ndarray) -> Tensor:
     layout; ``cos``, ``sin`` (T, hs // 2) hold each position's angles (``rope_tables``)."""
     if x.ndim != 4 or x.shape[-1] % 2:
         raise ValueError(f"rotary_embedding: x must be (B, T, NH, hs) with an even hs, got {x.shape}")
+    cos, sin = _rope_tables("rotary_embedding", x, cos, sin)
+    return nnops.RotaryEmbedding.apply(x, cos=cos, sin=sin)
+
+
+def _rope_tables(op: str, x: Tensor, cos, sin) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin as arrays of x's dtype, checked to be (T, hs // 2) for x (B, T, heads, hs)."""
     cos = cos.data if isinstance(cos, Tensor) else np.asarray(cos)
     sin = sin.data if isinstance(sin, Tensor) else np.asarray(sin)
     if cos.shape != (x.shape[1], x.shape[3] // 2) or sin.shape != cos.shape:
-        raise ValueError(f"rotary_embedding: cos and sin must be (T, hs // 2) = "
+        raise ValueError(f"{op}: cos and sin must be (T, hs // 2) = "
                          f"{(x.shape[1], x.shape[3] // 2)}, got {cos.shape} and {sin.shape}")
-    return nnops.RotaryEmbedding.apply(x, cos=cos.astype(x.dtype, copy=False),
-                                       sin=sin.astype(x.dtype, copy=False))
+    return cos.astype(x.dtype, copy=False), sin.astype(x.dtype, copy=False)
 
 
-def swiglu(gate: Tensor, up: Tensor) -> Tensor:
-    """silu(gate) · up in one fused kernel (Llama's MLP activation); same shapes."""
-    if gate.shape != up.shape:
-        raise ValueError(f"swiglu: gate {gate.shape} and up {up.shape} must have one shape")
-    return nnops.SwiGLU.apply(gate, up)
+def swiglu(gate: Tensor, up: Tensor | None = None) -> Tensor:
+    """silu(gate) · up in one fused kernel (Llama's MLP activation), gate and up of one shape;
+    or, with ``up`` None, gate and up as the two halves of ``gate``'s last axis (as
+    ``torch.nn.functional.glu``), the output of one projection: (..., 2H) -> (..., H)."""
+    if up is not None:
+        if gate.shape != up.shape:
+            raise ValueError(f"swiglu: gate {gate.shape} and up {up.shape} must have one shape")
+        gate = cat([gate, up], dim=-1)
+    if gate.ndim == 0 or gate.shape[-1] % 2:
+        raise ValueError(f"swiglu: the last axis of {gate.shape} must split into gate and up halves")
+    return nnops.SwiGLU.apply(gate)
+
+
+def cat_rows(tensors: Sequence[Tensor]) -> Tensor:
+    """``cat(tensors, 0)`` of 2-D tensors of one width, without a copy when their arrays are
+    consecutive rows of one buffer (as Llama keeps its q, k, v weights): the result is then a
+    view of them, for reading only (a weight matrix for one GEMM)."""
+    if not tensors or any(t.ndim != 2 or t.shape[1] != tensors[0].shape[1] for t in tensors):
+        raise ValueError(f"cat_rows: expected 2-D tensors of one width, got "
+                         f"{[t.shape for t in tensors]}")
+    return nnops.CatRows.apply(*tensors)
+
+
+def rotary_self_attention(qkv: Tensor, cos: np.ndarray, sin: np.ndarray, n_head: int,
+                          n_kv_head: int, scale: float | None = None) -> Tensor:
+    """Causal self-attention with rotary positions from a fused projection ``qkv`` (B, T,
+    NH + 2·NKV, hs), q heads then k then v, to (B, T, NH·hs); ``cos``, ``sin`` (T, hs // 2) as for
+    ``rotary_embedding``, NKV dividing NH (grouped-query attention when smaller)."""
+    if qkv.ndim != 4 or qkv.shape[2] != n_head + 2 * n_kv_head or n_kv_head < 1 \
+            or n_head % n_kv_head or qkv.shape[3] % 2:
+        raise ValueError(f"rotary_self_attention: qkv must be (B, T, n_head + 2·n_kv_head, hs) "
+                         f"with an even hs and n_kv_head dividing n_head, got {qkv.shape} for "
+                         f"n_head={n_head}, n_kv_head={n_kv_head}")
+    cos, sin = _rope_tables("rotary_self_attention", qkv, cos, sin)
+    scale = 1.0 / math.sqrt(qkv.shape[3]) if scale is None else scale
+    return nnops.RotarySelfAttention.apply(qkv, cos=cos, sin=sin, n_head=n_head,
+                                           n_kv_head=n_kv_head, scale=scale)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from alphagrad.autograd import functional as F
+from alphagrad.autograd.ops.nn import joined_rows
 from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn import init
 from alphagrad.nn.kv_cache import LayerKV
@@ -109,6 +110,24 @@ def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
     return (1 - smooth) * inv_freq / factor + smooth * inv_freq
 
 
+def fused_linear(x: Tensor, *layers: Linear) -> Tensor:
+    """The bias-free ``layers`` over one input as one GEMM: their outputs side by side on the last
+    axis, and backward one GEMM for the input's gradient (not one per layer and a sum).
+
+    Each layer keeps its own weight (Hugging Face's names, checkpoints, optimizer state), but
+    the weights live as consecutive rows of one buffer, read whole without a copy. They are
+    moved there on first use and again whenever one is replaced (``load_state_dict(assign=True)``,
+    ``to()``), as PyTorch's recurrent layers flatten their weights.
+    """
+    weights = [layer.weight for layer in layers]
+    if joined_rows([w.data for w in weights]) is None:
+        packed = np.concatenate([w.data for w in weights])  # (sum of out_features, in_features)
+        start = 0
+        for w in weights:
+            w.data, start = packed[start:start + w.shape[0]], start + w.shape[0]
+    return F.linear(x, F.cat_rows(weights))
+
+
 class Attention(Module):
     """Causal self-attention with rotary positions; n_kv_head key/value heads shared by
     n_head / n_kv_head query heads each (grouped-query attention), read without copies."""
@@ -125,14 +144,14 @@ class Attention(Module):
                 kv_cache: LayerKV | None = None) -> Tensor:
         B, T, _ = x.shape
         NH, NKV, hs = self.n_head, self.n_kv_head, self.head_size
-        q = F.rotary_embedding(self.q_proj(x).view(B, T, NH, hs), cos, sin)  # (B, T, NH, hs)
-        k = F.rotary_embedding(self.k_proj(x).view(B, T, NKV, hs), cos, sin)  # (B, T, NKV, hs)
-        v = self.v_proj(x).view(B, T, NKV, hs)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hs)
-        if kv_cache is not None:
-            y = kv_cache.attend(q, k, v)  # (B, NH, T, hs), over the cached keys too
-        else:
-            y = F.causal_attention(q, k, v)  # (B, NH, T, hs)
+        qkv = fused_linear(x, self.q_proj, self.k_proj, self.v_proj)  # (B, T, (NH + 2·NKV)·hs)
+        qkv = qkv.view(B, T, NH + 2 * NKV, hs)
+        if kv_cache is None:
+            return self.o_proj(F.rotary_self_attention(qkv, cos, sin, NH, NKV))  # (B, T, C)
+        q = F.rotary_embedding(qkv[:, :, :NH], cos, sin).transpose(1, 2)  # (B, NH, T, hs)
+        k = F.rotary_embedding(qkv[:, :, NH:NH + NKV], cos, sin).transpose(1, 2)  # (B, NKV, T, hs)
+        v = qkv[:, :, NH + NKV:].transpose(1, 2)
+        y = kv_cache.attend(q, k, v)  # (B, NH, T, hs), over the cached keys too
         return self.o_proj(y.transpose(1, 2).reshape(B, T, NH * hs))
 
 
@@ -145,7 +164,7 @@ class MLP(Module):
         self.down_proj = Linear(config.intermediate_size, config.n_embd, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.swiglu(self.gate_proj(x), self.up_proj(x)))
+        return self.down_proj(F.swiglu(fused_linear(x, self.gate_proj, self.up_proj)))
 
 
 class Block(Module):

@@ -315,6 +315,56 @@ def test_swiglu(shape, seed):
     rng = np.random.default_rng(seed)
     gate, up = rng.uniform(-4, 4, shape), rng.standard_normal(shape)
     check_op(F.swiglu, lambda g, u: g / (1 + np.exp(-g)) * u, [gate, up])
+    # gate and up as the halves of one projection's output
+    half = shape[-1]
+    check_op(F.swiglu, lambda x: x[..., :half] / (1 + np.exp(-x[..., :half])) * x[..., half:],
+             [np.concatenate([gate, up], axis=-1)])
+
+
+@FAST
+@given(rows=st.lists(st.integers(1, 4), min_size=1, max_size=3), C=st.integers(1, 4), seed=seeds)
+def test_cat_rows(rows, C, seed):
+    rng = np.random.default_rng(seed)
+    check_op(lambda *ws: F.cat_rows(ws), lambda *ws: np.concatenate(ws),
+             [rng.standard_normal((n, C)) for n in rows])
+
+
+def test_cat_rows_of_one_buffer_is_a_view_and_splits_the_gradient():
+    buffer = np.arange(12.0).reshape(6, 2)
+    a, b = ag.from_numpy(buffer[1:3]), ag.from_numpy(buffer[3:6])
+    a.requires_grad_(), b.requires_grad_()
+    joined = F.cat_rows([a, b])
+    assert np.shares_memory(joined.data, buffer) and joined.shape == (5, 2)
+    np.testing.assert_array_equal(joined.data, buffer[1:6])
+    (joined * ag.tensor(np.arange(10.0).reshape(5, 2))).sum().backward()
+    np.testing.assert_array_equal(a.grad.data, [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(b.grad.data, [[4, 5], [6, 7], [8, 9]])
+    # rows out of order, or apart, are copied
+    assert not np.shares_memory(F.cat_rows([b, a]).data, buffer)
+    assert not np.shares_memory(F.cat_rows([ag.from_numpy(buffer[:1]), b]).data, buffer)
+
+
+@FAST
+@given(B=st.integers(1, 2), T=st.integers(1, 4), NKV=st.integers(1, 2), group=st.integers(1, 3),
+       half=st.integers(1, 2), seed=seeds)
+def test_rotary_self_attention(B, T, NKV, group, half, seed):
+    # against rotating q and k (as complex numbers) and repeating each k/v head for its group
+    rng = np.random.default_rng(seed)
+    NH, hs = NKV * group, 2 * half
+    theta = rng.uniform(0.1, 2.0, half)
+    cos, sin = np.cos(np.outer(np.arange(T), theta)), np.sin(np.outer(np.arange(T), theta))
+
+    def np_fn(qkv):
+        heads = np.swapaxes(qkv, 1, 2)  # (B, NH + 2·NKV, T, hs)
+        q = np.swapaxes(np_rotary(qkv[:, :, :NH], theta), 1, 2)
+        k = np.swapaxes(np_rotary(qkv[:, :, NH:NH + NKV], theta), 1, 2)
+        v = heads[:, NH + NKV:]
+        y = np_attention(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1),
+                         np.tril(np.ones((T, T), bool)))
+        return np.swapaxes(y, 1, 2).reshape(B, T, NH * hs)
+
+    check_op(lambda t: F.rotary_self_attention(t, cos, sin, NH, NKV), np_fn,
+             [rng.standard_normal((B, T, NH + 2 * NKV, hs))])
 
 
 def test_llama_op_errors():
@@ -325,3 +375,9 @@ def test_llama_op_errors():
         F.rotary_embedding(x, np.ones((2, 2)), np.ones((2, 2)))
     with pytest.raises(ValueError, match="swiglu: gate"):
         F.swiglu(x, ag.randn(2, 3, 1, 3))
+    with pytest.raises(ValueError, match="swiglu: the last axis of"):
+        F.swiglu(ag.randn(2, 3))
+    with pytest.raises(ValueError, match="cat_rows: expected 2-D tensors of one width"):
+        F.cat_rows([ag.randn(2, 3), ag.randn(2, 4)])
+    with pytest.raises(ValueError, match=r"rotary_self_attention: qkv must be \(B, T"):
+        F.rotary_self_attention(ag.randn(1, 2, 5, 4), np.ones((2, 2)), np.ones((2, 2)), 2, 2)

@@ -290,6 +290,15 @@ def test_rope(threads, dtype, shape):
     half = hs // 2
     np.testing.assert_allclose(out[..., :half] ** 2 + out[..., half:] ** 2,
                                x[..., :half] ** 2 + x[..., half:] ** 2, rtol=1e-4)
+    # the first heads only (q and k of a fused qkv), the others copied; in place too
+    heads = shape[2] // 2
+    partial = K.rope_forward(x, cos, sin, heads=heads)
+    assert_close(partial[:, :, :heads], R.rope_forward(*exact(x[:, :, :heads], cos, sin)))
+    np.testing.assert_array_equal(partial[:, :, heads:], x[:, :, heads:])
+    back = dout.copy()
+    K.rope_backward(back, cos, sin, heads=heads, out=back)
+    assert_close(back[:, :, :heads], R.rope_backward(*exact(dout[:, :, :heads], cos, sin)))
+    np.testing.assert_array_equal(back[:, :, heads:], dout[:, :, heads:])
 
 
 def test_rope_rejects_odd_heads_and_wrong_tables():
@@ -298,6 +307,8 @@ def test_rope_rejects_odd_heads_and_wrong_tables():
         K.rope_forward(np.ones((1, 3, 1, 5), np.float32), cos, sin)
     with pytest.raises(ValueError, match=r"cos has shape \(3, 2\), expected \(2, 2\)"):
         K.rope_forward(np.ones((1, 2, 1, 4), np.float32), cos, sin)
+    with pytest.raises(ValueError, match=r"heads=3 is not in 0\.\.2"):
+        K.rope_forward(np.ones((1, 3, 2, 4), np.float32), cos, sin, heads=3)
 
 
 # SiLU and SwiGLU
@@ -310,11 +321,20 @@ def test_silu_and_swiglu(threads, dtype, shape):
     gate, up, dout = randn(rng, shape, dtype, 4.0), randn(rng, shape, dtype), randn(rng, shape, dtype)
     assert_close(K.silu_forward(gate), R.silu_forward(*exact(gate)), scale=4.0)
     assert_close(K.silu_backward(gate, dout), R.silu_backward(*exact(gate, dout)), scale=4.0)
-    assert_close(K.swiglu_forward(gate, up), R.swiglu_forward(*exact(gate, up)), scale=4.0)
-    dgate, dup = K.swiglu_backward(gate, up, dout)
+    x = np.concatenate([gate, up], axis=-1)  # one projection's output: gate then up
+    assert_close(K.swiglu_forward(x), R.swiglu_forward(*exact(gate, up)), scale=4.0)
+    dx = K.swiglu_backward(x, dout)
+    half = shape[-1]
     ref_dgate, ref_dup = R.swiglu_backward(*exact(gate, up, dout))
-    assert_close(dgate, ref_dgate, scale=4.0)
-    assert_close(dup, ref_dup, scale=4.0)
+    assert_close(dx[..., :half], ref_dgate, scale=4.0)
+    assert_close(dx[..., half:], ref_dup, scale=4.0)
+
+
+def test_swiglu_rejects_odd_halves():
+    with pytest.raises(ValueError, match=r"swiglu_forward: x must be \(\.\.\., 2H\)"):
+        K.swiglu_forward(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 2\), expected \(2, 1\)"):
+        K.swiglu_backward(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
 
 
 def test_silu_far_tails_float32():

@@ -61,16 +61,83 @@ class RotaryEmbedding(Function):
 
 
 class SwiGLU(Function):
-    """silu(gate) · up in one pass (Llama's MLP)."""
+    """silu(gate) · up in one pass (Llama's MLP); x (..., 2H) holds gate then up."""
 
     @staticmethod
-    def forward(ctx, gate, up):
-        ctx.gate, ctx.up = gate, up
-        return kernels.swiglu_forward(gate, up)
+    def forward(ctx, x):
+        ctx.x = x
+        return kernels.swiglu_forward(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return kernels.swiglu_backward(ctx.gate, ctx.up, grad)
+        return (kernels.swiglu_backward(ctx.x, grad),)
+
+
+def joined_rows(arrays) -> np.ndarray | None:
+    """The 2-D ``arrays`` as one matrix stacked by rows without a copy, when they are consecutive
+    rows of one C-contiguous buffer; None otherwise."""
+    base, first = arrays[0].base, arrays[0]
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous or base.dtype != first.dtype:
+        return None
+    end = first.ctypes.data
+    for a in arrays:
+        if a.base is not base or a.ndim != 2 or not a.flags.c_contiguous \
+                or a.shape[1] != first.shape[1] or a.ctypes.data != end:
+            return None
+        end += a.nbytes
+    start = (first.ctypes.data - base.ctypes.data) // first.itemsize
+    return base.reshape(-1)[start:start + (end - first.ctypes.data) // first.itemsize].reshape(
+        -1, first.shape[1])
+
+
+class CatRows(Function):
+    """Matrices of one width stacked by rows, (sum of their rows, C): a view of their buffer when
+    they already sit there one after another (``joined_rows``), else a copy. Either way one GEMM
+    multiplies by all of them, and the gradient splits back."""
+
+    @staticmethod
+    def forward(ctx, *arrays):
+        ctx.bounds = np.cumsum([a.shape[0] for a in arrays])[:-1]
+        joined = joined_rows(arrays)
+        return np.concatenate(arrays) if joined is None else joined
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(np.split(grad, ctx.bounds))
+
+
+class RotarySelfAttention(Function):
+    """Llama's attention from its fused projection qkv (B, T, NH + 2·NKV, hs) to (B, T, NH·hs):
+    q and k rotated (cos, sin: (T, hs // 2)) into one new buffer with v beside them, attention
+    reading its heads as strided views, and backward writing d(qkv) in place, rotated back."""
+
+    @staticmethod
+    def forward(ctx, qkv, cos, sin, n_head, n_kv_head, scale):
+        B, T = qkv.shape[:2]
+        rotated = kernels.rope_forward(qkv, cos, sin, heads=n_head + n_kv_head)
+        q, k, v = _heads(rotated, n_head, n_kv_head)
+        out, ctx.lse = kernels.attention_forward(q, k, v, scale)  # (B, NH, T, hs), a view
+        ctx.rotated, ctx.out, ctx.cos, ctx.sin = rotated, out, cos, sin
+        ctx.n_head, ctx.n_kv_head, ctx.scale = n_head, n_kv_head, scale
+        return out.transpose(0, 2, 1, 3).reshape(B, T, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        NH, NKV = ctx.n_head, ctx.n_kv_head
+        B, T, _, hs = ctx.rotated.shape
+        dout = grad.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)
+        dqkv = np.empty_like(ctx.rotated)
+        dq, dk, dv = _heads(dqkv, NH, NKV)
+        q, k, v = _heads(ctx.rotated, NH, NKV)
+        kernels.attention_backward(dout, q, k, v, ctx.out, ctx.lse, ctx.scale, dq=dq, dk=dk, dv=dv)
+        kernels.rope_backward(dqkv, ctx.cos, ctx.sin, heads=NH + NKV, out=dqkv)
+        return (dqkv,)
+
+
+def _heads(qkv: np.ndarray, n_head: int, n_kv_head: int) -> tuple[np.ndarray, ...]:
+    """Views q (B, NH, T, hs), k and v (B, NKV, T, hs) into a (B, T, NH + 2·NKV, hs) buffer."""
+    bounds = (0, n_head, n_head + n_kv_head, n_head + 2 * n_kv_head)
+    return tuple(qkv[:, :, a:b].transpose(0, 2, 1, 3) for a, b in zip(bounds, bounds[1:]))
 
 
 class CrossEntropy(Function):

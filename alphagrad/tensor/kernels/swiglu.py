@@ -1,8 +1,9 @@
 """SiLU and SwiGLU (Llama's MLP activation): silu(x) = x·sigmoid(x), swiglu(gate, up) =
 silu(gate)·up, fused so the MLP makes one pass over its hidden activations instead of three.
 
-The sigmoid is 1 / (1 + fast_exp(-x)), which vectorises. All kernels work elementwise on flat
-arrays.
+The sigmoid is 1 / (1 + fast_exp(-x)), which vectorises. SiLU works on flat arrays; SwiGLU reads
+gate and up as the two halves of each row of one (R, 2H) array, the output of one GEMM, and writes
+their gradients back the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from alphagrad._jit import kernel
-from alphagrad.tensor.kernels._checks import float_array, output, same_shape
+from alphagrad.tensor.kernels._checks import float_array, output, rows, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._serial import serial_twin
 
@@ -37,22 +38,27 @@ def _silu_backward(x, dout, dx):
 
 
 @kernel(parallel=True)
-def _swiglu_forward(gate, up, out):
-    # gate, up, out: (n,)
-    one = gate.dtype.type(1.0)
-    for i in prange(gate.size):
-        out[i] = gate[i] / (one + fast_exp(-gate[i])) * up[i]
+def _swiglu_forward(x, out):
+    # x: (R, 2H), gate then up in each row; out: (R, H)
+    one = x.dtype.type(1.0)
+    R, H = out.shape
+    for i in prange(R):
+        for j in range(H):
+            g = x[i, j]
+            out[i, j] = g / (one + fast_exp(-g)) * x[i, H + j]
 
 
 @kernel(parallel=True)
-def _swiglu_backward(gate, up, dout, dgate, dup):
-    # gate, up, dout, dgate, dup: (n,)
-    one = gate.dtype.type(1.0)
-    for i in prange(gate.size):
-        g = gate[i]
-        s = one / (one + fast_exp(-g))
-        dup[i] = dout[i] * g * s
-        dgate[i] = dout[i] * up[i] * s * (one + g * (one - s))
+def _swiglu_backward(x, dout, dx):
+    # x, dx: (R, 2H), gate then up in each row; dout: (R, H)
+    one = x.dtype.type(1.0)
+    R, H = dout.shape
+    for i in prange(R):
+        for j in range(H):
+            g, u, d = x[i, j], x[i, H + j], dout[i, j]
+            s = one / (one + fast_exp(-g))
+            dx[i, H + j] = d * g * s
+            dx[i, j] = d * u * s * (one + g * (one - s))
 
 
 _SERIAL = {k: serial_twin(k) for k in (_silu_forward, _silu_backward, _swiglu_forward,
@@ -86,31 +92,37 @@ def silu_backward(x: np.ndarray, dout: np.ndarray, out: np.ndarray | None = None
     return dx
 
 
-def swiglu_forward(gate: np.ndarray, up: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """silu(gate)·up, elementwise over two arrays of one shape.
+def _halves(op: str, x: np.ndarray) -> np.ndarray:
+    """``x`` (..., 2H) as (rows, 2H), checking its last axis splits into gate and up."""
+    x = float_array(op, "x", x)
+    if x.ndim == 0 or x.shape[-1] == 0 or x.shape[-1] % 2:
+        raise ValueError(f"{op}: x must be (..., 2H), gate then up on its last axis, got shape "
+                         f"{x.shape}")
+    return rows(op, "x", x)
 
-    >>> swiglu_forward(np.array([1.0]), np.array([2.0]))
+
+def swiglu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """silu(gate)·up where ``x`` (..., 2H) holds gate then up on its last axis: (..., H).
+
+    One projection makes both halves, so the MLP's up and gate GEMMs are one GEMM.
+
+    >>> swiglu_forward(np.array([1.0, 2.0]))
     array([1.46211716])
     """
     op = "swiglu_forward"
-    gate = float_array(op, "gate", gate)
-    up = float_array(op, "up", up, gate.dtype)
-    same_shape(op, "up", up, gate.shape)
-    out = output(op, out, gate.shape, gate.dtype)
-    _pick(_swiglu_forward, gate.size)(gate.reshape(-1), up.reshape(-1), out.reshape(-1))
+    x2 = _halves(op, x)
+    out = output(op, out, x.shape[:-1] + (x.shape[-1] // 2,), x.dtype)
+    _pick(_swiglu_forward, out.size)(x2, out.reshape(x2.shape[0], -1))
     return out
 
 
-def swiglu_backward(gate: np.ndarray, up: np.ndarray, dout: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients ``(dgate, dup)`` of ``swiglu_forward`` given the upstream gradient ``dout``."""
+def swiglu_backward(x: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """Gradient of ``swiglu_forward`` given the upstream gradient ``dout`` (..., H): dx
+    (..., 2H), d(gate) then d(up), ready for one input-gradient GEMM."""
     op = "swiglu_backward"
-    gate = float_array(op, "gate", gate)
-    up = float_array(op, "up", up, gate.dtype)
-    dout = float_array(op, "dout", dout, gate.dtype)
-    same_shape(op, "up", up, gate.shape)
-    same_shape(op, "dout", dout, gate.shape)
-    dgate, dup = np.empty_like(gate), np.empty_like(gate)
-    _pick(_swiglu_backward, gate.size)(gate.reshape(-1), up.reshape(-1), dout.reshape(-1),
-                                       dgate.reshape(-1), dup.reshape(-1))
-    return dgate, dup
+    x2 = _halves(op, x)
+    dout = float_array(op, "dout", dout, x.dtype)
+    same_shape(op, "dout", dout, x.shape[:-1] + (x.shape[-1] // 2,))
+    dx = np.empty_like(x2)
+    _pick(_swiglu_backward, dout.size)(x2, dout.reshape(x2.shape[0], -1), dx)
+    return dx.reshape(x.shape)
