@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from alphagrad.autograd.function import Function
@@ -137,7 +139,7 @@ class RotarySelfAttention(Function):
 def _heads(qkv: np.ndarray, n_head: int, n_kv_head: int) -> tuple[np.ndarray, ...]:
     """Views q (B, NH, T, hs), k and v (B, NKV, T, hs) into a (B, T, NH + 2·NKV, hs) buffer."""
     bounds = (0, n_head, n_head + n_kv_head, n_head + 2 * n_kv_head)
-    return tuple(qkv[:, :, a:b].transpose(0, 2, 1, 3) for a, b in zip(bounds, bounds[1:]))
+    return tuple(qkv[:, :, a:b].transpose(0, 2, 1, 3) for a, b in itertools.pairwise(bounds))
 
 
 class CrossEntropy(Function):
