@@ -29,13 +29,13 @@ import sys
 import time
 
 import numpy as np
-from bench_gpt import CONFIGS, model_config  # the same model configs (this script's folder)
+from bench_gpt import CONFIGS, blas_core, cpu_name, model_config  # this script's folder
 
 import alphagrad as ag
 from alphagrad.nn.utils import clip_grad_norm_
 from alphagrad.tensor.memory import keep_freed_memory
 from alphagrad.train.distributed import GradientReducer, current_world, find_mpiexec
-from alphagrad.train.run import cpu_model
+from alphagrad.train.mfu import peak_flops
 
 LR, BETAS, WEIGHT_DECAY, CLIP = 6e-4, (0.9, 0.95), 0.1, 1.0
 MODES = [("1 rank x 1 thread", 1, 1), ("1 rank x 2 threads", 1, 2), ("2 ranks x 1 thread", 2, 1)]
@@ -130,9 +130,14 @@ def main() -> None:
     one, two_threads = median(MODES[0][0], "tokens_per_sec"), median(MODES[1][0], "tokens_per_sec")
     vocab, T, layers, heads, width, batch = CONFIGS[args.config]
     params = results[MODES[0][0]][0]["parameters"]
+    peaks = []
+    for threads in (1, 2):
+        ag.set_num_threads(threads)
+        peaks.append(peak_flops(threads, n=2048, repeats=5) / 1e9)
     print(f"{args.config} ({vocab}, {T}, {layers}, {heads}, {width}, global batch {batch}), "
-          f"{params / 1e6:.2f}M parameters; {cpu_model()}, {os.cpu_count()} cores; medians of "
-          f"{args.rounds} rounds x {args.steps} steps\n")
+          f"{params / 1e6:.2f}M parameters; medians of {args.rounds} rounds x {args.steps} steps")
+    print(f"CPU {cpu_name()}; float32 GEMM peak (2048^3, NumPy with OpenBLAS {blas_core()} "
+          f"kernels): {peaks[0]:.1f} GFLOP/s at 1 thread, {peaks[1]:.1f} at 2\n")
     print("| mode | tok/s | step ms | vs 1x1 | vs 1x2 | comm wait ms |")
     print("|---|---|---|---|---|---|")
     for name, _, _ in MODES:
