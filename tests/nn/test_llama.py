@@ -276,3 +276,43 @@ def test_a_folder_whose_config_claims_a_larger_model_fails_before_allocating(tmp
     out = subprocess.run([sys.executable, "-c", LOAD_CRAFTED, str(tmp_path)], timeout=60,
                          capture_output=True, text=True, check=True).stdout
     assert "shape mismatches" in out and "vs model (13, 4096)" in out
+
+
+def test_fused_projections_keep_checkpoints_and_resume_exact(tmp_path):
+    # q/k/v and gate/up run as one GEMM each over weights packed into one buffer; a checkpoint
+    # holding each weight as its own array (as written before the packing) still loads, and
+    # training resumes from it exactly as the original model continues
+    from alphagrad.autograd.ops.nn import joined_rows
+    from alphagrad.train.checkpoint import load_checkpoint, save_checkpoint
+
+    config = LlamaConfig(**TINY, n_kv_head=2, tie_embeddings=False)
+    idx, targets = batch(config)
+    ag.manual_seed(0)
+    model = Llama(config)
+    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95))
+
+    def step(m, o):
+        _, loss = m(idx, targets)
+        loss.backward()
+        o.step()
+        o.zero_grad()
+        return loss.item()
+
+    step(model, opt)
+    attn = model.model.layers[0].self_attn
+    assert joined_rows([attn.q_proj.weight.data, attn.k_proj.weight.data,
+                        attn.v_proj.weight.data]) is not None
+    state = {name: array.copy() for name, array in model.state_dict().items()}  # separate arrays
+    save_checkpoint(tmp_path / "old.ckpt", model_kind="llama", model_config=vars(config).copy(),
+                    model_state=state, optimizer=opt.state_dict())
+    ckpt = load_checkpoint(tmp_path / "old.ckpt")
+    resumed = Llama.from_state_dict(LlamaConfig.from_dict(ckpt.model_config), ckpt.model_state)
+    resumed_opt = resumed.configure_optimizers(0.1, 1e-2, (0.9, 0.95))
+    resumed_opt.load_state_dict(ckpt.optimizer)
+    assert step(resumed, resumed_opt) == step(model, opt)
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], array, err_msg=name)
+    # weights replaced by .to() are packed again at the next forward
+    resumed.double()
+    np.testing.assert_allclose(resumed(idx, targets)[1].item(), model(idx, targets)[1].item(),
+                               rtol=1e-5)
