@@ -52,8 +52,8 @@ CASES = {
     "resume with settings": (["train", "--resume", "{run}", "--data", "{data}"],
                              "--resume continues a run with its own settings; drop --data"),
     "resume changing the model": (["train", "--resume", "{run}", "--set", "n_layer=3"],
-                                  "a resumed run cannot change n_layer (it shapes the model, "
-                                  "the data or the optimizer state); it can change: "),
+                                  ("a resumed run cannot change n_layer (it shapes the model, "
+                                   "the data or the optimizer state); it can change: ")),
     "run already there": (["train", "--data", "{data}", "--out", "{run}"], "already holds a run"),
     "bpe without a size": (["tokenizer", "train", "{corpus}", "-o", "{folder}/t.json"],
                            "--vocab-size is required for --kind bpe"),
