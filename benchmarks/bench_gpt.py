@@ -367,8 +367,16 @@ def _timed(fn, count: int = 1) -> float:
     return (time.perf_counter() - start) / count
 
 
+# Seconds of pause before each timed block. OpenBLAS's threads (NumPy's) spin for about 2^28
+# cycles after a product returns, and OpenMP's (torch's) for a while too: without the pause,
+# each side's first steps run beside the other library's spinning threads (measured on tiny at 2
+# threads: torch 37k tokens/s right after alphagrad's steps, 82k after a pause).
+SETTLE = 0.3
+
+
 def interleaved(sides: list, method: str, repeats: int, count: int) -> dict[str, float]:
-    """Median seconds per call of ``method`` on each side, sides alternating (A B A B)."""
+    """Median seconds per call of ``method`` on each side, sides alternating (A B A B), each
+    block of ``count`` calls after a pause of ``SETTLE`` seconds."""
     for side in sides:  # warm-up: compilation, allocator, caches
         side.activate()
         getattr(side, method)()
@@ -376,6 +384,7 @@ def interleaved(sides: list, method: str, repeats: int, count: int) -> dict[str,
     for _ in range(repeats):
         for side in sides:
             side.activate()
+            time.sleep(SETTLE)
             times[side.name].append(_timed(getattr(side, method), count))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
