@@ -14,8 +14,8 @@ def clip_grad_norm_(
     parameters: Tensor | Iterable[Tensor], max_norm: float, norm_type: float = 2.0
 ) -> Tensor:
     """Scale all gradients in place so their joint ``norm_type`` norm is at most ``max_norm``;
-    return the norm before clipping as a 0-d float32 tensor (as ``torch.nn.utils.clip_grad_norm_``;
-    ``float(norm)`` or ``norm.item()`` gives the number).
+    return the norm before clipping as a 0-d tensor, float32 unless a gradient is float64 (as
+    ``torch.nn.utils.clip_grad_norm_``; ``float(norm)`` or ``norm.item()`` gives the number).
 
         >>> norm = clip_grad_norm_(model.parameters(), 1.0)
     """
@@ -36,4 +36,4 @@ def clip_grad_norm_(
     if coef < 1.0:
         for g in grads:
             g *= g.dtype.type(coef)
-    return Tensor(np.float32(total) if all(g.dtype == np.float32 for g in grads) else np.float64(total))
+    return Tensor(total, dtype=np.float32 if all(g.dtype == np.float32 for g in grads) else np.float64)

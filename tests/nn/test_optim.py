@@ -249,3 +249,17 @@ def test_clip_grad_norm_skips_missing_grads_and_takes_one_tensor():
     assert clip_grad_norm_([a, b], 1.0).item() == pytest.approx(math.sqrt(12 * 4.0))
     assert np.linalg.norm(a.grad.data) == pytest.approx(1.0, rel=1e-5)
     assert clip_grad_norm_(b, 1.0).item() == 0.0
+
+
+def test_clip_grad_norm_returns_the_gradients_dtype_as_torch():
+    torch = pytest.importorskip("torch")
+    grad = np.random.default_rng(12).standard_normal(5) * 3
+    for dtype, tdtype in [("float32", torch.float32), ("float64", torch.float64)]:
+        p = ag.nn.Parameter(ag.zeros(5, dtype=dtype))
+        p.grad = ag.tensor(grad, dtype=dtype)
+        t = torch.nn.Parameter(torch.zeros(5, dtype=tdtype))
+        t.grad = torch.tensor(grad, dtype=tdtype)
+        got, want = clip_grad_norm_([p], 1.0), torch.nn.utils.clip_grad_norm_([t], 1.0)
+        assert isinstance(got, ag.Tensor) and got.shape == () and got.dtype == np.dtype(dtype)
+        assert got.item() == pytest.approx(want.item(), rel=1e-6)
+        np.testing.assert_allclose(p.grad.data, t.grad.numpy(), rtol=1e-5)
