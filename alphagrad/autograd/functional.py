@@ -694,7 +694,9 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
 
 def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy between logits ``input`` (N, C) or (C,) and class indices ``target`` (N,) or ()."""
+    """Cross-entropy between logits ``input`` (N, C) or (C,) and class indices ``target`` (N,) or ().
+    As in PyTorch, the mean over targets that are all ``ignore_index`` is NaN (a GPT's or Llama's
+    own loss returns 0.0 there instead)."""
     targets = target.data if isinstance(target, Tensor) else np.asarray(target)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

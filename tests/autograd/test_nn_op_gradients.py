@@ -145,6 +145,12 @@ def test_cross_entropy_custom_ignore_index_and_single_sample():
     )
 
 
+def test_cross_entropy_over_no_targets_is_nan_as_torch():
+    x = ag.randn(3, 5, requires_grad=True)
+    assert np.isnan(F.cross_entropy(x, ag.tensor([-100, -100, -100])).item())
+    assert F.cross_entropy(x, ag.tensor([-100, -100, -100]), reduction="sum").item() == 0.0
+
+
 @FAST
 @given(
     idx_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
