@@ -4,6 +4,7 @@ what to do, output fit for logs."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 from cli_support import run_cli
@@ -30,6 +31,18 @@ def test_run_names_resolve_under_the_runs_root(trained, tmp_path, monkeypatch):
     run_cli("export", "first", "-o", tmp_path / "w.safetensors")
     missing = run_cli("eval", "nosuchrun", "--data", tmp_path, expect=2)
     assert "nosuchrun is not a file or folder, nor a run in" in missing.stderr
+
+
+def test_train_resume_takes_a_run_name(trained, tmp_path, monkeypatch):
+    _, run, _ = trained
+    shutil.copytree(run, tmp_path / "root" / "mine")  # the shared run stays as it is
+    monkeypatch.chdir(tmp_path)
+    resumed = run_cli("train", "--resume", "mine", "--runs-root", tmp_path / "root",
+                      "--set", "max_iters=7").stdout
+    assert "resuming at step 6" in resumed.splitlines()[0]
+    assert resumed.splitlines()[-1].startswith("completed: step 7")
+    assert (tmp_path / "root" / "mine" / "checkpoints" / "step-00000007.ckpt").exists()
+    assert not (run / "checkpoints" / "step-00000007.ckpt").exists()
 
 
 def test_eval_default_is_the_same_whatever_the_checkpoint_records(trained, data_dir, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from cli_support import run_cli
 
 from alphagrad.tokenizers import BPETokenizer
+from alphagrad.train import TokenDataset
 
 TEXT = "def f(x):\n    return x<|endoftext|>class B:\n    y = 'ünï'  # 12345\n" * 30
 
@@ -54,6 +55,30 @@ def test_export_hf_folder_loads_in_auto_tokenizer(tok_file, tmp_path):
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert theirs(TEXT)["input_ids"] == tok.encode(TEXT, allowed_special="all")
     assert theirs.eos_token == "<|endoftext|>"
+
+
+def test_prepare_separator_on_the_command_line(tok_file, tmp_path):
+    tok = BPETokenizer.load(tok_file)
+    eot = tok.special_tokens["<|endoftext|>"]
+    (tmp_path / "docs").mkdir()
+    docs = {"a.txt": "def f(x):\n    return x\n", "b.txt": "class B:\n    y = 1\n"}
+    for name, text in docs.items():
+        (tmp_path / "docs" / name).write_text(text)
+    tokens = {}
+    for option in ([], ["--separator", "none"], ["--separator", "<|endoftext|>"]):
+        out = tmp_path / f"data{len(tokens)}"
+        result = run_cli("prepare", tmp_path / "docs", "--tokenizer", tok_file, "-o", out,
+                         "--val-fraction", "0.5", *option)
+        meta = json.loads((out / "meta.json").read_text())
+        tokens[tuple(option)] = sorted(TokenDataset(out / f"{s}.bin").tokens.tolist()
+                                       for s in ("train", "val"))
+        assert meta["separator"] == (None if option[1:] == ["none"] else "<|endoftext|>"), result
+    assert tokens[()] == tokens[("--separator", "<|endoftext|>")] == sorted(
+        tok.encode(text) + [eot] for text in docs.values())
+    assert tokens[("--separator", "none")] == sorted(tok.encode(text) for text in docs.values())
+    result = run_cli("prepare", tmp_path / "docs", "--tokenizer", tok_file, "-o", tmp_path / "x",
+                     "--separator", "<eos>", expect=2)
+    assert "'<eos>' is not a special token" in result.stderr
 
 
 def test_export_refuses_a_char_tokenizer(char_tokenizer, tmp_path):

@@ -59,6 +59,19 @@ def test_status_on_a_narrow_terminal_is_cut_to_fit(capsys, monkeypatch):
     assert capsys.readouterr().out == "\r" + status.status(_step(1))[:29]
 
 
+def test_a_notebook_rewrites_in_place_a_pipe_does_not(monkeypatch):
+    import io
+    import sys
+
+    from alphagrad.train.progress import rewrites_in_place
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert not rewrites_in_place(io.StringIO())
+    assert TrainingStatus(max_iters=1, log_interval=1, file=io.StringIO()).tty is False
+    monkeypatch.setitem(sys.modules, "ipykernel", object())  # as inside Jupyter
+    assert TrainingStatus(max_iters=1, log_interval=1, file=io.StringIO()).tty is True
+
+
 def test_status_shows_no_eta_before_speed_is_known(capsys):
     TrainingStatus(max_iters=6, log_interval=3, tty=False)(_step(1) | {"eta_seconds": None})
     assert capsys.readouterr().out.rstrip().endswith("| ETA -")
