@@ -22,6 +22,7 @@ from alphagrad.autograd.grad_mode import no_grad
 from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn.kv_cache import LayerKV, new_kv_cache
 from alphagrad.tensor.random import generator
+from alphagrad.tensor.threads import serial_below
 
 __all__ = ["LayerKV", "generate", "new_kv_cache", "sample", "stream"]
 
@@ -106,7 +107,8 @@ def _steps(model, idx: np.ndarray, max_new_tokens: int, temperature: float, top_
                 cache.reset()
                 logits, _ = model(tokens[:, -block:], kv_cache=cache)
             else:
-                logits, _ = model(tokens[:, -1:], kv_cache=cache)
+                with serial_below(len(tokens)):
+                    logits, _ = model(tokens[:, -1:], kv_cache=cache)
         nxt = sample(logits.data[:, -1, :vocab_limit], temperature, top_k, top_p, rng)  # (B,)
         tokens = np.concatenate([tokens, nxt[:, None]], axis=1)
         yield nxt

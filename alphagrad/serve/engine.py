@@ -21,11 +21,10 @@ passes an ``on_event`` callback per request.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,7 @@ import numpy as np
 from alphagrad.autograd.grad_mode import no_grad
 from alphagrad.nn.generate import sample
 from alphagrad.nn.kv_cache import new_slot_cache
-from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor import threads
 from alphagrad.train.sampling import TextDecoder
 
 
@@ -129,7 +128,8 @@ class Engine:
     wait their turn."""
 
     def __init__(self, model: Any, tokenizer: Any = None, slots: int = 16,
-                 prefill_chunk: int = 64, prefill_tokens: int = 256, serial_below: int = 32):
+                 prefill_chunk: int = 64, prefill_tokens: int = 256,
+                 serial_below: int = threads.SERIAL_ROWS):
         if slots < 1 or prefill_chunk < 1 or prefill_tokens < 1:
             raise ValueError("Engine: slots, prefill_chunk and prefill_tokens must be >= 1")
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -244,7 +244,7 @@ class Engine:
         rows = [self._rows(r, len(f)) for r, f in zip(batch, feeds)]
         step = self.cache.step([r.slot for r in batch], [len(f) for f in feeds], readout=rows)
         idx = np.fromiter(itertools.chain.from_iterable(feeds), np.int64)[None, :]  # (1, N)
-        with no_grad(), self._threads(idx.shape[1]):
+        with no_grad(), threads.serial_below(idx.shape[1], self.serial_below):
             logits, _ = self.model(idx, kv_cache=step)
         ends = np.cumsum(rows)
         for request, fed, n, end in zip(batch, feeds, rows, ends):
@@ -268,21 +268,6 @@ class Engine:
                 self._release(request, "error", str(e))
         self.steps += 1
         return True
-
-    @contextlib.contextmanager
-    def _threads(self, tokens: int) -> Iterator[None]:
-        """One thread for a step of fewer than ``serial_below`` tokens: its products are
-        matrix-vector sized, and handing them to several threads costs more in waking and
-        joining them than it saves (10x more on a busy machine)."""
-        threads = get_num_threads()
-        if tokens >= self.serial_below or threads == 1:
-            yield
-            return
-        set_num_threads(1)
-        try:
-            yield
-        finally:
-            set_num_threads(threads)
 
     def _sample(self, request: Request, row: np.ndarray) -> None:
         p = request.params

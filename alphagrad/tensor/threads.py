@@ -18,6 +18,8 @@ import ctypes
 import glob
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -101,6 +103,26 @@ def get_num_threads() -> int:
     """The thread count in force (all cores unless ``set_num_threads`` said otherwise, or
     other processes keep cores busy)."""
     return _num_threads if _num_threads is not None else numba.get_num_threads()
+
+
+SERIAL_ROWS = 32  # a forward over fewer rows than this (a decoding step) runs on one thread
+
+
+@contextmanager
+def serial_below(rows: int, limit: int = SERIAL_ROWS) -> Iterator[None]:
+    """One thread for a forward over fewer than ``limit`` rows, such as a decoding step: its
+    products are matrix-vector sized, and handing each of its many small kernels and products to
+    several threads costs more in waking and joining them than it saves. The thread count in
+    force (fixed or following the load) is back afterwards."""
+    threads = get_num_threads()
+    if rows >= limit or threads == 1:
+        yield
+        return
+    _use(1)
+    try:
+        yield
+    finally:
+        _use(threads)
 
 
 # ----------------------------------------------------------------------------- adapting to load

@@ -59,3 +59,18 @@ def test_default_leaves_the_core_another_process_keeps_busy():
         busy.kill()
         busy.wait()
     assert get_num_threads() <= len(os.sched_getaffinity(0)) - 1
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads to drop one")
+@pytest.mark.parametrize("fixed", [True, False])
+def test_a_forward_over_few_rows_runs_on_one_thread_and_the_setting_comes_back(fixed):
+    set_num_threads(2 if fixed else None)
+    before = (get_num_threads(), threads._fixed)
+    with threads.serial_below(threads.SERIAL_ROWS - 1):
+        assert get_num_threads() == 1 and numba.get_num_threads() == 1
+    assert (get_num_threads(), threads._fixed, numba.get_num_threads()) == (*before, before[0])
+    with threads.serial_below(threads.SERIAL_ROWS):
+        assert get_num_threads() == before[0]
+    with pytest.raises(KeyError), threads.serial_below(1):  # restored on an error too
+        raise KeyError
+    assert get_num_threads() == before[0]
