@@ -47,12 +47,18 @@ def hf_kind(folder: str | os.PathLike) -> str:
         raise ValueError(f"from_pretrained: {path} holds a JSON {type(config).__name__}, not "
                          "an object; is this a Hugging Face config.json?")
     model_type = config.get("model_type")
-    if model_type not in HF_MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in HF_MODEL_TYPES:
         raise ValueError(f"{path}: model_type {model_type!r} is not supported; alphagrad loads "
                          f"{', '.join(map(repr, HF_MODEL_TYPES))}")
     return HF_MODEL_TYPES[model_type]
 
 
 def from_pretrained(folder: str | os.PathLike) -> LanguageModel:
-    """The GPT or Llama in a local Hugging Face folder."""
-    return family(hf_kind(folder)).from_pretrained(str(folder))
+    """The GPT or Llama in a local Hugging Face folder; a ValueError names the folder."""
+    cls = family(hf_kind(folder))
+    try:
+        return cls.from_pretrained(str(folder))
+    except ValueError as e:
+        if os.fspath(folder) in str(e):
+            raise
+        raise ValueError(f"{os.fspath(folder)}: {e}") from None

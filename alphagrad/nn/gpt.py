@@ -64,7 +64,8 @@ class GPTConfig:
                                          or not 1 <= self.n_inner <= 4 * LIMITS["n_embd"]):
             raise ValueError(f"GPTConfig: n_inner must be None or an int in "
                              f"[1, {4 * LIMITS['n_embd']}], got {self.n_inner!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"GPTConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by "

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from alphagrad.nn.llama import LLAMA3_SCALING
+from alphagrad.nn.llama import LLAMA3_SCALING, LlamaConfig
 from alphagrad.nn.safetensors import load_safetensors, save_safetensors
 
 INDEX = "model.safetensors.index.json"
@@ -62,10 +62,12 @@ def config_fields(hf_config: Mapping[str, Any], source: str = "config.json") -> 
         fields["n_kv_head"] = fields["n_head"]
     fields.update(_rope_fields(hf_config, source))
     head_dim = hf_config.get("head_dim")
-    if head_dim is not None and head_dim * fields["n_head"] != fields["n_embd"]:
-        raise ValueError(f"from_pretrained: {source} sets head_dim={head_dim}, but alphagrad's "
-                         f"Llama needs hidden_size / num_attention_heads = "
-                         f"{fields['n_embd'] // fields['n_head']}")
+    if head_dim is not None:
+        config = LlamaConfig(**fields)  # sizes checked before any arithmetic on them
+        if type(head_dim) is not int or head_dim * config.n_head != config.n_embd:
+            raise ValueError(f"from_pretrained: {source} sets head_dim={head_dim!r}, but "
+                             f"alphagrad's Llama needs hidden_size / num_attention_heads = "
+                             f"{config.n_embd // config.n_head}")
     return fields
 
 
@@ -74,11 +76,12 @@ def _rope_fields(hf_config: Mapping[str, Any], source: str) -> dict[str, Any]:
     ``rope_theta`` and ``rope_scaling`` (the older files on the Hub)."""
     params = hf_config.get("rope_parameters")
     if params is None:
-        params = dict(hf_config.get("rope_scaling") or {})
-        params["rope_theta"] = hf_config.get("rope_theta", 10000.0)
+        scaling = hf_config.get("rope_scaling") or {}
+        params = {**scaling, "rope_theta": hf_config.get("rope_theta", 10000.0)} \
+            if isinstance(scaling, dict) else scaling
     if not isinstance(params, dict):
         raise ValueError(  # noqa: TRY004 - a bad file, like every other fault here
-            f"from_pretrained: {source} has rope_parameters {params!r}, not a map")
+            f"from_pretrained: {source} has rope settings {params!r:.60}, not a map")
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in ("default", "llama3"):
         raise ValueError(f"from_pretrained: {source} asks for rotary scaling {kind!r}; "

@@ -24,6 +24,7 @@ from alphagrad.tokenizers import BPETokenizer, CharTokenizer
 from alphagrad.train.checkpoint import load_checkpoint, save_checkpoint
 from alphagrad.train.data import write_token_file
 from alphagrad.train.export import FORMAT
+from alphagrad.train.sampling import load_model
 
 MEMORY_LIMIT = 1 << 30  # address space; every file here holds well under a megabyte
 TIMEOUT = 60
@@ -114,11 +115,12 @@ def test_import_hf_checks_the_config_against_the_weights_before_allocating(tmp_p
     ([1, 2], "holds a JSON list, not an object"),
     (gpt2_config(activation_function=["gelu"]), "activation_function"),
     (gpt2_config(n_layer="1"), "n_layer must be an int"),
+    (gpt2_config(model_type=["gpt2"]), "model_type ['gpt2'] is not supported"),
 ])
 def test_import_hf_with_a_bad_config_names_it(tmp_path, config, fragment):
     folder = hf_folder(tmp_path / "gpt2", config, {"wte.weight": np.zeros((32, 64), np.float32)})
     status, _, stderr = in_process("import-hf", folder, "-o", "out.ckpt", cwd=tmp_path)
-    assert_user_error(status, stderr, fragment)
+    assert_user_error(status, stderr, str(folder), fragment)
 
 
 @pytest.mark.parametrize("vocab_size, fragments", [
@@ -173,6 +175,19 @@ def test_a_tokenizer_smaller_than_the_model_samples_without_failing(tmp_path):
                                      "40", "--seed", "1", cwd=tmp_path)
     assert status == 0, stderr
     assert stdout.startswith("he") and len(stdout) > len("he\n")
+
+
+def test_temperature_zero_decodes_greedily(tmp_path):
+    tiny_checkpoint(tmp_path / "m.ckpt", tokenizer=CHARS)
+    status, stdout, stderr = in_process("sample", "m.ckpt", "--prompt", "he", "--max-new-tokens",
+                                        "12", "--temperature", "0", cwd=tmp_path)
+    assert status == 0, stderr
+    model, tokenizer, _ = load_model(tmp_path / "m.ckpt")
+    ids = tokenizer.encode("he")
+    for _ in range(12):  # the argmax over the tokenizer's ids of a full forward, each step
+        logits = model(np.array([ids]))[0].data[0, -1, :tokenizer.vocab_size]
+        ids.append(int(np.argmax(logits)))
+    assert stdout == tokenizer.decode(ids) + "\n"
 
 
 def test_a_backtracking_pattern_in_a_tokenizer_file_fails_in_bounded_time(tmp_path):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import alphagrad as ag
 from alphagrad import nn
+from alphagrad.nn import families
 from alphagrad.nn.safetensors import SafetensorsError, read_header
 
 
@@ -248,7 +249,8 @@ HOSTILE = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(field=st.sampled_from(["dtype", "shape", "data_offsets", "entry", "__metadata__"]),
        value=HOSTILE)
-def test_property_semantically_hostile_safetensors_headers(tmp_path_factory, field, value):
+def test_property_semantically_hostile_safetensors_headers(tmp_path_factory, bounded_call, field,
+                                                          value):
     """A header that is valid JSON with one hostile value: it loads, holding exactly what the
     file says, or fails with a SafetensorsError naming the file."""
     header = {"w": dict(ENTRY), "__metadata__": {"format": "pt"}}
@@ -261,8 +263,56 @@ def test_property_semantically_hostile_safetensors_headers(tmp_path_factory, fie
     path = tmp_path_factory.mktemp("st") / "h.safetensors"
     _crafted_safetensors(path, json.dumps(header).encode(), bytes(range(16)))
     try:
-        tensors = nn.load_safetensors(path)
+        with bounded_call():
+            tensors = nn.load_safetensors(path)
     except SafetensorsError as e:
         assert "h.safetensors" in str(e)
         return
     assert sum(t.nbytes for t in tensors.values()) <= 16
+
+
+# config.json fields of each family a crafted folder may set to a hostile value
+HF_FIELDS = {
+    "gpt2": ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner",
+             "layer_norm_epsilon", "activation_function", "tie_word_embeddings", "model_type"],
+    "llama": ["vocab_size", "max_position_embeddings", "hidden_size", "intermediate_size",
+              "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "rope_theta", "rope_scaling", "rms_norm_eps", "tie_word_embeddings", "model_type"],
+}
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory, model):
+    """A small Hugging Face GPT-2 folder and a small Llama folder."""
+    gpt2 = tmp_path_factory.mktemp("gpt2")
+    nn.save_safetensors(gpt2 / "model.safetensors", model.to_hf_state_dict(), {"format": "pt"})
+    (gpt2 / "config.json").write_text(json.dumps(
+        {"model_type": "gpt2", "vocab_size": 17, "n_positions": 8, "n_embd": 64, "n_layer": 2,
+         "n_head": 4}))
+    llama = tmp_path_factory.mktemp("llama")
+    nn.Llama(nn.LlamaConfig(vocab_size=17, block_size=8, n_layer=1, n_head=2, n_kv_head=1,
+                            n_embd=16, intermediate_size=24)).save_pretrained(str(llama))
+    return {"gpt2": gpt2, "llama": llama}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(sorted(HF_FIELDS)),
+       value=st.one_of(HOSTILE, st.integers(0, 5000), st.integers(2**20, 2**40)))
+def test_property_hostile_hf_configs(tmp_path_factory, bounded_call, hf_folders, data, kind,
+                                     value):
+    """A folder whose config.json has one hostile field loads a model made of the stored
+    tensors, or fails with a ValueError naming the folder; within a memory and time bound,
+    whatever size the config claims."""
+    field = data.draw(st.sampled_from(HF_FIELDS[kind]))
+    folder = tmp_path_factory.mktemp("crafted")
+    weights = (hf_folders[kind] / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights)
+    config = json.loads((hf_folders[kind] / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, field: value}))
+    try:
+        with bounded_call():
+            loaded = families.from_pretrained(folder)
+    except ValueError as e:
+        assert folder.name in str(e), str(e)
+        return
+    assert sum(p.data.nbytes for p in loaded.parameters()) <= len(weights)
