@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import re
 import typing
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +28,14 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
+
+# A training config is a few kilobytes of flat ``key = value`` lines. tomllib keeps every prefix
+# of a dotted key (``a.b.c = 1``), so a key of n parts costs n**2 memory (20 KB of ``a.a.a``
+# took 400 MB); longer keys and larger files are refused before it reads them.
+_TOML_BYTES = 1 << 20
+_KEY_PART = r"""(?:[\w-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*"""  # a bare or quoted part, a dot
+_DOTTED_KEY = re.compile(  # where a key may start: a line, a [table] header, an inline {table}
+    rf"(?:^|[{{,])[ \t]*\[*[ \t]*(?:{_KEY_PART}){{63}}", re.MULTILINE)
 
 _TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a string"}
 _STEPS = 10**12  # any count of steps: far past every run, and it fits a checkpoint's 64 bits
@@ -103,19 +112,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "the config") -> TrainConfig:
-        """A checked config from ``{field: value}``; missing fields keep their defaults."""
-        return cls(**_coerce_all(values, source)).validate()
+        """A checked config from ``{field: value}``; missing fields keep their defaults. An error
+        names ``source`` (a file, a preset)."""
+        config = cls(**_coerce_all(values, source))
+        try:
+            return config.validate()
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         """Read a flat TOML file; unknown keys and wrongly typed values are errors."""
-        path = Path(path)
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path} is not valid TOML: {e}") from None
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_toml(path), source=str(path))
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied, type-checked and validated."""
@@ -207,6 +215,28 @@ class TrainConfig:
             self,
             lr_decay_iters=self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters,
             checkpoint_interval=self.checkpoint_interval or self.eval_interval)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The values of a TOML config file; a ValueError names the file if it is not one."""
+    with open(path, "rb") as f:
+        raw = f.read(_TOML_BYTES + 1)
+    if len(raw) > _TOML_BYTES:
+        raise ValueError(f"{path} is larger than {_TOML_BYTES >> 20} MiB; a training config is "
+                         "a few lines of key = value")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e})") from None
+    if _DOTTED_KEY.search(text):
+        raise ValueError(f"{path} has a dotted key of 64 or more parts; a training config is "
+                         "flat (key = value lines)")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not valid TOML: nested too deeply") from None
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from typing import Any
 
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load
 from alphagrad.train.atomic import atomic_write_text
-from alphagrad.train.config import TrainConfig, tomllib
+from alphagrad.train.config import TrainConfig, read_toml
 from alphagrad.train.corpus import stdlib_files
 from alphagrad.train.data import TokenDataset, prepare
 from alphagrad.train.distributed import current_world
@@ -31,14 +31,6 @@ RECIPE = BUILTIN_RECIPE  # written last: its presence means the folder is comple
 SPLITS = ("train", "val")
 
 
-def _toml_values(path: str | Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path} is not valid TOML: {e}") from None
-
-
 def resolve_config(preset: str | None = None, config_file: str | Path | None = None,
                    overrides: Iterable[str] = (), **fields: Any) -> TrainConfig:
     """The TrainConfig from ``preset``, then ``config_file``, then ``fields`` (None values are
@@ -47,7 +39,7 @@ def resolve_config(preset: str | None = None, config_file: str | Path | None = N
     >>> resolve_config("char-tiny", overrides=["max_iters=50"]).max_iters
     50
     """
-    values = _toml_values(config_file) if config_file is not None else {}
+    values = read_toml(config_file) if config_file is not None else {}
     name = preset or values.get("preset")
     base = dict(get_preset(name).config, preset=name) if name else {}
     config = TrainConfig.from_dict(base | values, source=str(config_file or f"preset {name}"))

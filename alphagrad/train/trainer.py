@@ -131,7 +131,7 @@ def _resumable(path: Path, ckpt: Checkpoint) -> tuple[TrainConfig, LanguageModel
             raise CheckpointError(f"{path}: train_state.{name} is {value!r:.60}, not a "
                                   f"{'non-negative int' if kind is int else kind.__name__}")
     try:
-        config = TrainConfig.from_dict(state["config"], source=f"{path}'s train_state.config")
+        config = TrainConfig.from_dict(state["config"], source="train_state.config")
         # the weights must fit the run's settings, and the model its stored config (which also
         # holds what settings cannot say, e.g. a pretrained Llama's rotary scaling)
         vocab_size = ckpt.model_config.get("vocab_size")

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import math
 import re
 
@@ -136,3 +137,68 @@ def test_every_setting_is_bounded_before_anything_is_built(tmp_path, line, messa
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig.from_toml(path)
     assert TrainConfig().replace(seed=2**64 - 1).seed == 2**64 - 1  # the largest seed is fine
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a" + ".a" * 100_000 + " = 1\n", "a dotted key of 64 or more parts"),  # was 40+ GB
+    ("[" + "a." * 100_000 + "a]\n", "a dotted key of 64 or more parts"),
+    ("x = {" + "a." * 100_000 + "a = 1}\n", "a dotted key of 64 or more parts"),
+    ("n_layer = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+    ("x = " + "{a = " * 50_000 + "1" + "}" * 50_000 + "\n", "nested too deeply"),
+    ("# " + "x" * (1 << 20) + "\n", "larger than 1 MiB"),
+    ("n_layer = 2 # \udcff\n", "is not UTF-8 text"),
+])
+def test_crafted_toml_files_are_refused_within_bounds(tmp_path, bounded_call, text, message):
+    path = tmp_path / "train.toml"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with bounded_call(), pytest.raises(ValueError, match=re.escape(message)) as info:
+        TrainConfig.from_toml(path)
+    assert str(path) in str(info.value)
+    # a prompt of many short sentences is no dotted key
+    path.write_text('sample_prompt = "' + "Go. Stop. " * 100 + '"\n')
+    assert TrainConfig.from_toml(path).sample_prompt == "Go. Stop. " * 100
+
+
+def toml_value(value) -> str:
+    """``value`` written as a TOML value (tomllib reads it back as ``value``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else {math.inf: "inf", -math.inf: "-inf"}.get(
+            value, repr(value))
+    if isinstance(value, str):  # JSON's escapes are TOML's, but for surrogate pairs
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_value(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+TOML_VALUES = st.one_of(
+    st.booleans(), st.integers(-2**63, 2**63 - 1), st.integers(0, 5000), st.floats(),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=8),  # TOML has no lone surrogates
+    st.lists(st.integers(-3, 2**40), max_size=3),
+    st.dictionaries(st.text("ab.", max_size=3), st.integers(-3, 2**40), max_size=2),
+    st.recursive(st.integers(0, 3), lambda inner: st.lists(inner, min_size=1, max_size=1),
+                 max_leaves=200),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from([f.name for f in dataclasses.fields(TrainConfig)]),
+       value=TOML_VALUES)
+def test_property_hostile_toml_values(tmp_path_factory, bounded_call, key, value):
+    """One setting with a hostile value (wrong type, huge, nested): a ValueError naming the file
+    and the setting, or a valid config holding that value; nothing large is ever built."""
+    path = tmp_path_factory.mktemp("toml") / "train.toml"
+    path.write_text(f"{key} = {toml_value(value)}\n")
+    try:
+        with bounded_call():
+            config = TrainConfig.from_toml(path)
+    except ValueError as e:
+        assert "train.toml" in str(e) and key in str(e), str(e)
+        return
+    held = getattr(config, key)
+    expected = float(value) if isinstance(held, float) else value  # ints are floats' values too
+    assert held == expected or math.isnan(expected)  # NaN only where the model has no use for it
