@@ -116,19 +116,74 @@ HOSTILE = st.one_of(
 @given(field=st.sampled_from(["kind", "version", "pattern", "special_tokens", "byte_ids",
                               "merges"]),
        value=HOSTILE, position=st.integers(0, 3))
-def test_property_hostile_values_load_cleanly_or_not_at_all(tmp_path_factory, field, value,
-                                                           position):
+def test_property_hostile_values_load_cleanly_or_not_at_all(tmp_path_factory, bounded_call,
+                                                           field, value, position):
     d = small().to_dict()
     if field == "merges" and position < 3:  # one id of one merge, or the whole field
         d["merges"][position % 3][position] = value
     else:
         d[field] = value
-    path = tmp_path_factory.mktemp("tok") / "tok.json"
+    _loads_cleanly_or_not_at_all(tmp_path_factory.mktemp("tok") / "tok.json", d, bounded_call)
+
+
+def _loads_cleanly_or_not_at_all(path, d: object, bounded_call) -> None:
+    """Within a memory and time bound: a ValueError naming the file, or a tokenizer that
+    encodes and decodes exactly."""
     path.write_text(json.dumps(d))
     try:
-        tok = T.load(path)
+        with bounded_call():
+            tok = T.load(path)
+            text = "abcd dcba abc <|eot|>"
+            ids = tok.encode(text)
     except ValueError as e:
-        assert "tok.json" in str(e)
-    else:  # loaded: then it must encode and decode exactly
-        text = "abcd dcba abc"
-        assert tok.decode(tok.encode(text)) == text
+        assert path.name in str(e)
+    else:
+        assert tok.decode(ids) == text
+
+
+def split_then_bytes(pattern: object) -> dict:
+    """A Hugging Face pre-tokenizer: a Split regex, then byte-level."""
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
+
+
+def test_a_catastrophic_split_regex_in_a_huggingface_file_fails_in_bounded_time(tmp_path,
+                                                                               bounded_call):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps({**hf_dict(tmp_path), "pre_tokenizer": split_then_bytes(
+        r"(a|aa)+$")}))
+    tok = T.load(path)
+    with bounded_call(seconds=20), pytest.raises(ValueError, match="backtracks catastrophically"):
+        tok.encode("a" * 40 + "!")
+    assert tok.encode("abcd dcba") == [257, D, ord(" "), 258, B, A]  # sane text still encodes
+
+
+# Where a crafted Hugging Face tokenizer.json may put a hostile value.
+HF_PLACES = {
+    "model": lambda d, v: d.__setitem__("model", v),
+    "model type": lambda d, v: d["model"].__setitem__("type", v),
+    "vocab": lambda d, v: d["model"].__setitem__("vocab", v),
+    "vocab id": lambda d, v: d["model"]["vocab"].__setitem__("ab", v),
+    "merges": lambda d, v: d["model"].__setitem__("merges", v),
+    "merge": lambda d, v: d["model"]["merges"].__setitem__(1, v),
+    "added_tokens": lambda d, v: d.__setitem__("added_tokens", v),
+    "added token": lambda d, v: d["added_tokens"].__setitem__(0, v),
+    "added token id": lambda d, v: d["added_tokens"][0].__setitem__("id", v),
+    "added token content": lambda d, v: d["added_tokens"][0].__setitem__("content", v),
+    "pre_tokenizer": lambda d, v: d.__setitem__("pre_tokenizer", v),
+    "split pattern": lambda d, v: d.__setitem__("pre_tokenizer", split_then_bytes(v)),
+    "decoder": lambda d, v: d.__setitem__("decoder", v),
+    "normalizer": lambda d, v: d.__setitem__("normalizer", v),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(place=st.sampled_from(sorted(HF_PLACES)),
+       value=st.one_of(HOSTILE, st.sampled_from([r"(a|aa)+$", "(", r"\p{L}+| ?\d"])))
+def test_property_hostile_huggingface_files_load_cleanly_or_not_at_all(
+        tmp_path_factory, bounded_call, place, value):
+    path = tmp_path_factory.mktemp("hf") / "tokenizer.json"
+    d = hf_dict(tmp_path_factory.mktemp("exported"))
+    HF_PLACES[place](d, value)
+    _loads_cleanly_or_not_at_all(path, d, bounded_call)

@@ -213,6 +213,38 @@ def test_fuzz_header_damage(tmp_path_factory, valid_token_file, data):
         read_header(path)
 
 
+# A header with a valid checksum and one hostile field: huge, zero or mismatched sizes, a
+# version or item size that does not exist, a fingerprint that is not hex.
+HOSTILE_FIELDS = {
+    "version": st.integers(0, 2**32 - 1),
+    "itemsize": st.integers(0, 2**32 - 1),
+    "count": st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 40)),
+    "vocab_size": st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 10)),
+    "fingerprint": st.binary(min_size=64, max_size=64),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), field=st.sampled_from(sorted(HOSTILE_FIELDS)))
+def test_property_semantically_hostile_token_headers(tmp_path_factory, bounded_call, data, field):
+    """It opens, its tokens exactly the file's bytes after the header, or fails with a ValueError
+    naming the file; within a memory and time bound, whatever the header claims."""
+    fields = {"version": 1, "itemsize": 2, "count": 20, "vocab_size": 7,
+              "fingerprint": FP.encode(), field: data.draw(HOSTILE_FIELDS[field])}
+    header = struct.pack("<8sIIQI64s32x", b"AGTOKENS", *fields.values())
+    body = (np.arange(20) % 7).astype("<u2").tobytes()
+    path = tmp_path_factory.mktemp("hostile") / "h.bin"
+    path.write_bytes(header + struct.pack("<I", zlib.crc32(header)) + body)
+    try:
+        with bounded_call():
+            dataset = TokenDataset(path)
+    except ValueError as e:
+        assert "h.bin" in str(e)
+        return
+    assert dataset.tokens.nbytes == len(body) and dataset.vocab_size == fields["vocab_size"]
+    assert np.asarray(dataset.tokens).tobytes() == body
+
+
 def test_the_fixture_is_valid(tmp_path, valid_token_file):
     (tmp_path / "v.bin").write_bytes(valid_token_file)
     assert TokenDataset(tmp_path / "v.bin").tokens.tolist() == (np.arange(20) % 7).tolist()
