@@ -568,11 +568,22 @@ def test_adamw_rejects_bad_buffers_and_step():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("M,C,N", [(1, 1, 1), (1, 7, 3), (2, 5, 9), (3, 33, 17), (8, 64, 65),
-                                   (16, 40, 7)])
+@pytest.mark.parametrize("M,C,N", [(1, 1, 1), (1, 7, 3), (2, 5, 9), (3, 33, 17), (4, 3, 4),
+                                   (8, 64, 65), (13, 31, 22), (16, 40, 7)])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_linear_rows(threads, dtype, M, C, N, with_bias):
     rng = np.random.default_rng(M * C * N)
+    x, w, b = randn(rng, (M, C), dtype), randn(rng, (N, C), dtype), randn(rng, (N,), dtype)
+    b = b if with_bias else None
+    assert_close(K.linear_rows(x, w, b), R.linear_rows(*exact(x, w, b)), scale=np.sqrt(C))
+
+
+@settings(max_examples=40, deadline=None)
+@given(M=st.integers(1, 16), C=st.integers(1, 70), N=st.integers(1, 23),
+       with_bias=st.booleans(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
+def test_linear_rows_on_drawn_shapes(M, C, N, with_bias, dtype, seed):
+    """Every row count, and weight heights that leave 0-3 rows past the blocks of four."""
+    rng = np.random.default_rng(seed)
     x, w, b = randn(rng, (M, C), dtype), randn(rng, (N, C), dtype), randn(rng, (N,), dtype)
     b = b if with_bias else None
     assert_close(K.linear_rows(x, w, b), R.linear_rows(*exact(x, w, b)), scale=np.sqrt(C))
