@@ -402,8 +402,17 @@ def prepare(sources: str | os.PathLike | Iterable[str | os.PathLike], tokenizer:
 
 # ---- batches ---------------------------------------------------------------------------
 
-def _windows(tokens: np.ndarray, offsets: np.ndarray, block_size: int) -> tuple[np.ndarray, ...]:
-    rows = tokens[offsets[:, None] + np.arange(block_size + 1)].astype(np.int64)  # (B, T+1)
+def windows(dataset: TokenDataset, offsets: np.ndarray,
+            block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) int64 (B, block_size): the windows of ``dataset`` starting at ``offsets`` (B,), y
+    one token ahead of x."""
+    rows = dataset.tokens[offsets[:, None] + np.arange(block_size + 1)].astype(np.int64)  # (B, T+1)
+    # The body is mapped, not scanned on opening (a file may be gigabytes): each window is checked
+    # against the header's vocab_size as it is read.
+    if rows.size and rows.max() >= dataset.vocab_size:
+        b, t = np.unravel_index(np.argmax(rows), rows.shape)
+        raise ValueError(f"{dataset.path}: token {int(offsets[b]) + int(t)} is id {rows[b, t]}, "
+                         f"outside the file's vocab_size {dataset.vocab_size}; re-run prepare")
     return np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, 1:])  # (B, T) each
 
 
@@ -446,7 +455,7 @@ class BatchSampler:
         high = len(self.dataset) - self.block_size
         offsets = self._rng.integers(0, high, size=self.batch_size)  # (B,), the same on every rank
         self.batches_drawn += 1
-        return _windows(self.dataset.tokens, offsets[self._rows], self.block_size)
+        return windows(self.dataset, offsets[self._rows], self.block_size)
 
     __next__ = next
 
@@ -480,4 +489,4 @@ def iter_eval_batches(dataset: TokenDataset, batch_size: int, block_size: int,
     last = len(dataset) - block_size - 1
     offsets = np.linspace(0, last, batch_size * max_batches).round().astype(np.int64)
     for b in range(max_batches):
-        yield _windows(dataset.tokens, offsets[b * batch_size:(b + 1) * batch_size], block_size)
+        yield windows(dataset, offsets[b * batch_size:(b + 1) * batch_size], block_size)

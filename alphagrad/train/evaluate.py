@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from alphagrad.autograd.grad_mode import no_grad
-from alphagrad.train.data import TokenDataset, iter_eval_batches
+from alphagrad.train.data import TokenDataset, iter_eval_batches, windows
 from alphagrad.train.distributed import World
 
 
@@ -66,9 +66,9 @@ def evaluate_full(model: Any, dataset: TokenDataset, block_size: int, batch_size
         with no_grad():
             for group in [*batches, *([tail] if len(tail) else [])]:
                 T = min(block_size, last - int(group[0]))
-                rows = tokens[group[:, None] + np.arange(T + 1)].astype(np.int64)  # (B, T+1)
-                _, loss = model(rows[:, :-1], rows[:, 1:])
-                total += loss.item() * rows[:, 1:].size
+                x, y = windows(dataset, group, T)
+                _, loss = model(x, y)
+                total += loss.item() * y.size
     finally:
         model.train(was_training)
     return _metrics(total / last, bytes_per_token)

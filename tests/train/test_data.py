@@ -270,6 +270,25 @@ def test_batches_are_shifted_windows_over_every_offset(tmp_path):
     assert sampler.batches_drawn == 300
 
 
+def test_an_id_beyond_the_headers_vocabulary_is_named_when_its_window_is_read(tmp_path):
+    path = tmp_path / "bad.bin"
+    write_token_file(path, np.arange(40) % 7, vocab_size=7, fingerprint=FP)
+    with open(path, "r+b") as f:  # the header's checksum does not cover the body
+        f.seek(data_module.HEADER_SIZE + 2 * 30)
+        f.write((9).to_bytes(2, "little"))
+    dataset = TokenDataset(path)  # opening maps the body without reading it
+    message = r"bad\.bin: token 30 is id 9, outside the file's vocab_size 7"
+    with pytest.raises(ValueError, match=message):
+        list(iter_eval_batches(dataset, batch_size=4, block_size=8, max_batches=2))
+    sampler = BatchSampler(dataset, batch_size=4, block_size=8, seed=0)
+    with pytest.raises(ValueError, match=message):
+        for _ in range(100):  # random windows: one of them soon covers token 30
+            sampler.next()
+    assert sampler.batches_drawn < 100
+    x, y = BatchSampler(arange_dataset(tmp_path, 40), 4, 8, seed=0).next()  # in range: no error
+    np.testing.assert_array_equal(y, x + 1)
+
+
 def test_sampler_resumes_exactly_through_a_checkpoint(tmp_path):
     ds = arange_dataset(tmp_path, 1000)
     a = BatchSampler(ds, 4, 16, seed=7)
