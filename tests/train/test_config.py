@@ -166,8 +166,8 @@ def toml_value(value) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else {math.inf: "inf", -math.inf: "-inf"}.get(
             value, repr(value))
-    if isinstance(value, str):  # JSON's escapes are TOML's, but for surrogate pairs
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):  # JSON's escapes are TOML's, but TOML also escapes DEL
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(map(toml_value, value)) + "]"
     if isinstance(value, dict):
