@@ -370,7 +370,7 @@ def _timed(fn, count: int = 1) -> float:
 # Seconds of pause before each timed block. OpenBLAS's threads (NumPy's) spin for about 2^28
 # cycles after a product returns, and OpenMP's (torch's) for a while too: without the pause,
 # each side's first steps run beside the other library's spinning threads (measured on tiny at 2
-# threads: torch 37k tokens/s right after alphagrad's steps, 82k after a pause).
+# threads: torch 37k tokens/s right after alphagrad's steps, 66-68k after a pause).
 SETTLE = 0.3
 
 

@@ -52,10 +52,9 @@ def evaluate_full(model: Any, dataset: TokenDataset, block_size: int, batch_size
         >>> evaluate_full(model, TokenDataset("data/val.bin"), 64)
         {'loss': 1.93, 'perplexity': 6.89, 'bits_per_byte': 2.78}
     """
-    tokens = dataset.tokens
-    if len(tokens) < 2:
-        raise ValueError(f"{dataset.path} has {len(tokens)} tokens; evaluation needs at least 2")
-    last = len(tokens) - 1  # targets are tokens[1:]
+    if len(dataset) < 2:
+        raise ValueError(f"{dataset.path} has {len(dataset)} tokens; evaluation needs at least 2")
+    last = len(dataset) - 1  # targets are tokens[1:]
     starts = np.arange(0, last, block_size)
     full, tail = starts[starts + block_size <= last], starts[starts + block_size > last]
     batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)]

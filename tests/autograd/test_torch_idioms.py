@@ -203,9 +203,10 @@ def test_mse_loss():
 
 def test_activation_modules():
     x = away_from(np.random.default_rng(5).uniform(-3, 3, (2, 5)), [0])  # ReLU's kink
-    for module, want in [(ag.nn.ReLU(), np.maximum(x, 0)), (ag.nn.Tanh(), np.tanh(x)),
-                         (ag.nn.Sigmoid(), 1 / (1 + np.exp(-x))), (ag.nn.SiLU(), x / (1 + np.exp(-x)))]:
-        check_op(module, lambda a, want=want: want, [x])
+    for module, reference in [(ag.nn.ReLU(), lambda a: np.maximum(a, 0)), (ag.nn.Tanh(), np.tanh),
+                              (ag.nn.Sigmoid(), lambda a: 1 / (1 + np.exp(-a))),
+                              (ag.nn.SiLU(), lambda a: a / (1 + np.exp(-a)))]:
+        check_op(module, reference, [x])
     model = ag.nn.Sequential(ag.nn.Linear(5, 3), ag.nn.ReLU(), ag.nn.Linear(3, 1))
     model(ag.tensor(x)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())

@@ -154,7 +154,10 @@ def test_crafted_toml_files_are_refused_within_bounds(tmp_path, bounded_call, te
     with bounded_call(), pytest.raises(ValueError, match=re.escape(message)) as info:
         TrainConfig.from_toml(path)
     assert str(path) in str(info.value)
-    # a prompt of many short sentences is no dotted key
+
+
+def test_a_prompt_of_many_short_sentences_is_no_dotted_key(tmp_path):
+    path = tmp_path / "train.toml"
     path.write_text('sample_prompt = "' + "Go. Stop. " * 100 + '"\n')
     assert TrainConfig.from_toml(path).sample_prompt == "Go. Stop. " * 100
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
+import sys
 
 import pytest
 
-from alphagrad.train.progress import TrainingStatus, count, duration
+from alphagrad.train.progress import TrainingStatus, count, duration, rewrites_in_place
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (59.4, "59s"), (61, "1m01s"),
@@ -60,11 +62,6 @@ def test_status_on_a_narrow_terminal_is_cut_to_fit(capsys, monkeypatch):
 
 
 def test_a_notebook_rewrites_in_place_a_pipe_does_not(monkeypatch):
-    import io
-    import sys
-
-    from alphagrad.train.progress import rewrites_in_place
-
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     assert not rewrites_in_place(io.StringIO())
     assert TrainingStatus(max_iters=1, log_interval=1, file=io.StringIO()).tty is False

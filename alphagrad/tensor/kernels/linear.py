@@ -54,11 +54,11 @@ def _store4(row, j, a0, a1, a2, a3):
 
 
 @kernel(parallel=True)
-def _linear_rows(x, weight, bias, out, ahead):
+def _linear_rows(x, weight, bias, out):
     # x (M, K), weight (N, K), bias (N,) or (0,), out (M, N). Blocks of four weight rows by four
     # rows of x: each element loaded from L1 serves four multiply-adds. Rows of x past a multiple
     # of four take one weight row at a time. While x's blocks pass over four weight rows, the
-    # rows ``ahead`` further on are prefetched, a share per pass.
+    # rows ``PREFETCH_AHEAD`` further on are prefetched, a share per pass.
     M, K = x.shape
     N = weight.shape[0]
     zero = x.dtype.type(0.0)
@@ -74,7 +74,7 @@ def _linear_rows(x, weight, bias, out, ahead):
         b2 = bias[j + 2] if bias.size else zero
         b3 = bias[j + 3] if bias.size else zero
         for m in range(0, blocked, 4):
-            first = (j + ahead) * K + m // 4 * share
+            first = (j + PREFETCH_AHEAD) * K + m // 4 * share
             prefetch_range(flat, first, first + share)
             x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
             a00 = a01 = a02 = a03 = zero
@@ -140,5 +140,5 @@ def linear_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = Non
             raise ValueError(f"{op}: bias has shape {bias.shape}, expected {weight.shape[:1]}")
     out = output(op, out, (x.shape[0], weight.shape[0]), x.dtype)
     parallel = use_parallel(weight.size, PARALLEL_MIN_SIZE)
-    (_linear_rows if parallel else _linear_rows_serial)(x, weight, bias, out, PREFETCH_AHEAD)
+    (_linear_rows if parallel else _linear_rows_serial)(x, weight, bias, out)
     return out
