@@ -17,17 +17,23 @@ OpenBLAS's own threads inside ours.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import carray, prange
 from numpy.lib.stride_tricks import as_strided
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
 from alphagrad.tensor.kernels._exp import fast_exp
+from alphagrad.tensor.kernels._registers import stack_empty
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
 # query rows per block (the vectorised axis of every product) and keys per tile
 BLOCK_Q = 256
 BLOCK_K = 64
+# the register tile of _matmul_add: rows of a x columns of b (eight 16-lane float32 vectors);
+# blocks of queries are padded to a multiple of TILE_W columns
+TILE_ROWS, TILE_W = 4, 32
+TILE_SIZE = TILE_ROWS * TILE_W  # a constant of its own: stack_empty needs a literal
+MASK_SPILL = TILE_W + TILE_ROWS - 1  # columns past a row's mask that a tile may have computed
 # a block of fewer query rows than this skips the tiles (see _attend_rows_directly)
 DIRECT_ROWS = 4
 # below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin: starting the thread pool
@@ -40,38 +46,39 @@ NO_LIMIT = 1 << 62  # a limit of _matmul_add that masks nothing
 def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit):
     # acc[:nx, :ny] += a[:nx, :nz] @ b[:nz, :ny], vectorised along y, where row x of a meets
     # only the columns y < x_limit - x and row z of b only y < z_limit - z (the causal mask:
-    # x or z is a key, y the reversed queries). A 4 x 4 block of a sits in scalars, so one
-    # pass over y loads four rows of b and updates four rows of acc with four multiply-adds
-    # each. Loops along y start at 0: from a variable start Numba cannot tell the index is not
-    # negative, and the wraparound check it then adds stops LLVM from vectorising.
-    x4, z4 = nx - nx % 4, nz - nz % 4
-    for x in range(0, x4, 4):
-        ny_x = min(ny, x_limit - x)
-        for z in range(0, z4, 4):
-            n = min(ny_x, z_limit - z)
-            a00, a01, a02, a03 = a[x, z], a[x, z + 1], a[x, z + 2], a[x, z + 3]
-            a10, a11, a12, a13 = a[x + 1, z], a[x + 1, z + 1], a[x + 1, z + 2], a[x + 1, z + 3]
-            a20, a21, a22, a23 = a[x + 2, z], a[x + 2, z + 1], a[x + 2, z + 2], a[x + 2, z + 3]
-            a30, a31, a32, a33 = a[x + 3, z], a[x + 3, z + 1], a[x + 3, z + 2], a[x + 3, z + 3]
-            for y in range(n):
-                b0, b1, b2, b3 = b[z, y], b[z + 1, y], b[z + 2, y], b[z + 3, y]
-                acc[x, y] += a00 * b0 + a01 * b1 + a02 * b2 + a03 * b3
-                acc[x + 1, y] += a10 * b0 + a11 * b1 + a12 * b2 + a13 * b3
-                acc[x + 2, y] += a20 * b0 + a21 * b1 + a22 * b2 + a23 * b3
-                acc[x + 3, y] += a30 * b0 + a31 * b1 + a32 * b2 + a33 * b3
-        for z in range(z4, nz):
-            a0, a1, a2, a3 = a[x, z], a[x + 1, z], a[x + 2, z], a[x + 3, z]
-            for y in range(min(ny_x, z_limit - z)):
-                bz = b[z, y]
-                acc[x, y] += a0 * bz
-                acc[x + 1, y] += a1 * bz
-                acc[x + 2, y] += a2 * bz
-                acc[x + 3, y] += a3 * bz
-    for x in range(x4, nx):
-        for z in range(nz):
-            axz = a[x, z]
-            for y in range(min(ny, x_limit - x, z_limit - z)):
-                acc[x, y] += axz * b[z, y]
+    # x or z is a key, y the reversed queries). ny is a multiple of TILE_W. Each tile of
+    # TILE_ROWS x TILE_W sums sits in registers across the whole z loop, so a step of z loads
+    # TILE_ROWS scalars of a and one row of b and does TILE_ROWS x TILE_W multiply-adds.
+    # Masked entries of acc in a tile the mask reaches are computed all the same: _softmax_tile
+    # and _softmax_backward_tile zero them, and rows z of b are read only where a tile meets
+    # their mask, so b's masked entries must be zero. Indices along y are unsigned: Numba
+    # would check a signed index for wraparound, which stops LLVM from vectorising.
+    sums = carray(stack_empty(TILE_SIZE, acc.dtype), (TILE_ROWS, TILE_W))
+    x_tiles = nx - nx % TILE_ROWS
+    for x in range(0, x_tiles, TILE_ROWS):
+        for y0 in range(0, min(ny, x_limit - x), TILE_W):
+            for r in range(TILE_ROWS):
+                for y in range(TILE_W):
+                    sums[r, y] = acc[x + r, np.uint64(y0 + y)]
+            for z in range(min(nz, z_limit - y0)):
+                b_z = b[z]
+                a0, a1, a2, a3 = a[x, z], a[x + 1, z], a[x + 2, z], a[x + 3, z]
+                for y in range(TILE_W):
+                    b_zy = b_z[np.uint64(y0 + y)]
+                    sums[0, y] += a0 * b_zy
+                    sums[1, y] += a1 * b_zy
+                    sums[2, y] += a2 * b_zy
+                    sums[3, y] += a3 * b_zy
+            for r in range(TILE_ROWS):
+                for y in range(TILE_W):
+                    acc[x + r, np.uint64(y0 + y)] = sums[r, y]
+    for x in range(x_tiles, nx):
+        acc_x = acc[x]
+        for y0 in range(0, min(ny, x_limit - x), TILE_W):
+            for z in range(min(nz, z_limit - y0)):
+                a_xz, b_z = a[x, z], b[z]
+                for y in range(TILE_W):
+                    acc_x[np.uint64(y0 + y)] += a_xz * b_z[np.uint64(y0 + y)]
 
 
 @kernel()
@@ -200,6 +207,12 @@ def _attend_rows_directly(q, k, v, steps, out, lse, b, h, kh, i0, nq, offset, sc
 
 
 @kernel()
+def _padded(n):
+    # n rounded up to a whole number of register tiles
+    return (n + TILE_W - 1) // TILE_W * TILE_W
+
+
+@kernel()
 def _load_block(flat, steps, b, h, last, nq, hs, scale, dst):
     # dst[d, c] = scale * element d of row last - c of head (b, h) of a flat (B, NH, T, hs)
     # array with element strides steps. Flat buffers and unsigned indices (no wraparound
@@ -232,8 +245,8 @@ def _store_rows(src, n, hs, flat, steps, b, h):
 @kernel()
 def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
     # s (keys, reversed queries): one tile of scores -> exp(s - running max) in place; key y is
-    # seen by the columns c < limit - y, and the next three columns are zeroed for the products
-    # that read blocks of four keys (see _matmul_add). Updates each query's running max and
+    # seen by the columns c < limit - y, and the MASK_SPILL columns past them, which a product
+    # tile may have filled and the next product reads, are zeroed (see _matmul_add). Updates each query's running max and
     # sum, and leaves in alpha[:limit] the factor that rescales what earlier tiles summed (the
     # columns from limit on see no key of the tile).
     alpha[:nq] = row_max[:nq]
@@ -248,7 +261,7 @@ def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
         for c in range(seen):
             s[y, c] = fast_exp(s[y, c] - row_max[c])
             row_sum[c] += s[y, c]
-        for c in range(seen, min(nq, seen + 3)):
+        for c in range(seen, min(s.shape[1], seen + MASK_SPILL)):
             s[y, c] = 0
 
 
@@ -261,7 +274,7 @@ def _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta):
         for c in range(seen):
             p[y, c] = fast_exp(p[y, c] - row_lse[c])
             ds[y, c] = p[y, c] * (ds[y, c] - delta[c])
-        for c in range(seen, min(nq, seen + 3)):
+        for c in range(seen, min(p.shape[1], seen + MASK_SPILL)):
             p[y, c] = ds[y, c] = 0
 
 
@@ -290,9 +303,10 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
                                   offset, scale)
             continue
         last = i0 + nq - 1  # column c holds query row last - c
-        qt = np.empty((hs, nq), k.dtype)  # the block's q rows times scale
-        s = np.empty((block_k, nq), k.dtype)  # scores k·qᵀ, then probabilities
-        ot = np.zeros((hs, nq), k.dtype)  # output, not yet normalised
+        width = _padded(nq)
+        qt = np.zeros((hs, width), k.dtype)  # the block's q rows times scale
+        s = np.empty((block_k, width), k.dtype)  # scores k·qᵀ, then probabilities
+        ot = np.zeros((hs, width), k.dtype)  # output, not yet normalised
         row_max = np.full(nq, -np.inf, k.dtype)
         row_sum = np.zeros(nq, k.dtype)
         alpha = np.empty(nq, k.dtype)
@@ -302,12 +316,12 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
             nk = min(block_k, n_keys - j0)
             limit = n_keys - j0  # key y of the tile is seen by the columns c < limit - y
             s[:nk] = 0
-            _matmul_add(s, k[b, kh, j0:], qt, nk, nq, hs, limit, NO_LIMIT)
+            _matmul_add(s, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT)
             _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha)
             for d in range(hs if j0 else 0):  # the first tile finds ot zero
                 for c in range(min(nq, limit)):
                     ot[d, c] *= alpha[c]
-            _matmul_add(ot, v[b, kh, j0:].T, s, hs, nq, nk, NO_LIMIT, limit)
+            _matmul_add(ot, v[b, kh, j0:].T, s, hs, width, nk, NO_LIMIT, limit)
         for c in range(nq):
             lse[b, h, last - c] = row_max[c] + np.log(row_sum[c])
             row_sum[c] = 1 / row_sum[c]
@@ -332,21 +346,24 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
         kh = task % NKV
         dk_acc = np.zeros((Tk, hs), q.dtype)
         dv_acc = np.zeros((Tk, hs), q.dtype)
-        qt = np.empty((hs, block_q), q.dtype)  # q rows times scale
-        gt = np.empty((hs, block_q), q.dtype)  # dout rows
-        dqt = np.empty((hs, block_q), q.dtype)
+        qt = np.empty((hs, _padded(block_q)), q.dtype)  # q rows times scale
+        gt = np.empty((hs, _padded(block_q)), q.dtype)  # dout rows
+        dqt = np.empty((hs, _padded(block_q)), q.dtype)
         one = q.dtype.type(1)
         scales = np.full(block_q, scale, q.dtype)
         row_lse = np.empty(block_q, q.dtype)
         delta = np.empty(block_q, q.dtype)  # rowsum(dout * out) = rowsum(dP * P)
-        p = np.empty((block_k, block_q), q.dtype)  # scores, then P
-        ds = np.empty((block_k, block_q), q.dtype)  # dP, then dS
+        p = np.empty((block_k, _padded(block_q)), q.dtype)  # scores, then P
+        ds = np.empty((block_k, _padded(block_q)), q.dtype)  # dP, then dS
         for h in range(kh * group, (kh + 1) * group):
             for i0 in range(0, Tq, block_q):
                 nq = min(block_q, Tq - i0)
+                width = _padded(nq)
                 last = i0 + nq - 1  # column c holds query row last - c
                 _load_block(q, steps[1], b, h, last, nq, hs, scale, qt)
                 _load_block(dout, steps[0], b, h, last, nq, hs, one, gt)
+                qt[:, nq:width] = 0
+                gt[:, nq:width] = 0
                 for c in range(nq):
                     row_lse[c] = lse[b, h, last - c]
                     g_row = dout[b * steps[0, 0] + h * steps[0, 1] + (last - c) * steps[0, 2]:]
@@ -355,19 +372,19 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
                     for d in range(hs):
                         total += g_row[d] * o_row[d]
                     delta[c] = total
-                dqt[:, :nq] = 0
+                dqt[:, :width] = 0
                 n_keys = last + offset + 1
                 for j0 in range(0, n_keys, block_k):
                     nk = min(block_k, n_keys - j0)
                     limit = n_keys - j0
-                    p[:nk, :nq] = 0
-                    ds[:nk, :nq] = 0
-                    _matmul_add(p, k[b, kh, j0:], qt, nk, nq, hs, limit, NO_LIMIT)
-                    _matmul_add(ds, v[b, kh, j0:], gt, nk, nq, hs, limit, NO_LIMIT)
+                    p[:nk, :width] = 0
+                    ds[:nk, :width] = 0
+                    _matmul_add(p, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT)
+                    _matmul_add(ds, v[b, kh, j0:], gt, nk, width, hs, limit, NO_LIMIT)
                     _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta)
                     _matmul_transposed_add(dv_acc[j0:], p, gt, nk, hs, nq, limit)
                     _matmul_transposed_add(dk_acc[j0:], ds, qt, nk, hs, nq, limit)  # qt: scale
-                    _matmul_add(dqt, k[b, kh, j0:].T, ds, hs, nq, nk, NO_LIMIT, limit)
+                    _matmul_add(dqt, k[b, kh, j0:].T, ds, hs, width, nk, NO_LIMIT, limit)
                 _store_block(dqt, scales, nq, hs, dq, steps[5], b, h, last)
         _store_rows(dk_acc, Tk, hs, dk, steps[6], b, kh)
         _store_rows(dv_acc, Tk, hs, dv, steps[7], b, kh)
