@@ -5,13 +5,17 @@ tiles it may see with an online softmax and keeps only the row log-sum-exp; the 
 recomputes the probabilities from q, k and that log-sum-exp.
 
 Layout, chosen by measurement (one core, float32, 64-key tiles): tiles are held keys × queries,
-with the block's queries in reverse order. Then every product runs along the query axis, which
-is long (up to BLOCK_Q), key and value rows are read where they lie, and the causal mask is an
-upper bound on each key's row (key j is seen by the last queries, the first columns), so no loop
-starts anywhere but 0 (see _matmul_add). The register-blocked products reach 80-95 GFLOP/s per
-core along 128-256 queries against 50 along 64. BLAS on the tiles was slower: sgemm through
-np.dot inside the kernel ran at 40-60 GFLOP/s at these shapes, and its larger calls start
-OpenBLAS's own threads inside ours.
+with the block's queries in reverse order. Then the products that make scores, probabilities
+times values and dq run along the query axis, which is long (up to BLOCK_Q); dk and dv run
+along the head dimension over rows of q and dout copied in the same reversed order. Key and
+value rows are read where they lie, and the causal mask is an upper bound on each key's row
+(key j is seen by the last queries, the first columns), so no loop starts anywhere but 0 (see
+_matmul_add). Every product is one kernel that keeps a 4 x 32 tile of sums in registers for
+its whole reduction: 100-110 GFLOP/s on one core at 64 x 256 x 64 in isolation, against
+75-90 for the 4 x 4 blocks with sums in memory it replaced (the whole backward went from 39 to
+48 GFLOP/s on one core at (8, 6, 256, 64)). BLAS on the tiles was slower: sgemm through np.dot
+inside the kernel ran at 40-60 GFLOP/s at these shapes, and its larger calls start OpenBLAS's
+own threads inside ours.
 """
 
 from __future__ import annotations
@@ -43,15 +47,16 @@ NO_LIMIT = 1 << 62  # a limit of _matmul_add that masks nothing
 
 
 @kernel()
-def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit):
+def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit, a_limit):
     # acc[:nx, :ny] += a[:nx, :nz] @ b[:nz, :ny], vectorised along y, where row x of a meets
-    # only the columns y < x_limit - x and row z of b only y < z_limit - z (the causal mask:
-    # x or z is a key, y the reversed queries). ny is a multiple of TILE_W. Each tile of
+    # only the columns y < x_limit - x, row z of b only y < z_limit - z, and row x of a is
+    # zero from z = a_limit - x on (the causal mask: x or z is a key, y or z the reversed
+    # queries). ny is a multiple of TILE_W. Each tile of
     # TILE_ROWS x TILE_W sums sits in registers across the whole z loop, so a step of z loads
     # TILE_ROWS scalars of a and one row of b and does TILE_ROWS x TILE_W multiply-adds.
     # Masked entries of acc in a tile the mask reaches are computed all the same: _softmax_tile
-    # and _softmax_backward_tile zero them, and rows z of b are read only where a tile meets
-    # their mask, so b's masked entries must be zero. Indices along y are unsigned: Numba
+    # and _softmax_backward_tile zero them, and a tile reads rows z of b, and the rows of a
+    # past a_limit, where the mask reaches them, so masked entries of a and b must be zero. Indices along y are unsigned: Numba
     # would check a signed index for wraparound, which stops LLVM from vectorising.
     sums = carray(stack_empty(TILE_SIZE, acc.dtype), (TILE_ROWS, TILE_W))
     x_tiles = nx - nx % TILE_ROWS
@@ -60,7 +65,7 @@ def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit):
             for r in range(TILE_ROWS):
                 for y in range(TILE_W):
                     sums[r, y] = acc[x + r, np.uint64(y0 + y)]
-            for z in range(min(nz, z_limit - y0)):
+            for z in range(min(nz, z_limit - y0, a_limit - x)):
                 b_z = b[z]
                 a0, a1, a2, a3 = a[x, z], a[x + 1, z], a[x + 2, z], a[x + 3, z]
                 for y in range(TILE_W):
@@ -75,63 +80,10 @@ def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit):
     for x in range(x_tiles, nx):
         acc_x = acc[x]
         for y0 in range(0, min(ny, x_limit - x), TILE_W):
-            for z in range(min(nz, z_limit - y0)):
+            for z in range(min(nz, z_limit - y0, a_limit - x)):
                 a_xz, b_z = a[x, z], b[z]
                 for y in range(TILE_W):
                     acc_x[np.uint64(y0 + y)] += a_xz * b_z[np.uint64(y0 + y)]
-
-
-@kernel()
-def _matmul_transposed_add(acc, a, bt, nx, ny, nz, x_limit):
-    # acc[:nx, :ny] += a[:nx, :nz] @ bt[:ny, :nz].T, where row x of a meets only the z <
-    # x_limit - x (x a key, z the reversed queries). For a short y (hs) and a long z (queries):
-    # a 4 x 4 block of acc sums in sixteen scalars, each a reduction LLVM vectorises along z.
-    x4, y4 = nx - nx % 4, ny - ny % 4
-    zero = acc.dtype.type(0)
-    for x in range(0, x4, 4):
-        n = min(nz, x_limit - x)
-        for y in range(0, y4, 4):
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-            for z in range(n):
-                a0, a1, a2, a3 = a[x, z], a[x + 1, z], a[x + 2, z], a[x + 3, z]
-                b0, b1, b2, b3 = bt[y, z], bt[y + 1, z], bt[y + 2, z], bt[y + 3, z]
-                s00 += a0 * b0
-                s01 += a0 * b1
-                s02 += a0 * b2
-                s03 += a0 * b3
-                s10 += a1 * b0
-                s11 += a1 * b1
-                s12 += a1 * b2
-                s13 += a1 * b3
-                s20 += a2 * b0
-                s21 += a2 * b1
-                s22 += a2 * b2
-                s23 += a2 * b3
-                s30 += a3 * b0
-                s31 += a3 * b1
-                s32 += a3 * b2
-                s33 += a3 * b3
-            acc[x, y], acc[x, y + 1] = acc[x, y] + s00, acc[x, y + 1] + s01
-            acc[x, y + 2], acc[x, y + 3] = acc[x, y + 2] + s02, acc[x, y + 3] + s03
-            acc[x + 1, y], acc[x + 1, y + 1] = acc[x + 1, y] + s10, acc[x + 1, y + 1] + s11
-            acc[x + 1, y + 2], acc[x + 1, y + 3] = acc[x + 1, y + 2] + s12, acc[x + 1, y + 3] + s13
-            acc[x + 2, y], acc[x + 2, y + 1] = acc[x + 2, y] + s20, acc[x + 2, y + 1] + s21
-            acc[x + 2, y + 2], acc[x + 2, y + 3] = acc[x + 2, y + 2] + s22, acc[x + 2, y + 3] + s23
-            acc[x + 3, y], acc[x + 3, y + 1] = acc[x + 3, y] + s30, acc[x + 3, y + 1] + s31
-            acc[x + 3, y + 2], acc[x + 3, y + 3] = acc[x + 3, y + 2] + s32, acc[x + 3, y + 3] + s33
-        for y in range(y4, ny):
-            for r in range(x, x + 4):
-                total = zero
-                for z in range(n):
-                    total += a[r, z] * bt[y, z]
-                acc[r, y] += total
-    for x in range(x4, nx):
-        for y in range(ny):
-            total = zero
-            for z in range(min(nz, x_limit - x)):
-                total += a[x, z] * bt[y, z]
-            acc[x, y] += total
 
 
 def _flat(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -222,6 +174,16 @@ def _load_block(flat, steps, b, h, last, nq, hs, scale, dst):
         column, dst_d = flat[first + d * steps[3]:], dst[d]
         for c in range(nq):
             dst_d[c] = column[np.uint64((nq - 1 - c) * steps[2])] * scale
+
+
+@kernel()
+def _load_rows(flat, steps, b, h, last, nq, hs, scale, dst):
+    # dst[c, :hs] = scale * row last - c of head (b, h) of a flat (B, NH, T, hs) array whose
+    # rows are contiguous (see _readable), with element strides steps
+    for c in range(nq):
+        row, dst_c = flat[b * steps[0] + h * steps[1] + (last - c) * steps[2]:], dst[c]
+        for d in range(hs):
+            dst_c[d] = row[np.uint64(d)] * scale
 
 
 @kernel()
@@ -316,12 +278,12 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
             nk = min(block_k, n_keys - j0)
             limit = n_keys - j0  # key y of the tile is seen by the columns c < limit - y
             s[:nk] = 0
-            _matmul_add(s, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT)
+            _matmul_add(s, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
             _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha)
             for d in range(hs if j0 else 0):  # the first tile finds ot zero
                 for c in range(min(nq, limit)):
                     ot[d, c] *= alpha[c]
-            _matmul_add(ot, v[b, kh, j0:].T, s, hs, width, nk, NO_LIMIT, limit)
+            _matmul_add(ot, v[b, kh, j0:].T, s, hs, width, nk, NO_LIMIT, limit, NO_LIMIT)
         for c in range(nq):
             lse[b, h, last - c] = row_max[c] + np.log(row_sum[c])
             row_sum[c] = 1 / row_sum[c]
@@ -344,10 +306,13 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
     for task in prange(B * NKV):
         b = task // NKV
         kh = task % NKV
-        dk_acc = np.zeros((Tk, hs), q.dtype)
-        dv_acc = np.zeros((Tk, hs), q.dtype)
-        qt = np.empty((hs, _padded(block_q)), q.dtype)  # q rows times scale
-        gt = np.empty((hs, _padded(block_q)), q.dtype)  # dout rows
+        hs_width = _padded(hs)
+        dk_acc = np.zeros((Tk, hs_width), q.dtype)
+        dv_acc = np.zeros((Tk, hs_width), q.dtype)
+        q_rows = np.zeros((block_q, hs_width), q.dtype)  # q rows times scale
+        g_rows = np.zeros((block_q, hs_width), q.dtype)  # dout rows
+        qt = np.empty((hs, _padded(block_q)), q.dtype)  # q rows times scale, transposed
+        gt = np.empty((hs, _padded(block_q)), q.dtype)  # dout rows, transposed
         dqt = np.empty((hs, _padded(block_q)), q.dtype)
         one = q.dtype.type(1)
         scales = np.full(block_q, scale, q.dtype)
@@ -360,6 +325,8 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
                 nq = min(block_q, Tq - i0)
                 width = _padded(nq)
                 last = i0 + nq - 1  # column c holds query row last - c
+                _load_rows(q, steps[1], b, h, last, nq, hs, scale, q_rows)
+                _load_rows(dout, steps[0], b, h, last, nq, hs, one, g_rows)
                 _load_block(q, steps[1], b, h, last, nq, hs, scale, qt)
                 _load_block(dout, steps[0], b, h, last, nq, hs, one, gt)
                 qt[:, nq:width] = 0
@@ -379,12 +346,14 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
                     limit = n_keys - j0
                     p[:nk, :width] = 0
                     ds[:nk, :width] = 0
-                    _matmul_add(p, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT)
-                    _matmul_add(ds, v[b, kh, j0:], gt, nk, width, hs, limit, NO_LIMIT)
+                    _matmul_add(p, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
+                    _matmul_add(ds, v[b, kh, j0:], gt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
                     _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta)
-                    _matmul_transposed_add(dv_acc[j0:], p, gt, nk, hs, nq, limit)
-                    _matmul_transposed_add(dk_acc[j0:], ds, qt, nk, hs, nq, limit)  # qt: scale
-                    _matmul_add(dqt, k[b, kh, j0:].T, ds, hs, width, nk, NO_LIMIT, limit)
+                    _matmul_add(dv_acc[j0:], p, g_rows, nk, hs_width, nq, NO_LIMIT, NO_LIMIT,
+                                limit)
+                    _matmul_add(dk_acc[j0:], ds, q_rows, nk, hs_width, nq, NO_LIMIT, NO_LIMIT,
+                                limit)  # q_rows: scale
+                    _matmul_add(dqt, k[b, kh, j0:].T, ds, hs, width, nk, NO_LIMIT, limit, NO_LIMIT)
                 _store_block(dqt, scales, nq, hs, dq, steps[5], b, h, last)
         _store_rows(dk_acc, Tk, hs, dk, steps[6], b, kh)
         _store_rows(dv_acc, Tk, hs, dv, steps[7], b, kh)
