@@ -9,9 +9,11 @@ cores for a while after a call returns, and without the pause the next side, whi
 runs its threads beside them (measured here: our two-thread attention at half its speed right
 after NumPy's reference). The table shows medians in milliseconds and the ratios
 ours/reference and ours/torch (below 1 means ours is faster).
-A second table times one decoding step: a single query row against Tk cached keys and values,
-back to back (no pause: a step takes well under a millisecond, and after a pause it would
-measure the cores waking up).
+A second table times one decoding step: a single query row against Tk cached keys and values.
+A decoding loop runs its steps back to back, so each sample is a run of DECODE_STEPS calls of one
+side (the time shown is per call), and runs alternate between sides with the pause before each:
+calls alternating one by one measured each side beside the threads the other had left spinning,
+and a single call after a pause measures the cores waking up.
 
 GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
 pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
@@ -35,6 +37,7 @@ from alphagrad.tensor.kernels import attention, reference
 
 SHAPES = [(16, 4, 64, 16), (32, 4, 128, 32), (8, 6, 256, 64), (2, 12, 256, 64)]  # B, NH, T, hs
 DECODE_SHAPES = [(1, 6, 256, 64), (1, 12, 1024, 64), (4, 12, 1024, 64)]  # B, NH, Tk, hs
+DECODE_STEPS = 20
 
 
 def qkv_views(rng: np.random.Generator, B: int, NH: int, T: int, hs: int):
@@ -113,8 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=get_num_threads())
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--settle", type=float, default=0.1,
-                        help="seconds to pause before each timed call (0: back to back)")
+    parser.add_argument("--settle", type=float, default=0.3,
+                        help="seconds to pause before each timed call or run (0: back to back)")
     args = parser.parse_args()
     set_num_threads(args.threads)
     try:
@@ -123,7 +126,7 @@ def main() -> None:
     except ImportError:
         torch = None
     print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats, "
-          f"{args.settle} s pause before each call but in decoding")
+          f"{args.settle} s pause before each call (each run of {DECODE_STEPS} in decoding)")
     square = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
     print(f"{cpu_model()}; NumPy sgemm peak (2048 x 2048): "
           f"{sgemm_gflops(square, square, 5):.0f} GFLOP/s")
@@ -147,26 +150,30 @@ def main() -> None:
     for B, NH, Tk, hs in DECODE_SHAPES:
         cache = rng.standard_normal((2, B, NH, Tk, hs), dtype=np.float32)  # as a KV cache holds them
         q = rng.standard_normal((B, NH, 1, hs), dtype=np.float32)
-        row = time_sides(torch, (q, cache[0], cache[1], q), False, args.repeats, 0.0)
+        row = time_sides(torch, (q, cache[0], cache[1], q), False, args.repeats, args.settle,
+                         DECODE_STEPS)
         print(f"{(B, NH, Tk, hs)!s:>16} {row}")
 
 
-def time_sides(torch, arrays: tuple, backward: bool, repeats: int, settle: float) -> str:
-    """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians; each
-    call after ``settle`` seconds of pause."""
+def time_sides(torch, arrays: tuple, backward: bool, repeats: int, settle: float,
+               steps: int = 1) -> str:
+    """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians of the
+    time per call; each sample is ``steps`` calls back to back after ``settle`` s of pause."""
     scale = 1 / arrays[0].shape[-1] ** 0.5
     sides = {"ours": (ours, arrays), "numpy": (numpy_reference, arrays)}
     if torch is not None:
-        tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in arrays[:3])
+        # inputs that need no gradient take torch's inference path, as a decoding loop would
+        tq, tk, tv = (torch.from_numpy(a).requires_grad_(backward) for a in arrays[:3])
         sides["torch"] = (torch_side(torch), (tq, tk, tv, torch.from_numpy(arrays[3])))
     times = {name: [] for name in sides}
     for repeat in range(repeats + 1):
         for name, (fn, inputs) in sides.items():
             time.sleep(settle)
             start = time.perf_counter()
-            fn(*inputs, scale, backward)
+            for _ in range(steps):
+                fn(*inputs, scale, backward)
             if repeat:  # the first round warms caches and compiles
-                times[name].append(time.perf_counter() - start)
+                times[name].append((time.perf_counter() - start) / steps)
     ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
     mflop = causal_flops(arrays[0].shape, arrays[1].shape[2], backward) / 1e6
     row = (f"{'fwd+bwd' if backward else 'fwd':>8} {ms['ours']:9.3f} {mflop / ms['ours']:8.1f} "
