@@ -37,7 +37,6 @@ BLOCK_K = 64
 # blocks of queries are padded to a multiple of TILE_W columns
 TILE_ROWS, TILE_W = 4, 32
 TILE_SIZE = TILE_ROWS * TILE_W  # a constant of its own: stack_empty needs a literal
-MASK_SPILL = TILE_W + TILE_ROWS - 1  # columns past a row's mask that a tile may have computed
 # a block of fewer query rows than this skips the tiles (see _attend_rows_directly)
 DIRECT_ROWS = 4
 # below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin: starting the thread pool
@@ -165,6 +164,14 @@ def _padded(n):
 
 
 @kernel()
+def _tile_end(y, limit, width):
+    # the columns of row y of a (keys, queries) tile up to which _matmul_add(..., x_limit=limit)
+    # computed it: whole tiles of TILE_W from 0 while they start below the mask of the tile's
+    # first row
+    return min(width, _padded(limit - (y - y % TILE_ROWS)))
+
+
+@kernel()
 def _load_block(flat, steps, b, h, last, nq, hs, scale, dst):
     # dst[d, c] = scale * element d of row last - c of head (b, h) of a flat (B, NH, T, hs)
     # array with element strides steps. Flat buffers and unsigned indices (no wraparound
@@ -207,8 +214,8 @@ def _store_rows(src, n, hs, flat, steps, b, h):
 @kernel()
 def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
     # s (keys, reversed queries): one tile of scores -> exp(s - running max) in place; key y is
-    # seen by the columns c < limit - y, and the MASK_SPILL columns past them, which a product
-    # tile may have filled and the next product reads, are zeroed (see _matmul_add). Updates each query's running max and
+    # seen by the columns c < limit - y, and the columns past them that a product tile filled
+    # and the next product reads are zeroed (see _tile_end). Updates each query's running max and
     # sum, and leaves in alpha[:limit] the factor that rescales what earlier tiles summed (the
     # columns from limit on see no key of the tile).
     alpha[:nq] = row_max[:nq]
@@ -223,7 +230,7 @@ def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
         for c in range(seen):
             s[y, c] = fast_exp(s[y, c] - row_max[c])
             row_sum[c] += s[y, c]
-        for c in range(seen, min(s.shape[1], seen + MASK_SPILL)):
+        for c in range(seen, _tile_end(y, limit, s.shape[1])):
             s[y, c] = 0
 
 
@@ -236,7 +243,7 @@ def _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta):
         for c in range(seen):
             p[y, c] = fast_exp(p[y, c] - row_lse[c])
             ds[y, c] = p[y, c] * (ds[y, c] - delta[c])
-        for c in range(seen, min(p.shape[1], seen + MASK_SPILL)):
+        for c in range(seen, _tile_end(y, limit, p.shape[1])):
             p[y, c] = ds[y, c] = 0
 
 
