@@ -1,19 +1,21 @@
 """Causal attention: our Numba kernels vs the NumPy reference vs PyTorch's SDPA (if installed).
 
-    python benchmarks/bench_attention.py [--threads N] [--repeats R] [--settle S]
+    python benchmarks/bench_attention.py [--threads N] [--repeats R] [--steps N] [--settle S]
 
 q, k, v are views of one (B, T, 3, NH, hs) float32 buffer, as a GPT's c_attn produces them.
-Sides run interleaved (A B C A B C ...) at the same thread count, with a pause of --settle
-seconds before each call: OpenBLAS's threads (NumPy) and OpenMP's (torch) keep spinning on the
-cores for a while after a call returns, and without the pause the next side, whichever it is,
-runs its threads beside them (measured here: our two-thread attention at half its speed right
-after NumPy's reference). The table shows medians in milliseconds and the ratios
-ours/reference and ours/torch (below 1 means ours is faster).
-A second table times one decoding step: a single query row against Tk cached keys and values.
-A decoding loop runs its steps back to back, so each sample is a run of DECODE_STEPS calls of one
-side (the time shown is per call), and runs alternate between sides with the pause before each:
-calls alternating one by one measured each side beside the threads the other had left spinning,
-and a single call after a pause measures the cores waking up.
+Sides run interleaved (A B C A B C ...) at the same thread count, each sample a run of
+--steps calls back to back (the time shown is per call), with a pause of --settle seconds
+before each run: OpenBLAS's threads (NumPy) and OpenMP's (torch) keep spinning on the cores for
+a while after a call returns, and without the pause the next side, whichever it is, runs its
+threads beside them (measured here: our two-thread attention at half its speed right after
+NumPy's reference). Each run starts with one untimed call, which wakes the cores and the
+side's thread pool: after a pause torch's first calls took up to 20x a warm one here (a decoding
+step 130-570 µs against 28), which a model's layers, called back to back, do not pay. The table
+shows medians in milliseconds and the ratios ours/reference and ours/torch (below 1 means ours
+is faster).
+A second table times one decoding step: a single query row against Tk cached keys and values,
+in runs of DECODE_STEPS calls as a decoding loop makes them (calls alternating one by one
+between the sides measured each beside the threads the other had left spinning).
 
 GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
 pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
@@ -116,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=get_num_threads())
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=3, help="calls back to back per sample")
     parser.add_argument("--settle", type=float, default=0.3,
                         help="seconds to pause before each timed call or run (0: back to back)")
     args = parser.parse_args()
@@ -126,7 +129,8 @@ def main() -> None:
     except ImportError:
         torch = None
     print(f"threads: {args.threads}, float32, medians of {args.repeats} interleaved repeats, "
-          f"{args.settle} s pause before each call (each run of {DECODE_STEPS} in decoding)")
+          f"runs of {args.steps} calls ({DECODE_STEPS} in decoding) after {args.settle} s of pause "
+          "and one untimed call")
     square = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
     print(f"{cpu_model()}; NumPy sgemm peak (2048 x 2048): "
           f"{sgemm_gflops(square, square, 5):.0f} GFLOP/s")
@@ -144,7 +148,8 @@ def main() -> None:
         sgemm = sgemm_gflops(np.ascontiguousarray(q), np.ascontiguousarray(k.swapaxes(2, 3)),
                              args.repeats)
         for backward in (False, True):
-            row = time_sides(torch, (q, k, v, dout), backward, args.repeats, args.settle)
+            row = time_sides(torch, (q, k, v, dout), backward, args.repeats, args.settle,
+                             args.steps)
             print(f"{(B, NH, T, hs)!s:>16} {row} {sgemm:8.1f}")
     print(f"\ndecoding one row\n{'B, NH, Tk, hs':>16} {header}")
     for B, NH, Tk, hs in DECODE_SHAPES:
@@ -158,7 +163,8 @@ def main() -> None:
 def time_sides(torch, arrays: tuple, backward: bool, repeats: int, settle: float,
                steps: int = 1) -> str:
     """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians of the
-    time per call; each sample is ``steps`` calls back to back after ``settle`` s of pause."""
+    time per call; each sample is ``steps`` calls back to back after ``settle`` s of pause and
+    one untimed call."""
     scale = 1 / arrays[0].shape[-1] ** 0.5
     sides = {"ours": (ours, arrays), "numpy": (numpy_reference, arrays)}
     if torch is not None:
@@ -169,6 +175,7 @@ def time_sides(torch, arrays: tuple, backward: bool, repeats: int, settle: float
     for repeat in range(repeats + 1):
         for name, (fn, inputs) in sides.items():
             time.sleep(settle)
+            fn(*inputs, scale, backward)  # wakes the cores and the side's threads, untimed
             start = time.perf_counter()
             for _ in range(steps):
                 fn(*inputs, scale, backward)
