@@ -82,7 +82,13 @@ def _rope_fields(hf_config: Mapping[str, Any], source: str) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ValueError(  # noqa: TRY004 - a bad file, like every other fault here
             f"from_pretrained: {source} has rope settings {params!r:.60}, not a map")
-    kind = params.get("rope_type", params.get("type", "default"))
+    kind = params.get("rope_type", params.get("type"))
+    if kind is None:  # no type: plain rotary, unless the map holds a scaling's fields
+        scaling_fields = sorted(set(params) - {"rope_theta"})
+        if scaling_fields:
+            raise ValueError(f"from_pretrained: {source} has rotary scaling fields "
+                             f"{scaling_fields} but no rope_type naming the scaling")
+        kind = "default"
     if kind not in ("default", "llama3"):
         raise ValueError(f"from_pretrained: {source} asks for rotary scaling {kind!r}; "
                          "alphagrad's Llama has the plain one and Llama 3's ('llama3')")

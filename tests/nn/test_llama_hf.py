@@ -90,6 +90,7 @@ def test_sharded_half_precision_folder(tmp_path):
     ({"sliding_window": 4096}, "sliding_window=4096"),
     ({"head_dim": 32}, "head_dim=32"),
     ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rotary scaling 'dynamic'"),
+    ({"rope_scaling": {"factor": 8.0}}, r"scaling fields \['factor'\] but no rope_type"),
     ({"hidden_size": None}, "lacks 'hidden_size'"),
 ])
 def test_unsupported_configs_are_refused_by_name(tmp_path, change, message):
