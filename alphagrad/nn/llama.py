@@ -14,6 +14,7 @@ Llama folders load through ``Llama.from_pretrained`` (see ``llama_hf.py``) and e
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -110,6 +111,9 @@ def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
     return (1 - smooth) * inv_freq / factor + smooth * inv_freq
 
 
+_PACKING = threading.Lock()
+
+
 def fused_linear(x: Tensor, *layers: Linear) -> Tensor:
     """The bias-free ``layers`` over one input as one GEMM: their outputs side by side on the last
     axis, and backward one GEMM for the input's gradient (not one per layer and a sum).
@@ -121,10 +125,12 @@ def fused_linear(x: Tensor, *layers: Linear) -> Tensor:
     """
     weights = [layer.weight for layer in layers]
     if joined_rows([w.data for w in weights]) is None:
-        packed = np.concatenate([w.data for w in weights])  # (sum of out_features, in_features)
-        start = 0
-        for w in weights:
-            w.data, start = packed[start:start + w.shape[0]], start + w.shape[0]
+        with _PACKING:  # two threads packing at once could each move some of the weights
+            if joined_rows([w.data for w in weights]) is None:
+                packed = np.concatenate([w.data for w in weights])  # (sum of out, in_features)
+                start = 0
+                for w in weights:
+                    w.data, start = packed[start:start + w.shape[0]], start + w.shape[0]
     return F.linear(x, F.cat_rows(weights))
 
 
