@@ -153,7 +153,7 @@ def main() -> None:
             print(f"{(B, NH, T, hs)!s:>16} {row} {sgemm:8.1f}")
     print(f"\ndecoding one row\n{'B, NH, Tk, hs':>16} {header}")
     for B, NH, Tk, hs in DECODE_SHAPES:
-        cache = rng.standard_normal((2, B, NH, Tk, hs), dtype=np.float32)  # as a KV cache holds them
+        cache = rng.standard_normal((2, B, NH, Tk, hs), dtype=np.float32)  # a KV cache
         q = rng.standard_normal((B, NH, 1, hs), dtype=np.float32)
         row = time_sides(torch, (q, cache[0], cache[1], q), False, args.repeats, args.settle,
                          DECODE_STEPS)

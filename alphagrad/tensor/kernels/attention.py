@@ -48,15 +48,15 @@ NO_LIMIT = 1 << 62  # a limit of _matmul_add that masks nothing
 @kernel()
 def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit, a_limit):
     # acc[:nx, :ny] += a[:nx, :nz] @ b[:nz, :ny], vectorised along y, where row x of a meets
-    # only the columns y < x_limit - x, row z of b only y < z_limit - z, and row x of a is
-    # zero from z = a_limit - x on (the causal mask: x or z is a key, y or z the reversed
-    # queries). ny is a multiple of TILE_W. Each tile of
-    # TILE_ROWS x TILE_W sums sits in registers across the whole z loop, so a step of z loads
-    # TILE_ROWS scalars of a and one row of b and does TILE_ROWS x TILE_W multiply-adds.
-    # Masked entries of acc in a tile the mask reaches are computed all the same: _softmax_tile
-    # and _softmax_backward_tile zero them, and a tile reads rows z of b, and the rows of a
-    # past a_limit, where the mask reaches them, so masked entries of a and b must be zero. Indices along y are unsigned: Numba
-    # would check a signed index for wraparound, which stops LLVM from vectorising.
+    # only the columns y < x_limit - x, row z of b only y < z_limit - z, and row x of a is zero
+    # from z = a_limit - x on (the causal mask: x or z is a key, y or z the reversed queries).
+    # ny is a multiple of TILE_W. A tile of TILE_ROWS x TILE_W sums stays in registers across
+    # the whole z loop: a step of z loads TILE_ROWS scalars of a and one row of b and does
+    # TILE_ROWS x TILE_W multiply-adds. A tile the mask cuts is computed whole: _softmax_tile
+    # and _softmax_backward_tile zero its masked entries (see _tile_end), and a tile reads rows
+    # of b and a past their masks as far as its own extent, so those entries must be zero.
+    # Indices along y are unsigned: Numba would check a signed index for wraparound, which
+    # stops LLVM from vectorising.
     sums = carray(stack_empty(TILE_SIZE, acc.dtype), (TILE_ROWS, TILE_W))
     x_tiles = nx - nx % TILE_ROWS
     for x in range(0, x_tiles, TILE_ROWS):
@@ -215,9 +215,9 @@ def _store_rows(src, n, hs, flat, steps, b, h):
 def _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha):
     # s (keys, reversed queries): one tile of scores -> exp(s - running max) in place; key y is
     # seen by the columns c < limit - y, and the columns past them that a product tile filled
-    # and the next product reads are zeroed (see _tile_end). Updates each query's running max and
-    # sum, and leaves in alpha[:limit] the factor that rescales what earlier tiles summed (the
-    # columns from limit on see no key of the tile).
+    # and the next product reads are zeroed (see _tile_end). Updates each query's running max
+    # and sum, and leaves in alpha[:limit] the factor that rescales what earlier tiles summed
+    # (the columns from limit on see no key of the tile).
     alpha[:nq] = row_max[:nq]
     for y in range(nk):
         for c in range(min(nq, limit - y)):
