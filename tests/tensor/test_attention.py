@@ -15,11 +15,11 @@ TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-5}, np.float64: {"rtol": 1e-11, "at
 
 # (B, NH, Tq, Tk, hs): one-element, odd, hs=1, decoding (Tq=1), Tq < Tk, across key-tile edges
 # (64) and query-block edges (256), query blocks of a few rows (the direct path) next to full ones,
-# head sizes just past and between the register tile's 32 columns (33, 40, 80)
+# head sizes off the register tile's width of 16 (20, 33, 40) and on it (80)
 SHAPES = [(1, 1, 1, 1, 1), (2, 3, 5, 5, 4), (1, 2, 7, 7, 1), (2, 1, 1, 9, 3), (1, 2, 37, 100, 5),
           (2, 2, 70, 70, 16), (1, 1, 130, 130, 8), (1, 1, 3, 200, 6), (2, 3, 1, 150, 64),
           (1, 2, 4, 131, 8), (1, 1, 67, 67, 4), (1, 1, 300, 300, 5), (1, 2, 258, 321, 3),
-          (1, 2, 45, 90, 33), (2, 1, 66, 66, 40), (1, 1, 97, 97, 80)]
+          (1, 2, 45, 90, 33), (2, 1, 66, 66, 40), (1, 1, 97, 97, 80), (1, 1, 50, 50, 20)]
 # grouped-query attention, (B, NH, NKV, Tq, Tk, hs): groups of 2, 3 and all heads on one kv head,
 # across tiles, decoding and a few-row KV-cache block
 GQA_SHAPES = [(2, 4, 2, 9, 9, 3), (1, 6, 2, 70, 70, 8), (2, 3, 1, 1, 150, 16), (1, 4, 1, 3, 67, 5),
