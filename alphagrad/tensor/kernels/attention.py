@@ -5,12 +5,12 @@ tiles it may see with an online softmax and keeps only the row log-sum-exp; the 
 recomputes the probabilities from q, k and that log-sum-exp.
 
 Layout, chosen by measurement (one core, float32, 64-key tiles): tiles are held keys × queries,
-with the block's queries in reverse order. Then the products that make scores, probabilities
-times values and dq run along the query axis, which is long (up to BLOCK_Q); dk and dv run
-along the head dimension over rows of q and dout copied in the same reversed order. Key and
-value rows are read where they lie, and the causal mask is an upper bound on each key's row
-(key j is seen by the last queries, the first columns), so no loop starts anywhere but 0 (see
-_matmul_add). Every product is one kernel that keeps an 8 x 16 tile of sums in registers for
+with the block's queries in reverse order. Then the products that make scores, dP and
+probabilities times values run along the query axis, which is long (up to BLOCK_Q); dq, dk and
+dv run along the head dimension over rows of k, q and dout copied (the latter two in the same
+reversed order) and padded to whole register tiles. Key and value rows are otherwise read
+where they lie, and the causal mask is an upper bound on each key's row (key j is seen by the
+last queries, the first columns), so no loop starts anywhere but 0 (see _matmul_add). Every product is one kernel that keeps an 8 x 16 tile of sums in registers for
 its whole reduction: 105-112 GFLOP/s on one core at 48 x 256 x 64 in isolation, against 75-90
 for the 4 x 4 blocks with sums in memory it replaced; 4 x 32 tiles ran as fast alone but cut the
 causal triangle more coarsely (6-21% slower inside the kernels), and 12 or 16 rows spill.
@@ -189,11 +189,11 @@ def _load_block(flat, steps, b, h, last, nq, hs, scale, dst):
 
 
 @kernel()
-def _load_rows(flat, steps, b, h, last, nq, hs, scale, dst):
-    # dst[c, :hs] = scale * row last - c of head (b, h) of a flat (B, NH, T, hs) array whose
-    # rows are contiguous (see _readable), with element strides steps
-    for c in range(nq):
-        row, dst_c = flat[b * steps[0] + h * steps[1] + (last - c) * steps[2]:], dst[c]
+def _load_rows(flat, steps, b, h, first, step, n, hs, scale, dst):
+    # dst[c, :hs] = scale * row first + c·step (c < n) of head (b, h) of a flat (B, NH, T, hs)
+    # array whose rows are contiguous (see _readable), with element strides steps
+    for c in range(n):
+        row, dst_c = flat[b * steps[0] + h * steps[1] + (first + c * step) * steps[2]:], dst[c]
         for d in range(hs):
             dst_c[d] = row[np.uint64(d)] * scale
 
@@ -208,12 +208,12 @@ def _store_block(src, col_scale, nq, hs, flat, steps, b, h, last):
 
 
 @kernel()
-def _store_rows(src, n, hs, flat, steps, b, h):
-    # rows 0..n of head (b, h) of the flat array = src[:n]
+def _store_rows(src, first, step, n, hs, scale, flat, steps, b, h):
+    # row first + j·step (j < n) of head (b, h) of the flat array = src[j, :hs] * scale
     for j in range(n):
-        row = flat[b * steps[0] + h * steps[1] + j * steps[2]:]
+        row = flat[b * steps[0] + h * steps[1] + (first + j * step) * steps[2]:]
         for d in range(hs):
-            row[np.uint64(d * steps[3])] = src[j, d]
+            row[np.uint64(d * steps[3])] = src[j, d] * scale
 
 
 @kernel()
@@ -313,6 +313,7 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
     B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     group = NH // NKV
     steps = strides // q.itemsize  # dout, q, k, v, out, dq, dk, dv strides in elements
+    k_flat = k
     k, v = _view(k, strides[2], B, NKV, Tk, hs), _view(v, strides[3], B, NKV, Tk, hs)
     offset = Tk - Tq
     for task in prange(B * NKV):
@@ -323,11 +324,12 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
         dv_acc = np.zeros((Tk, hs_width), q.dtype)
         q_rows = np.zeros((block_q, hs_width), q.dtype)  # q rows times scale
         g_rows = np.zeros((block_q, hs_width), q.dtype)  # dout rows
+        dq_rows = np.empty((block_q, hs_width), q.dtype)  # dq rows, not yet times scale
+        k_rows = np.zeros((Tk, hs_width), q.dtype)  # the key head, padded to whole tiles
         qt = np.empty((hs, _padded(block_q)), q.dtype)  # q rows times scale, transposed
         gt = np.empty((hs, _padded(block_q)), q.dtype)  # dout rows, transposed
-        dqt = np.empty((hs, _padded(block_q)), q.dtype)
         one = q.dtype.type(1)
-        scales = np.full(block_q, scale, q.dtype)
+        _load_rows(k_flat, steps[2], b, kh, 0, 1, Tk, hs, one, k_rows)
         row_lse = np.empty(block_q, q.dtype)
         delta = np.empty(block_q, q.dtype)  # rowsum(dout * out) = rowsum(dP * P)
         p = np.empty((block_k, _padded(block_q)), q.dtype)  # scores, then P
@@ -337,8 +339,8 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
                 nq = min(block_q, Tq - i0)
                 width = _padded(nq)
                 last = i0 + nq - 1  # column c holds query row last - c
-                _load_rows(q, steps[1], b, h, last, nq, hs, scale, q_rows)
-                _load_rows(dout, steps[0], b, h, last, nq, hs, one, g_rows)
+                _load_rows(q, steps[1], b, h, last, -1, nq, hs, scale, q_rows)
+                _load_rows(dout, steps[0], b, h, last, -1, nq, hs, one, g_rows)
                 _load_block(q, steps[1], b, h, last, nq, hs, scale, qt)
                 _load_block(dout, steps[0], b, h, last, nq, hs, one, gt)
                 qt[:, nq:width] = 0
@@ -351,7 +353,7 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
                     for d in range(hs):
                         total += g_row[d] * o_row[d]
                     delta[c] = total
-                dqt[:, :width] = 0
+                dq_rows[:nq] = 0
                 n_keys = last + offset + 1
                 for j0 in range(0, n_keys, block_k):
                     nk = min(block_k, n_keys - j0)
@@ -365,10 +367,11 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
                                 limit)
                     _matmul_add(dk_acc[j0:], ds, q_rows, nk, hs_width, nq, NO_LIMIT, NO_LIMIT,
                                 limit)  # q_rows: scale
-                    _matmul_add(dqt, k[b, kh, j0:].T, ds, hs, width, nk, NO_LIMIT, limit, NO_LIMIT)
-                _store_block(dqt, scales, nq, hs, dq, steps[5], b, h, last)
-        _store_rows(dk_acc, Tk, hs, dk, steps[6], b, kh)
-        _store_rows(dv_acc, Tk, hs, dv, steps[7], b, kh)
+                    _matmul_add(dq_rows, ds.T, k_rows[j0:], nq, hs_width, nk, NO_LIMIT, NO_LIMIT,
+                                limit)
+                _store_rows(dq_rows, last, -1, nq, hs, scale, dq, steps[5], b, h)
+        _store_rows(dk_acc, 0, 1, Tk, hs, one, dk, steps[6], b, kh)
+        _store_rows(dv_acc, 0, 1, Tk, hs, one, dv, steps[7], b, kh)
 
 
 _attention_forward_serial = serial_twin(_attention_forward)
