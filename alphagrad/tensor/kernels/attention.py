@@ -10,10 +10,11 @@ probabilities times values run along the query axis, which is long (up to BLOCK_
 dv run along the head dimension over rows of k, q and dout copied (the latter two in the same
 reversed order) and padded to whole register tiles. Key and value rows are otherwise read
 where they lie, and the causal mask is an upper bound on each key's row (key j is seen by the
-last queries, the first columns), so no loop starts anywhere but 0 (see _matmul_add). Every product is one kernel that keeps an 8 x 16 tile of sums in registers for
-its whole reduction: 105-112 GFLOP/s on one core at 48 x 256 x 64 in isolation, against 75-90
-for the 4 x 4 blocks with sums in memory it replaced; 4 x 32 tiles ran as fast alone but cut the
-causal triangle more coarsely (6-21% slower inside the kernels), and 12 or 16 rows spill.
+last queries, the first columns), so no loop starts anywhere but 0 (see _matmul_add). Every
+product is one kernel that keeps an 8 x 16 tile of sums in registers for its whole reduction:
+105-112 GFLOP/s on one core at 48 x 256 x 64 in isolation, against 75-90 for the 4 x 4 blocks
+with sums in memory it replaced; 4 x 32 tiles ran as fast alone but cut the causal triangle
+more coarsely (6-21% slower inside the kernels), and 12 or 16 rows spill.
 BLAS on the tiles was slower: sgemm through np.dot inside the kernel ran at 40-60 GFLOP/s at
 these shapes, and its larger calls start OpenBLAS's own threads inside ours.
 """
