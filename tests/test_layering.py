@@ -1,9 +1,11 @@
 """The package's import graph follows the layer order of the design notes.
 
-    _jit < tensor < autograd < nn (optim.py is a shim over nn) < the alphagrad root < train
-    < cli and serve (side by side; serve may also use its extra: fastapi, uvicorn, pydantic)
-    tokenizers: a leaf beside train that uses only _jit (and numpy, numba, regex, the standard
-    library); train and cli may import it, and cli may import anything.
+    _jit, _atomic < tensor < autograd < nn (optim.py is a shim over nn) < the alphagrad root
+    < train < cli and serve (side by side; serve may also use its extra: fastapi, uvicorn,
+    pydantic)
+    tokenizers: a leaf beside train that uses only _jit and _atomic (and numpy, numba, regex,
+    the standard library); train and cli may import it, and cli may import anything.
+    _jit and _atomic import nothing of the package; _atomic only the standard library.
 
 Every import is checked, including those inside functions.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "alphagrad"
-RANK = {"_jit": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5, "train": 4, "cli": 5,
+RANK = {"_jit": 0, "_atomic": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5, "train": 4, "cli": 5,
         "serve": 5}
 # llvmlite is numba's own code generator, installed with it
 RUNTIME_DEPENDENCIES = {"numpy", "numba", "llvmlite", "regex", "msgpack", "click", "tomli"}
@@ -72,10 +74,10 @@ def allowed(source: str, target: str) -> bool:
     src, dst = layer(source), layer(target)
     if src == dst:
         return True
-    if src == "_jit":
+    if src in ("_jit", "_atomic"):
         return False
     if src == "tokenizers":
-        return dst == "_jit"
+        return dst in ("_jit", "_atomic")
     if dst == "tokenizers":
         return RANK[src] >= RANK["train"]
     return RANK[dst] <= RANK[src]
@@ -101,6 +103,8 @@ def test_imports_follow_the_layers(path):
             deps = TOKENIZER_DEPENDENCIES if layer(source) == "tokenizers" else RUNTIME_DEPENDENCIES
             if layer(source) == "_jit":
                 deps = {"numba"}
+            if layer(source) == "_atomic":
+                deps = set()
             if layer(source) == "serve":
                 deps = SERVE_DEPENDENCIES
             deps = deps | OPTIONAL_DEPENDENCIES.get(layer(source), set())

@@ -1,44 +1,19 @@
-"""What every tokenizer shares: the file format, atomic saving, fingerprints and text stats."""
+"""What every tokenizer shares: the file format, fingerprints and text stats."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from alphagrad._atomic import atomic_write_bytes
 from alphagrad.tokenizers.chat import ChatTemplate
 
 FORMAT = "alphagrad.tokenizer"
 VERSION = 1
-
-
-@functools.cache
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes files 0600; ours are as open() makes
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def canonical_json(d: dict) -> bytes:
@@ -132,7 +107,7 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to ``path`` (JSON), atomically."""
-        atomic_write(path, canonical_json(self.to_dict()))
+        atomic_write_bytes(path, canonical_json(self.to_dict()))
 
     def stats(self, text: str) -> dict[str, float]:
         """Compression on ``text`` (say a held-out split): bytes, characters, words per token."""

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import regex
 
+from alphagrad._atomic import atomic_write_bytes
 from alphagrad.tokenizers import interop
 from alphagrad.tokenizers.base import (
     Tokenizer,
-    atomic_write,
     check_header,
     read_json,
     stable_cut,
@@ -200,7 +200,7 @@ class BPETokenizer(Tokenizer):
     def save(self, path: str | os.PathLike) -> None:
         """Write the model file ``path`` and a human-readable ``<path>.vocab`` beside it."""
         super().save(path)
-        atomic_write(f"{os.fspath(path)}.vocab", self._vocab_text().encode())
+        atomic_write_bytes(f"{os.fspath(path)}.vocab", self._vocab_text().encode())
 
     def _vocab_text(self) -> str:
         show = interop.show_bytes
@@ -220,7 +220,7 @@ class BPETokenizer(Tokenizer):
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         """tiktoken's ranks file: one ``base64(token) id`` line per non-special token."""
-        atomic_write(path, interop.tiktoken_text(self.mergeable_ranks()).encode())
+        atomic_write_bytes(path, interop.tiktoken_text(self.mergeable_ranks()).encode())
 
     @classmethod
     def from_tiktoken(cls, path: str | os.PathLike, pattern: str = "gpt4",
@@ -237,7 +237,7 @@ class BPETokenizer(Tokenizer):
         named = {v: k for k, v in PATTERNS.items()}.get(self.pattern)
         d = interop.huggingface_dict(self._vocab, self.merges, self.pattern, named == "gpt2",
                                      self.special_tokens)
-        atomic_write(path, interop.dumps(d))
+        atomic_write_bytes(path, interop.dumps(d))
 
     def save_pretrained(self, folder: str | os.PathLike, model_max_length: int | None = None
                         ) -> None:
@@ -247,7 +247,7 @@ class BPETokenizer(Tokenizer):
         folder.mkdir(parents=True, exist_ok=True)
         self.save_huggingface(folder / "tokenizer.json")
         config = interop.huggingface_config(self.end_of_text, model_max_length)
-        atomic_write(folder / "tokenizer_config.json", interop.dumps(config))
+        atomic_write_bytes(folder / "tokenizer_config.json", interop.dumps(config))
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> BPETokenizer:

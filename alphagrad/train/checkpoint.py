@@ -32,8 +32,8 @@ import msgpack
 import numpy as np
 
 from alphagrad import __version__
+from alphagrad._atomic import atomic_writer
 from alphagrad.tensor.memory import is_array_shape
-from alphagrad.train.atomic import atomic_writer
 
 MAGIC = "alphagrad-checkpoint"
 VERSION = 1

@@ -39,8 +39,8 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from alphagrad._atomic import atomic_write_text, atomic_writer
 from alphagrad.tensor.random import get_rng_state, set_rng_state
-from alphagrad.train.atomic import atomic_write_text, atomic_writer
 
 MAGIC = b"AGTOKENS"
 VERSION = 1

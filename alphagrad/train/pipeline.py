@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from alphagrad._atomic import atomic_write_text
 from alphagrad.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load
-from alphagrad.train.atomic import atomic_write_text
 from alphagrad.train.config import TrainConfig, read_toml
 from alphagrad.train.corpus import stdlib_files
 from alphagrad.train.data import TokenDataset, prepare

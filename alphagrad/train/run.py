@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from alphagrad import __version__
+from alphagrad._atomic import atomic_write_text, atomic_writer, remove_temporary_files
 from alphagrad.tensor import get_num_threads
-from alphagrad.train.atomic import atomic_write_text, atomic_writer, remove_temporary_files
 from alphagrad.train.checkpoint import CheckpointError, CheckpointManager, checkpoint_info
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.runlock import RunInUse, RunLock

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alphagrad import _atomic as atomic
 from alphagrad.tensor import random as agt
-from alphagrad.train import atomic
 from alphagrad.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
