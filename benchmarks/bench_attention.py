@@ -161,7 +161,7 @@ def main() -> None:
 
 
 def time_sides(torch, arrays: tuple, backward: bool, repeats: int, settle: float,
-               steps: int = 1) -> str:
+               steps: int) -> str:
     """One table row: every side on ``arrays`` (q, k, v, dout), interleaved, medians of the
     time per call; each sample is ``steps`` calls back to back after ``settle`` s of pause and
     one untimed call."""

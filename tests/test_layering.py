@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "alphagrad"
-RANK = {"_jit": 0, "_atomic": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5, "train": 4, "cli": 5,
-        "serve": 5}
+RANK = {"_jit": 0, "_atomic": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5,
+        "train": 4, "cli": 5, "serve": 5}
 # llvmlite is numba's own code generator, installed with it
 RUNTIME_DEPENDENCIES = {"numpy", "numba", "llvmlite", "regex", "msgpack", "click", "tomli"}
 TOKENIZER_DEPENDENCIES = {"numpy", "numba", "regex"}
