@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphagrad.tensor import get_num_threads, set_num_threads
-from alphagrad.tensor.kernels import reference
+from alphagrad.tensor.kernels import attention, reference
 from alphagrad.tensor.kernels.attention import attention_backward, attention_forward
 
 TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-5}, np.float64: {"rtol": 1e-11, "atol": 1e-11}}
@@ -26,10 +26,14 @@ GQA_SHAPES = [(2, 4, 2, 9, 9, 3), (1, 6, 2, 70, 70, 8), (2, 3, 1, 1, 150, 16), (
               (2, 8, 4, 130, 130, 4), (1, 2, 1, 1, 1, 1), (1, 4, 2, 262, 300, 4)]
 
 
-@pytest.fixture(params=[1, "all"], ids=["1-thread", "all-threads"])
-def threads(request):
+@pytest.fixture(params=["serial", "parallel"])
+def threads(request, monkeypatch):
+    """The serial twins on one thread, and the prange kernels (which the test shapes are too
+    small to take by themselves) on all threads."""
+    if request.param == "parallel":
+        monkeypatch.setattr(attention, "PARALLEL_MIN_WORK", 0)
     before = get_num_threads()
-    set_num_threads(1 if request.param == 1 else os.cpu_count())
+    set_num_threads(1 if request.param == "serial" else os.cpu_count())
     yield
     set_num_threads(before)
 
