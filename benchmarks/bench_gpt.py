@@ -42,6 +42,7 @@ import cProfile
 import ctypes
 import io
 import json
+import math
 import os
 import pstats
 import resource
@@ -372,14 +373,22 @@ def _timed(fn, count: int = 1) -> float:
 # each side's first steps run beside the other library's spinning threads (measured on tiny at 2
 # threads: torch 37k tokens/s right after alphagrad's steps, 66-68k after a pause).
 SETTLE = 0.3
+# Seconds a timed block lasts at least. The first step after the pause wakes sleeping thread
+# pools and refills caches, which a training run pays once, not every few steps (measured on tiny
+# at 2 threads: ours 74k tokens/s in blocks of 5 steps, 99k in blocks of 30).
+MIN_BLOCK = 0.5
 
 
 def interleaved(sides: list, method: str, repeats: int, count: int) -> dict[str, float]:
     """Median seconds per call of ``method`` on each side, sides alternating (A B A B), each
-    block of ``count`` calls after a pause of ``SETTLE`` seconds."""
+    block of at least ``count`` calls and ``MIN_BLOCK`` seconds after a pause of ``SETTLE``
+    seconds; both sides make the same number of calls."""
+    fastest = math.inf
     for side in sides:  # warm-up: compilation, allocator, caches
         side.activate()
         getattr(side, method)()
+        fastest = min(fastest, _timed(getattr(side, method)))
+    count = max(count, math.ceil(MIN_BLOCK / fastest))
     times = {side.name: [] for side in sides}
     for _ in range(repeats):
         for side in sides:

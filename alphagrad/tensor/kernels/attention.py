@@ -5,16 +5,16 @@ tiles it may see with an online softmax and keeps only the row log-sum-exp; the 
 recomputes the probabilities from q, k and that log-sum-exp.
 
 Layout, chosen by measurement (one core, float32, 64-key tiles): tiles are held keys × queries,
-with the block's queries in reverse order. Then the products that make scores, dP and
-probabilities times values run along the query axis, which is long (up to BLOCK_Q); dq, dk and
-dv run along the head dimension over rows of k, q and dout copied (the latter two in the same
-reversed order) and padded to whole register tiles. Key and value rows are otherwise read
-where they lie, and the causal mask is an upper bound on each key's row (key j is seen by the
-last queries, the first columns), so no loop starts anywhere but 0 (see _matmul_add). Every
-product is one kernel that keeps an 8 x 16 tile of sums in registers for its whole reduction:
-105-112 GFLOP/s on one core at 48 x 256 x 64 in isolation, against 75-90 for the 4 x 4 blocks
-with sums in memory it replaced; 4 x 32 tiles ran as fast alone but cut the causal triangle
-more coarsely (6-21% slower inside the kernels), and 12 or 16 rows spill.
+with the block's queries in reverse order. Then the products that make scores and dP run along
+the query axis, which is long (up to BLOCK_Q); the output, dq, dk and dv run along the head
+dimension over rows of v, k, q and dout copied (the latter two in the same reversed order) and
+padded to whole register tiles, so that the output and dq are stored as rows. Elsewhere key and
+value rows are read where they lie. The causal mask is an upper bound on each key's row (key j
+is seen by the last queries, the first columns), so no loop starts anywhere but 0 (see
+_matmul_add). Every product is one kernel that keeps an 8 x 16 tile of sums in registers for
+its whole reduction: 105-112 GFLOP/s on one core at 48 x 256 x 64 in isolation, against 75-90
+for the 4 x 4 blocks with sums in memory it replaced; 4 x 32 tiles ran as fast alone but cut
+the causal triangle more coarsely (6-21% slower inside the kernels), and 12 or 16 rows spill.
 BLAS on the tiles was slower: sgemm through np.dot inside the kernel ran at 40-60 GFLOP/s at
 these shapes, and its larger calls start OpenBLAS's own threads inside ours.
 """
@@ -202,15 +202,6 @@ def _load_rows(flat, steps, b, h, first, step, n, hs, scale, dst):
 
 
 @kernel()
-def _store_block(src, col_scale, nq, hs, flat, steps, b, h, last):
-    # element d of row last - c of head (b, h) of the flat array = src[d, c] * col_scale[c]
-    for c in range(nq):
-        row = flat[b * steps[0] + h * steps[1] + (last - c) * steps[2]:]
-        for d in range(hs):
-            row[np.uint64(d * steps[3])] = src[d, c] * col_scale[c]
-
-
-@kernel()
 def _store_rows(src, first, step, n, hs, scale, flat, steps, b, h):
     # row first + j·step (j < n) of head (b, h) of the flat array = src[j, :hs] * scale
     for j in range(n):
@@ -266,7 +257,7 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
     steps = strides // q.itemsize  # q, k, v, out strides in elements
     flat_q, flat_k, flat_v, flat_out = q, k, v, out
     out = _view(out, strides[3], B, NH, Tq, hs)
-    k, v = _view(k, strides[1], B, NKV, Tk, hs), _view(v, strides[2], B, NKV, Tk, hs)
+    k = _view(k, strides[1], B, NKV, Tk, hs)
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
     for task in prange(B * NH * n_qblocks):
@@ -281,28 +272,35 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
             continue
         last = i0 + nq - 1  # column c holds query row last - c
         width = _padded(nq)
+        n_keys = last + offset + 1  # keys seen by the block's last row
+        one = k.dtype.type(1)
         qt = np.zeros((hs, width), k.dtype)  # the block's q rows times scale
         s = np.empty((block_k, width), k.dtype)  # scores k·qᵀ, then probabilities
-        ot = np.zeros((hs, width), k.dtype)  # output, not yet normalised
+        v_rows = np.zeros((n_keys, _padded(hs)), k.dtype)  # the value rows seen, padded
+        o_rows = np.zeros((nq, _padded(hs)), k.dtype)  # output rows, not yet normalised
         row_max = np.full(nq, -np.inf, k.dtype)
         row_sum = np.zeros(nq, k.dtype)
         alpha = np.empty(nq, k.dtype)
         _load_block(flat_q, steps[0], b, h, last, nq, hs, scale, qt)
-        n_keys = last + offset + 1  # keys seen by the block's last row
+        _load_rows(flat_v, steps[2], b, kh, 0, 1, n_keys, hs, one, v_rows)
         for j0 in range(0, n_keys, block_k):
             nk = min(block_k, n_keys - j0)
             limit = n_keys - j0  # key y of the tile is seen by the columns c < limit - y
             s[:nk] = 0
             _matmul_add(s, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
             _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha)
-            for d in range(hs if j0 else 0):  # the first tile finds ot zero
-                for c in range(min(nq, limit)):
-                    ot[d, c] *= alpha[c]
-            _matmul_add(ot, v[b, kh, j0:].T, s, hs, width, nk, NO_LIMIT, limit, NO_LIMIT)
+            for c in range(min(nq, limit) if j0 else 0):  # the first tile finds o_rows zero
+                for d in range(hs):
+                    o_rows[c, d] *= alpha[c]
+            # rows of the output, so that they are stored as they lie (a transposed store into
+            # the (B, T, NH, hs) output took 25 of 157 µs per 256 x 64 head)
+            _matmul_add(o_rows, s.T, v_rows[j0:], nq, o_rows.shape[1], nk, NO_LIMIT, NO_LIMIT,
+                        limit)
         for c in range(nq):
             lse[b, h, last - c] = row_max[c] + np.log(row_sum[c])
-            row_sum[c] = 1 / row_sum[c]
-        _store_block(ot, row_sum, nq, hs, flat_out, steps[3], b, h, last)
+            for d in range(hs):
+                o_rows[c, d] /= row_sum[c]
+        _store_rows(o_rows, last, -1, nq, hs, one, flat_out, steps[3], b, h)
 
 
 @kernel(parallel=True)
