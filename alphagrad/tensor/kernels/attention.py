@@ -203,11 +203,17 @@ def _load_rows(flat, steps, b, h, first, step, n, hs, scale, dst):
 
 @kernel()
 def _store_rows(src, first, step, n, hs, scale, flat, steps, b, h):
-    # row first + j·step (j < n) of head (b, h) of the flat array = src[j, :hs] * scale
+    # row first + j·step (j < n) of head (b, h) of the flat array = src[j, :hs] * scale. Rows
+    # are mostly contiguous (an output the caller passed may not be), and a loop with a stride
+    # known to be 1 is vectorised: a 256 x 64 block took 10 µs through the strided loop.
     for j in range(n):
         row = flat[b * steps[0] + h * steps[1] + (first + j * step) * steps[2]:]
-        for d in range(hs):
-            row[np.uint64(d * steps[3])] = src[j, d] * scale
+        if steps[3] == 1:
+            for d in range(hs):
+                row[np.uint64(d)] = src[j, d] * scale
+        else:
+            for d in range(hs):
+                row[np.uint64(d * steps[3])] = src[j, d] * scale
 
 
 @kernel()
