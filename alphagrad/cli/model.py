@@ -19,7 +19,7 @@ from alphagrad.cli.options import checkpoint_argument, threads_option
 from alphagrad.nn import llama_hf
 from alphagrad.nn.hf import gpt2_config, to_hf
 from alphagrad.nn.safetensors import save_safetensors
-from alphagrad.tokenizers import BPETokenizer, from_dict
+from alphagrad.tokenizers import BPETokenizer, SentencePieceBPE, from_dict
 from alphagrad.train import TokenDataset, evaluate, evaluate_full, load_checkpoint
 from alphagrad.train.checkpoint import save_checkpoint
 from alphagrad.train.data import bytes_per_token
@@ -167,10 +167,10 @@ def export(checkpoint: Path, fmt: str, output: Path) -> None:
                              {k.removeprefix("transformer."): v for k, v in to_hf(weights).items()},
                              metadata={"format": "pt"})
             name = "GPT-2"
-        if isinstance(tokenizer, BPETokenizer):
+        if isinstance(tokenizer, (BPETokenizer, SentencePieceBPE)):
             tokenizer.save_pretrained(tmp, model_max_length=ckpt.model_config["block_size"])
-    note = "" if isinstance(tokenizer, BPETokenizer) else \
-        " (no tokenizer.json: only byte-level BPE tokenizers have a Hugging Face form)"
+    note = "" if isinstance(tokenizer, (BPETokenizer, SentencePieceBPE)) else \
+        " (no tokenizer.json: only BPE tokenizers have a Hugging Face form)"
     click.echo(f"Hugging Face {name} folder -> {output}{note}")
 
 

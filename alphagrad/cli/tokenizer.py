@@ -13,7 +13,14 @@ import click
 from alphagrad.cli.display import table
 from alphagrad.cli.errors import UserError
 from alphagrad.cli.options import progress_bars, threads_option
-from alphagrad.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load
+from alphagrad.tokenizers import (
+    BPETokenizer,
+    CharTokenizer,
+    SentencePieceBPE,
+    Tokenizer,
+    WordTokenizer,
+    load,
+)
 from alphagrad.train.progress import count
 
 KINDS = {"bpe": BPETokenizer, "char": CharTokenizer, "word": WordTokenizer}
@@ -147,7 +154,7 @@ def encode(file: Path, text: str | None, pieces: bool, allow_special: bool) -> N
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The ranks file (tiktoken) or the folder (hf) to write.")
 def export_tokenizer(file: Path, fmt: str, output: Path) -> None:
-    """Write the byte-level BPE tokenizer in FILE for tiktoken or Hugging Face.
+    """Write the BPE tokenizer in FILE for tiktoken (byte-level BPE) or Hugging Face.
 
     \b
     Examples:
@@ -155,9 +162,9 @@ def export_tokenizer(file: Path, fmt: str, output: Path) -> None:
       alphagrad tokenizer export tok.json --format hf -o tok-hf/
     """
     tok = load(file)
-    if not isinstance(tok, BPETokenizer):
+    if not isinstance(tok, BPETokenizer) and not (fmt == "hf" and isinstance(tok, SentencePieceBPE)):
         raise UserError(f"{file} is a {tok.kind} tokenizer; only byte-level BPE tokenizers have "
-                        "tiktoken and Hugging Face forms")
+                        "a tiktoken form, and only BPE tokenizers a Hugging Face one")
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":
         tok.save_pretrained(output)

@@ -1,4 +1,5 @@
-"""Tokenizers: byte-level BPE (trainer + encoder, tiktoken and Hugging Face interop), char, word.
+"""Tokenizers: byte-level BPE (trainer + encoder, tiktoken and Hugging Face interop),
+SentencePiece-style BPE read from Hugging Face files, char, word.
 
 >>> from alphagrad.tokenizers import BPETokenizer
 >>> tok = BPETokenizer.train("the cat sat on the mat " * 20, vocab_size=270, pattern="gpt2")
@@ -9,14 +10,17 @@ True
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from alphagrad.tokenizers import interop
 from alphagrad.tokenizers.base import Tokenizer, check_header, read_json
 from alphagrad.tokenizers.bpe import BPETokenizer
 from alphagrad.tokenizers.chat import PLAIN, ChatTemplate
+from alphagrad.tokenizers.sentencepiece import SentencePieceBPE
 from alphagrad.tokenizers.vocab import CharTokenizer, WordTokenizer
 
 KINDS: dict[str, type[Tokenizer]] = {"bpe": BPETokenizer, "char": CharTokenizer,
-                                     "word": WordTokenizer}
+                                     "word": WordTokenizer, "sentencepiece-bpe": SentencePieceBPE}
 
 
 def from_dict(d: dict) -> Tokenizer:
@@ -28,16 +32,28 @@ def from_dict(d: dict) -> Tokenizer:
     return KINDS[kind].from_dict(d)
 
 
+def _huggingface_class(d: object) -> type[BPETokenizer | SentencePieceBPE]:
+    return SentencePieceBPE if interop.is_sentencepiece(d) else BPETokenizer
+
+
 def load(path: str | os.PathLike) -> Tokenizer:
-    """Open any alphagrad tokenizer file (or a Hugging Face byte-level BPE ``tokenizer.json``)."""
+    """Open any alphagrad tokenizer file, or a Hugging Face ``tokenizer.json`` (byte-level BPE,
+    or SentencePiece-style BPE with byte fallback)."""
     d = read_json(path)
     if isinstance(d, dict) and "model" in d and "format" not in d:
-        return BPETokenizer.from_huggingface(path)
+        return _huggingface_class(d).from_huggingface(path)
     try:
         return from_dict(d)
     except ValueError as err:
         raise ValueError(f"tokenizer file {os.fspath(path)!r}: {err}") from None
 
 
-__all__ = ["PLAIN", "BPETokenizer", "CharTokenizer", "ChatTemplate", "Tokenizer", "WordTokenizer",
-           "from_dict", "load"]
+def from_pretrained(folder: str | os.PathLike) -> BPETokenizer | SentencePieceBPE:
+    """The tokenizer of a Hugging Face model folder (``tokenizer.json``, with the chat template
+    of ``tokenizer_config.json``), of whichever BPE form it is."""
+    path = Path(folder) / "tokenizer.json"
+    return _huggingface_class(read_json(path)).from_pretrained(folder)
+
+
+__all__ = ["PLAIN", "BPETokenizer", "CharTokenizer", "ChatTemplate", "SentencePieceBPE",
+           "Tokenizer", "WordTokenizer", "from_dict", "from_pretrained", "load"]

@@ -135,9 +135,9 @@ def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tu
     if not is_bpe:
         raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
     if model.get("byte_fallback") or d.get("normalizer") is not None:
-        raise ValueError("a SentencePiece-style BPE (byte_fallback or a normalizer, as Llama 2's "
-                         "and TinyLlama's) is not supported; alphagrad reads byte-level BPE "
-                         "(GPT-2's, Llama 3's, SmolLM's)")
+        raise ValueError("this is a SentencePiece-style BPE (byte_fallback or a normalizer, as "
+                         "Llama 2's and TinyLlama's), not byte-level: open it with "
+                         "SentencePieceBPE or alphagrad.tokenizers.load")
     pattern = _hf_pattern(d.get("pre_tokenizer"))
     vocab, merges = model.get("vocab"), model.get("merges")
     well_formed = isinstance(vocab, dict) and isinstance(merges, list)
@@ -212,3 +212,122 @@ def _hf_pattern(pre: object) -> str:
     raise ValueError("pre_tokenizer does not split text (ByteLevel use_regex=false, no Split)")
 
 
+
+
+# ----------------------------------------------------------------------------- SentencePiece BPE
+_SP_SPACE = "▁"
+
+
+def is_sentencepiece(d: object) -> bool:
+    """Whether a ``tokenizer.json`` is SentencePiece-style BPE (byte fallback, ``▁`` for spaces)
+    rather than byte-level."""
+    if not isinstance(d, dict):
+        return False
+    model, pre = d.get("model"), d.get("pre_tokenizer")
+    return (isinstance(model, dict) and bool(model.get("byte_fallback"))) \
+        or d.get("normalizer") is not None \
+        or (isinstance(pre, dict) and pre.get("type") == "Metaspace")
+
+
+def _steps(node: object, key: str) -> list:
+    if isinstance(node, dict) and node.get("type") == "Sequence":
+        steps = node.get(key)
+        return steps if isinstance(steps, list) else [steps]
+    return [] if node is None else [node]
+
+
+def _is_replace(step: object, old: str, new: str) -> bool:
+    return isinstance(step, dict) and step.get("type") == "Replace" \
+        and step.get("pattern") == {"String": old} and step.get("content") == new
+
+
+def read_sentencepiece(d: object) -> dict:
+    """The ``SentencePieceBPE`` arguments of a SentencePiece-style BPE ``tokenizer.json``: Llama
+    2's form (a normalizer that prepends ``▁`` and turns spaces into ``▁``) or the Metaspace
+    pre-tokenizer's; anything else is refused by name."""
+    model = d.get("model") if isinstance(d, dict) else None
+    if not (isinstance(model, dict) and model.get("type") == "BPE"):
+        raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
+    if not model.get("byte_fallback"):
+        raise ValueError("a SentencePiece-style BPE without byte_fallback (unknown characters "
+                         "become <unk>) is not supported")
+    for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            raise ValueError(f"model.{key} = {model[key]!r:.40} is not supported")
+    vocab, merges = model.get("vocab"), model.get("merges")
+    well_formed = isinstance(vocab, dict) and isinstance(merges, list)
+    if not well_formed:  # a foreign file: ValueError, like other damage
+        raise ValueError("model.vocab must be an object and model.merges a list")
+    normalizers = _steps(d.get("normalizer"), "normalizers")
+    pre = d.get("pre_tokenizer")
+    if normalizers:
+        prepends = [s for s in normalizers if isinstance(s, dict) and s.get("type") == "Prepend"]
+        replaces = [s for s in normalizers if _is_replace(s, " ", _SP_SPACE)]
+        if len(normalizers) != 2 or len(prepends) != 1 or len(replaces) != 1 \
+                or prepends[0].get("prepend") != _SP_SPACE or pre is not None:
+            raise ValueError("normalizer must be Llama 2's: Prepend('▁') and Replace(' ', '▁'), "
+                             "with no pre_tokenizer")
+        prepend, split = "segments", False
+    elif isinstance(pre, dict) and pre.get("type") == "Metaspace":
+        if pre.get("replacement", _SP_SPACE) != _SP_SPACE:
+            raise ValueError(f"Metaspace replacement {pre.get('replacement')!r:.20} is not "
+                             "supported (only '▁')")
+        scheme = pre.get("prepend_scheme")
+        if scheme is None:  # the older form
+            scheme = "always" if pre.get("add_prefix_space", True) else "never"
+        if scheme not in ("first", "always", "never"):
+            raise ValueError(f"Metaspace prepend_scheme {scheme!r:.20} is not supported")
+        prepend, split = scheme, bool(pre.get("split", True))
+    else:
+        raise ValueError("a byte-fallback BPE needs a normalizer or a Metaspace pre_tokenizer that "
+                         "turns spaces into '▁'")
+    decoders = _steps(d.get("decoder"), "decoders")
+    strip = any(isinstance(s, dict) and (
+        (s.get("type") == "Strip" and s.get("content") == " " and s.get("start", 0) >= 1)
+        or (s.get("type") == "Metaspace" and s.get("prepend_scheme", "always") != "never"
+            and s.get("add_prefix_space", True))) for s in decoders)
+    specials = _added_tokens(d.get("added_tokens") or [])
+    post = d.get("post_processor")
+    first = post.get("single", [None])[0] if isinstance(post, dict) \
+        and post.get("type") == "TemplateProcessing" and isinstance(post.get("single"), list) \
+        and post["single"] else None
+    bos = first.get("SpecialToken", {}).get("id") if isinstance(first, dict) else None
+    return {"vocab": vocab, "merges": merges, "special_tokens": specials, "prepend": prepend,
+            "split": split, "strip": strip, "bos_token": bos if bos in specials else None}
+
+
+def sentencepiece_dict(vocab: dict[str, int], merges: list[tuple[str, str]],
+                       special_tokens: dict[str, int], prepend: str, split: bool, strip: bool,
+                       bos_token: str | None) -> dict:
+    """A ``tokenizer.json`` for ``read_sentencepiece``'s fields, in the form it was read from."""
+    metaspace = {"type": "Metaspace", "replacement": _SP_SPACE,
+                 "prepend_scheme": "never" if prepend == "segments" else prepend, "split": split}
+    normalizer = {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": _SP_SPACE},
+        {"type": "Replace", "pattern": {"String": " "}, "content": _SP_SPACE}]}
+    decoders = [{"type": "Replace", "pattern": {"String": _SP_SPACE}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}]
+    decoders += [{"type": "Strip", "content": " ", "start": 1, "stop": 0}] if strip else []
+    post = None
+    if bos_token is not None:
+        bos = {"id": bos_token, "type_id": 0}
+        post = {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": bos_token, "type_id": 1}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {bos_token: {"id": bos_token, "ids": [special_tokens[bos_token]],
+                                               "tokens": [bos_token]}}}
+    added = [{"id": t, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for s, t in special_tokens.items()]
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": normalizer if prepend == "segments" else None,
+        "pre_tokenizer": (metaspace if split else None) if prepend == "segments" else metaspace,
+        "post_processor": post, "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {"type": "BPE", "dropout": None,
+                  "unk_token": "<unk>" if "<unk>" in vocab else None,
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                  "vocab": vocab, "merges": [list(m) for m in merges]},
+    }

@@ -64,13 +64,13 @@ def load_model(path: str | Path) -> tuple[LanguageModel, Any, Checkpoint | None]
 def load_pretrained(folder: str | Path) -> tuple[LanguageModel, Any, None]:
     """The GPT or Llama in a Hugging Face folder and its tokenizer (tokenizer.json, with the
     chat template of tokenizer_config.json), or None; in eval mode."""
-    from alphagrad.tokenizers import BPETokenizer
+    from alphagrad import tokenizers
 
     folder = Path(folder)
     model = from_pretrained(folder)
     model.eval()
     tokenizer_json = folder / "tokenizer.json"
-    tokenizer = BPETokenizer.from_pretrained(folder) if tokenizer_json.is_file() else None
+    tokenizer = tokenizers.from_pretrained(folder) if tokenizer_json.is_file() else None
     return model, tokenizer, None
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cli_support import run_cli, sets
+from cli_support import corpus_text, run_cli, sets
 
-from alphagrad.nn import Llama
+from alphagrad.nn import Llama, LlamaConfig
+from alphagrad.tokenizers import SentencePieceBPE, load
 from alphagrad.train.sampling import load_model
 
 LLAMA = ("model=llama", "n_kv_head=1", "max_iters=4", "eval_interval=4")
@@ -57,3 +58,42 @@ def test_sample_and_train_from_a_hugging_face_folder(llama_run, data_dir, tmp_pa
     result = run_cli("train", "--init-from", folder, "--data", data_dir, "--out",
                      tmp_path / "ft2", *sets("block_size=64"), expect=2)
     assert "block_size 64 is longer than the model's context 16" in result.stderr
+
+
+def sentencepiece_tokenizer(text: str) -> SentencePieceBPE:
+    """A Llama 2-style tokenizer for ``text``: its characters, ▁-words merged from them, bytes."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
+    for c in sorted(set(text) - {" ", "\n"}) + ["▁"]:
+        vocab[c] = len(vocab)
+    merges = []
+    for word in sorted(set(text.split())):
+        token = "▁"
+        for c in word:
+            merges.append((token, c))
+            vocab.setdefault(token + c, len(vocab))
+            token += c
+    merges = list(dict.fromkeys(merges))
+    return SentencePieceBPE(vocab, merges, {"<unk>": 0, "<s>": 1, "</s>": 2}, bos_token="<s>")
+
+
+def test_a_llama_2_style_folder_samples_prepares_fine_tunes_and_exports(tmp_path):
+    text = corpus_text()
+    tok = sentencepiece_tokenizer(text)
+    assert tok.encode("alpha beta") == [tok.vocab["▁alpha"], tok.vocab["▁beta"]]
+    folder = tmp_path / "hf"
+    Llama(LlamaConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,
+                      n_kv_head=1, n_embd=16, intermediate_size=32)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = run_cli("sample", folder, "--prompt", "alpha beta", "--max-new-tokens", "6",
+                  "--seed", "1").stdout
+    assert out.startswith("alpha beta") and len(out) > len("alpha beta\n")
+    (tmp_path / "corpus.txt").write_text(text)
+    run_cli("prepare", tmp_path / "corpus.txt", "--tokenizer", folder / "tokenizer.json", "-o",
+            tmp_path / "data")
+    ids = np.fromfile(tmp_path / "data" / "train.bin", np.uint16)
+    assert tok.decode(ids[-200:].tolist()).replace("</s>", "") in text  # </s> ends documents
+    result = run_cli("train", "--init-from", folder, "--data", tmp_path / "data", "--out",
+                     tmp_path / "ft", *sets("max_iters=2", "eval_interval=2", "block_size=32"))
+    assert "(llama, 1 layers x 16)" in result.stdout
+    run_cli("export", tmp_path / "ft", "--format", "hf", "-o", tmp_path / "back")
+    assert load(tmp_path / "back" / "tokenizer.json") == tok

@@ -93,13 +93,3 @@ def test_unsupported_chat_templates_are_named(tmp_path, source, message):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": source}))
     with pytest.warns(UserWarning, match="chat requests use the plain template"):
         assert BPETokenizer.from_pretrained(tmp_path).chat_template is None
-
-
-def test_sentencepiece_style_bpe_is_refused(tmp_path):
-    tok = hf.Tokenizer(hf.models.BPE(byte_fallback=True, unk_token="<unk>"))
-    tok.normalizer = hf.normalizers.Replace(" ", "▁")
-    tok.train_from_iterator(["hello world"] * 10, hf.trainers.BpeTrainer(
-        vocab_size=40, special_tokens=["<unk>"]))
-    tok.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(ValueError, match="SentencePiece-style BPE .* is not supported"):
-        BPETokenizer.from_pretrained(tmp_path)
