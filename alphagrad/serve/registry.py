@@ -14,7 +14,7 @@ from typing import Any
 
 from alphagrad.serve.engine import Engine
 from alphagrad.tokenizers import PLAIN, ChatTemplate
-from alphagrad.train.sampling import checkpoint_file, load_model
+from alphagrad.train.sampling import checkpoint_file, encode_prompt, load_model
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ServedModel:
     def encode(self, text: str) -> list[int]:
         if self.tokenizer is None:
             raise ValueError(f"model {self.name!r} has no tokenizer: send token ids, not text")
-        return self.tokenizer.encode(text)
+        return encode_prompt(self.tokenizer, text)
 
     def encode_chat(self, text: str) -> list[int]:
         """The ids of a prompt the chat template rendered: the special tokens the template
@@ -49,7 +49,7 @@ class ServedModel:
                     if s in template.message or s in template.generation_prompt]
         if not specials:
             return self.encode(text)
-        return self.tokenizer.encode(text, allowed_special=specials)
+        return encode_prompt(self.tokenizer, text, specials)
 
     def decode(self, tokens: list[int]) -> str:
         if self.tokenizer is None:

@@ -129,6 +129,16 @@ def line_starts(dataset: Any, tokenizer: Any, n: int, window: int = 256) -> tupl
     return tuple(prompts)
 
 
+def encode_prompt(tokenizer: Any, text: str, allowed_special: list[str] | tuple = ()
+                  ) -> list[int]:
+    """A prompt's ids as the model met text in training: after the bos token, when the
+    tokenizer names one (Llama 2's ``<s>``, which Hugging Face's tokenizer puts first)."""
+    ids = tokenizer.encode(text, allowed_special=allowed_special) if allowed_special \
+        else tokenizer.encode(text)
+    bos = getattr(tokenizer, "bos_token", None)
+    return [tokenizer.special_tokens[bos], *ids] if bos is not None else ids
+
+
 def sample(checkpoint: str | Path | tuple, prompt: str = "\n", max_new_tokens: int = 200,
            temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None, stream: bool = False) -> str | Iterator[str]:
@@ -140,7 +150,7 @@ def sample(checkpoint: str | Path | tuple, prompt: str = "\n", max_new_tokens: i
     model, tokenizer, _ = checkpoint if isinstance(checkpoint, tuple) else load_model(checkpoint)
     if tokenizer is None:
         raise CheckpointError("this checkpoint has no tokenizer embedded, so text cannot be encoded")
-    ids = tokenizer.encode(prompt) or [0]
+    ids = encode_prompt(tokenizer, prompt) or [0]
     idx = np.asarray([ids[-model.config.block_size:]], dtype=np.int64)  # (1, T)
     # a padded model vocabulary (65 characters in 128 ids) has ids without text: never draw one
     tokens = model.stream(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from alphagrad import tokenizers
 from alphagrad.tokenizers import BPETokenizer, SentencePieceBPE
+from alphagrad.train.sampling import encode_prompt
 
 BYTE = 3  # ids 3..258 are <0x00>..<0xFF>, after <unk>, <s>, </s>
 
@@ -55,6 +56,13 @@ def test_prepend_schemes(prepend, first, after_special):
     assert tok.encode("</s>a", allowed_special="all") == [2, *after_special]
 
 
+def test_prompts_start_with_the_bos_token_it_names():
+    named, unnamed = hand_made(bos_token="<s>"), hand_made()
+    assert encode_prompt(named, "ab") == [1, 265] and encode_prompt(unnamed, "ab") == [265]
+    assert encode_prompt(named, "a</s>", ["</s>"]) == [1, 264, 2]
+    assert named.encode("ab") == [265]  # encode itself adds nothing, as add_special_tokens=False
+
+
 def test_round_trips_through_its_own_file(tmp_path):
     tok = hand_made(prepend="first", split=True)
     tok.save(tmp_path / "t.json")
@@ -86,6 +94,52 @@ def test_the_byte_level_class_points_to_this_one(tmp_path):
     hand_made().save_huggingface(tmp_path / "tokenizer.json")
     with pytest.raises(ValueError, match="open it with SentencePieceBPE"):
         BPETokenizer.from_pretrained(tmp_path)
+
+
+# Where a crafted tokenizer.json may put a hostile value.
+PLACES = {
+    "vocab": lambda d, v: d["model"].__setitem__("vocab", v),
+    "vocab id": lambda d, v: d["model"]["vocab"].__setitem__("▁a", v),
+    "byte token id": lambda d, v: d["model"]["vocab"].__setitem__("<0x41>", v),
+    "merges": lambda d, v: d["model"].__setitem__("merges", v),
+    "merge": lambda d, v: d["model"]["merges"].__setitem__(1, v),
+    "added_tokens": lambda d, v: d.__setitem__("added_tokens", v),
+    "added token id": lambda d, v: d["added_tokens"][0].__setitem__("id", v),
+    "normalizer": lambda d, v: d.__setitem__("normalizer", v),
+    "prepend": lambda d, v: d["normalizer"]["normalizers"][0].__setitem__("prepend", v),
+    "metaspace": lambda d, v: d.update(normalizer=None, pre_tokenizer={
+        "type": "Metaspace", "replacement": "▁", "prepend_scheme": v, "split": v}),
+    "decoder": lambda d, v: d.__setitem__("decoder", v),
+    "post_processor": lambda d, v: d.__setitem__("post_processor", v),
+    "byte_fallback": lambda d, v: d["model"].__setitem__("byte_fallback", v),
+}
+HOSTILE = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=5),
+    st.lists(st.integers(-5, 2**33), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(-5, 2**40), max_size=3),
+    st.sampled_from(["first", "always", "never", {"type": "Sequence", "decoders": None}]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(place=st.sampled_from(sorted(PLACES)), value=HOSTILE)
+def test_property_hostile_files_load_cleanly_or_not_at_all(tmp_path_factory, bounded_call,
+                                                           place, value):
+    """Within a memory and time bound: a ValueError naming the file, or a tokenizer that
+    encodes and decodes (up to the space put before the text)."""
+    path = tmp_path_factory.mktemp("sp") / "tokenizer.json"
+    hand_made(bos_token="<s>").save_huggingface(path)
+    d = json.loads(path.read_text())
+    PLACES[place](d, value)
+    path.write_text(json.dumps(d))
+    text = "ab ab é€ ç₭ </s>"
+    try:
+        with bounded_call():
+            tok = tokenizers.load(path)
+            ids = tok.encode(text)
+    except ValueError as err:
+        assert path.name in str(err)
+    else:
+        assert tok.decode(ids).lstrip(" ") == text
 
 
 # ----------------------------------------------------------------------------- against Hugging Face
