@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import regex
 
 from alphagrad._atomic import atomic_write_bytes
 from alphagrad.tokenizers.chat import ChatTemplate
@@ -58,6 +60,43 @@ def stable_cut(piece_ends: np.ndarray, length: int) -> int:
     characters before ``length``, or 0: text up to there encodes the same whatever follows."""
     k = int(np.searchsorted(piece_ends, length - CUT_MARGIN, side="right"))
     return int(piece_ends[k - 1]) if k else 0
+
+
+def encode_with_specials(text: str, special_tokens: dict[str, int],
+                         allowed_special: str | Iterable[str],
+                         encode_piece: Callable[[str, bool], list[int]]) -> list[int]:
+    """Ids of ``text``: the special tokens ``allowed_special`` lists (``"all"``: every one) as
+    their ids, the text around them through ``encode_piece(text, at_start)``. A listed token
+    that is not special is a ValueError."""
+    if allowed_special == "all":
+        allowed = special_tokens
+    else:
+        if isinstance(allowed_special, str):
+            allowed_special = [allowed_special]
+        unknown = [s for s in allowed_special if s not in special_tokens]
+        if unknown:
+            raise ValueError(f"encode: {unknown} are not special tokens of this tokenizer "
+                             f"(it has {sorted(special_tokens)})")
+        allowed = {s: special_tokens[s] for s in allowed_special}
+    if not allowed:
+        return encode_piece(text, True)
+    alternatives = "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True))
+    ids: list[int] = []
+    for k, part in enumerate(regex.split(f"({alternatives})", text)):
+        if k % 2:
+            ids.append(allowed[part])
+        elif part:
+            ids += encode_piece(part, k == 0)
+    return ids
+
+
+def join_token_bytes(token_bytes: dict[int, bytes], ids: Iterable[int], vocab_size: int) -> bytes:
+    """The bytes of ``ids`` from an id -> bytes table; an id not in it is an IndexError."""
+    try:
+        return b"".join(map(token_bytes.__getitem__, ids))
+    except KeyError as err:
+        raise IndexError(f"decode: id {err.args[0]!r} is not in this vocabulary "
+                         f"(size {vocab_size})") from None
 
 
 # The names an end-of-text (document separator) special token goes by, likeliest first.

@@ -17,6 +17,8 @@ from alphagrad.tokenizers import interop
 from alphagrad.tokenizers.base import (
     Tokenizer,
     check_header,
+    encode_with_specials,
+    join_token_bytes,
     read_json,
     stable_cut,
 )
@@ -122,26 +124,8 @@ class BPETokenizer(Tokenizer):
         >>> tok.encode("hi<|eot|>", allowed_special="all")
         [104, 105, 256]
         """
-        if allowed_special == "all":
-            allowed = self.special_tokens
-        else:
-            if isinstance(allowed_special, str):
-                allowed_special = [allowed_special]
-            unknown = [s for s in allowed_special if s not in self.special_tokens]
-            if unknown:
-                raise ValueError(f"encode: {unknown} are not special tokens of this tokenizer "
-                                 f"(it has {sorted(self.special_tokens)})")
-            allowed = {s: self.special_tokens[s] for s in allowed_special}
-        if not allowed:
-            return self.encode_ordinary(text)
-        alternatives = "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True))
-        ids: list[int] = []
-        for k, part in enumerate(regex.split(f"({alternatives})", text)):
-            if k % 2:
-                ids.append(allowed[part])
-            elif part:
-                ids += self.encode_ordinary(part)
-        return ids
+        return encode_with_specials(text, self.special_tokens, allowed_special,
+                                    lambda piece, _: self.encode_ordinary(piece))
 
     def encode_batch(self, texts: Iterable[str], num_threads: int | None = None,
                      allowed_special: str | Iterable[str] = ()) -> list[list[int]]:
@@ -164,11 +148,7 @@ class BPETokenizer(Tokenizer):
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes that ``ids`` stand for."""
-        try:
-            return b"".join(map(self._vocab.__getitem__, ids))
-        except KeyError as err:
-            raise IndexError(f"decode: id {err.args[0]!r} is not in this vocabulary "
-                             f"(size {self.vocab_size})") from None
+        return join_token_bytes(self._vocab, ids, self.vocab_size)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; byte sequences that are not valid UTF-8 become U+FFFD."""
@@ -243,24 +223,14 @@ class BPETokenizer(Tokenizer):
                         ) -> None:
         """A folder that ``transformers.AutoTokenizer.from_pretrained`` loads: ``tokenizer.json``
         and a ``tokenizer_config.json`` naming the end-of-text token as bos and eos (if any)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.save_huggingface(folder / "tokenizer.json")
-        config = interop.huggingface_config(self.end_of_text, model_max_length)
-        atomic_write_bytes(folder / "tokenizer_config.json", interop.dumps(config))
+        to_folder(self, folder, interop.huggingface_config(self.end_of_text, model_max_length))
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> BPETokenizer:
         """The tokenizer of a Hugging Face model folder: ``tokenizer.json`` (byte-level BPE),
         with the chat template of ``tokenizer_config.json`` (or ``chat_template.jinja``) when
         it is the plain message-loop form; another template is left out with a warning."""
-        folder = Path(folder)
-        tokenizer = cls.from_huggingface(folder / "tokenizer.json")
-        try:
-            tokenizer.chat_template = _chat_template(folder)
-        except ValueError as err:
-            warnings.warn(f"{folder}: {err}; chat requests use the plain template", stacklevel=2)
-        return tokenizer
+        return from_folder(cls, folder)
 
     @classmethod
     def from_huggingface(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -270,6 +240,27 @@ class BPETokenizer(Tokenizer):
             return cls(merges, pattern, specials, byte_ids)
         except ValueError as err:
             raise _in_file(path, err) from None
+
+
+def from_folder(cls: type, folder: str | os.PathLike) -> Tokenizer:
+    """``cls.from_huggingface`` of a Hugging Face folder's ``tokenizer.json``, with the folder's
+    chat template when it is the plain message-loop form (another is left out, with a warning)."""
+    folder = Path(folder)
+    tokenizer = cls.from_huggingface(folder / "tokenizer.json")
+    try:
+        tokenizer.chat_template = _chat_template(folder)
+    except ValueError as err:
+        warnings.warn(f"{folder}: {err}; chat requests use the plain template", stacklevel=2)
+    return tokenizer
+
+
+def to_folder(tokenizer: Tokenizer, folder: str | os.PathLike, config: dict) -> None:
+    """``tokenizer.save_huggingface`` into ``folder``, beside ``config`` as its
+    ``tokenizer_config.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_huggingface(folder / "tokenizer.json")
+    atomic_write_bytes(folder / "tokenizer_config.json", interop.dumps(config))
 
 
 def _chat_template(folder: Path) -> ChatTemplate | None:

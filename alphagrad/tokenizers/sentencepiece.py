@@ -20,16 +20,24 @@ vocabulary built when it loads:
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable
-from pathlib import Path
-
-import regex
 
 from alphagrad._atomic import atomic_write_bytes
 from alphagrad.tokenizers import interop
-from alphagrad.tokenizers.base import Tokenizer, check_header, read_json
-from alphagrad.tokenizers.bpe import BPETokenizer, _chat_template, _in_file, _special_tokens
+from alphagrad.tokenizers.base import (
+    Tokenizer,
+    check_header,
+    encode_with_specials,
+    join_token_bytes,
+    read_json,
+)
+from alphagrad.tokenizers.bpe import (
+    BPETokenizer,
+    _in_file,
+    _special_tokens,
+    from_folder,
+    to_folder,
+)
 
 SPACE = "▁"
 PREPEND = ("segments", "first", "always", "never")  # which pieces of text get a leading ▁
@@ -152,26 +160,8 @@ class SentencePieceBPE(Tokenizer):
         """Ids of ``text``, without a bos token. Special tokens map to their ids only when listed
         in ``allowed_special`` (or it is ``"all"``); otherwise their text encodes as ordinary
         text."""
-        if allowed_special == "all":
-            allowed = self.special_tokens
-        else:
-            allowed_special = [allowed_special] if isinstance(allowed_special, str) \
-                else list(allowed_special)
-            unknown = [s for s in allowed_special if s not in self.special_tokens]
-            if unknown:
-                raise ValueError(f"encode: {unknown} are not special tokens of this tokenizer "
-                                 f"(it has {sorted(self.special_tokens)})")
-            allowed = {s: self.special_tokens[s] for s in allowed_special}
-        if not allowed:
-            return self.encode_ordinary(text)
-        alternatives = "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True))
-        ids: list[int] = []
-        for k, part in enumerate(regex.split(f"({alternatives})", text)):
-            if k % 2:
-                ids.append(allowed[part])
-            elif part:
-                ids += self._encode_piece(part, first=k == 0)
-        return ids
+        return encode_with_specials(text, self.special_tokens, allowed_special,
+                                    self._encode_piece)
 
     def encode_batch(self, texts: Iterable[str], num_threads: int | None = None,
                      allowed_special: str | Iterable[str] = ()) -> list[list[int]]:
@@ -181,11 +171,7 @@ class SentencePieceBPE(Tokenizer):
     # ------------------------------------------------------------------------- decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes that ``ids`` stand for (spaces for ``▁``, nothing stripped)."""
-        try:
-            return b"".join(map(self._bytes.__getitem__, ids))
-        except KeyError as err:
-            raise IndexError(f"decode: id {err.args[0]!r} is not in this vocabulary "
-                             f"(size {self.vocab_size})") from None
+        return join_token_bytes(self._bytes, ids, self.vocab_size)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids`` as Hugging Face decodes it: the leading space of the text's first
@@ -227,13 +213,7 @@ class SentencePieceBPE(Tokenizer):
     def from_pretrained(cls, folder: str | os.PathLike) -> SentencePieceBPE:
         """The tokenizer of a Hugging Face model folder, with its chat template as
         ``BPETokenizer.from_pretrained`` reads it."""
-        folder = Path(folder)
-        tokenizer = cls.from_huggingface(folder / "tokenizer.json")
-        try:
-            tokenizer.chat_template = _chat_template(folder)
-        except ValueError as err:
-            warnings.warn(f"{folder}: {err}; chat requests use the plain template", stacklevel=2)
-        return tokenizer
+        return from_folder(cls, folder)
 
     def save_huggingface(self, path: str | os.PathLike) -> None:
         """A ``tokenizer.json`` that Hugging Face ``tokenizers`` loads and encodes identically."""
@@ -244,12 +224,8 @@ class SentencePieceBPE(Tokenizer):
     def save_pretrained(self, folder: str | os.PathLike, model_max_length: int | None = None
                         ) -> None:
         """A folder that ``transformers.AutoTokenizer.from_pretrained`` loads."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.save_huggingface(folder / "tokenizer.json")
         config = interop.huggingface_config(self.end_of_text, model_max_length)
-        config["bos_token"] = self.bos_token
-        atomic_write_bytes(folder / "tokenizer_config.json", interop.dumps(config))
+        to_folder(self, folder, {**config, "bos_token": self.bos_token})
 
 
 def _to_bytes(token: str) -> bytes:
