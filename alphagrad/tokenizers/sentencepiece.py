@@ -93,6 +93,8 @@ class SentencePieceBPE(Tokenizer):
         if missing:
             raise ValueError(f"byte fallback tokens {missing[:4]} are missing from the "
                              "vocabulary")
+        if SPACE not in self.vocab:  # spaces would fall back to the bytes of ▁, not of a space
+            raise ValueError(f"the vocabulary has no {SPACE!r} token")
         specials = set(self.special_tokens)
         chars = [t for t in self.vocab if len(t) == 1 and t not in specials and t != " "]
         if not self.split:

@@ -77,6 +77,8 @@ def test_round_trips_through_its_own_file(tmp_path):
                                     "content": "▁"}), "normalizer must be Llama 2's"),
     (lambda d: d["model"]["vocab"].pop("<0x41>"), "<0x41>"),
     (lambda d: d["model"]["vocab"].update({"a▁": 9999}), "has a '▁' after other text"),
+    (lambda d: d["model"].update(vocab={t: i for t, i in d["model"]["vocab"].items()
+                                        if "▁" not in t}, merges=[]), "has no '▁' token"),
     (lambda d: d["model"]["merges"].append(["▁", "zz"]), "missing from the vocabulary"),
     (lambda d: d.update(added_tokens=[{"id": "x", "content": "<s>"}]), "token ids are ints"),
 ])
