@@ -110,12 +110,12 @@ def _completion_logprobs(served: ServedModel, entries: list[LogprobEntry],
                          offset: int = 0) -> CompletionLogprobs:
     tokens, offsets = [], []
     for token, _, _ in entries:
-        tokens.append(served.decode([token]))
+        tokens.append(served.token_text(token))
         offsets.append(offset)
         offset += len(tokens[-1])
     return CompletionLogprobs(
         tokens=tokens, token_logprobs=[lp for _, lp, _ in entries],
-        top_logprobs=[None if top is None else {served.decode([t]): lp for t, lp in top}
+        top_logprobs=[None if top is None else {served.token_text(t): lp for t, lp in top}
                       for _, _, top in entries], text_offset=offsets)
 
 
@@ -187,7 +187,7 @@ def render_chat(served: ServedModel, messages: list[ChatMessage],
 
 
 def _token_logprob(served: ServedModel, token: int, logprob: float) -> TopLogprob:
-    text = served.decode([token])
+    text = served.token_text(token)
     raw = served.tokenizer.token_bytes(token) if hasattr(served.tokenizer, "token_bytes") \
         else text.encode()
     return TopLogprob(token=text, logprob=logprob, bytes=list(raw))

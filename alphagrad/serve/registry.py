@@ -14,7 +14,7 @@ from typing import Any
 
 from alphagrad.serve.engine import Engine
 from alphagrad.tokenizers import PLAIN, ChatTemplate
-from alphagrad.train.sampling import checkpoint_file, encode_prompt, load_model
+from alphagrad.train.sampling import TextDecoder, checkpoint_file, encode_prompt, load_model
 
 
 @dataclass
@@ -55,6 +55,14 @@ class ServedModel:
         if self.tokenizer is None:
             raise ValueError(f"model {self.name!r} has no tokenizer: it cannot make text")
         return self.tokenizer.decode(tokens)
+
+    def token_text(self, token: int) -> str:
+        """One token's text as it stands inside a reply: with the leading space that ``decode``
+        of a SentencePiece token alone drops, a split character's bytes as U+FFFD."""
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.name!r} has no tokenizer: it cannot make text")
+        decoder = TextDecoder(self.tokenizer)
+        return decoder.push(token) + decoder.flush()
 
     def start_token(self) -> int | None:
         """The token an empty prompt starts from (``<|endoftext|>``, as GPT-2), if any."""
