@@ -7,7 +7,9 @@ Only the common loop form is understood, as SmolLM's and other ChatML templates 
     }}{% endif %}
 
 that is: text and ``{{ ... }}`` outputs joining string literals, ``message['role']`` and
-``message['content']`` inside the loop, then the generation prompt. Anything else (conditions
+``message['content']`` inside the loop, then the generation prompt. Whitespace is read as
+Hugging Face renders templates (Jinja's ``trim_blocks`` and ``lstrip_blocks``), so the template
+may be written over several lines. Anything else (conditions
 inside the loop, default system prompts, filters, macros) is refused with a ValueError naming
 it, so a template is never rendered differently from how its model was trained.
 """
@@ -19,26 +21,41 @@ import re
 
 from alphagrad.tokenizers.chat import ChatTemplate
 
-_TAG = re.compile(r"(\{\{-?|\{%-?)(.*?)(-?\}\}|-?%\})", re.DOTALL)
+_TAG = re.compile(r"(\{\{-?|\{%[-+]?|\{#[-+]?)(.*?)([-+]?\}\}|[-+]?%\}|[-+]?#\})", re.DOTALL)
 _FIELD = re.compile(r"""message(?:\[\s*(['"])(role|content)\1\s*\]|\.(role|content))$""")
 _STRING = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"$""", re.DOTALL)
+_LINE_INDENT = re.compile(r"[ \t]*")
 
 
 def _pieces(source: str) -> list[tuple[str, str]]:
-    """("text" | "out" | "stmt", content) in order, with Jinja's ``-`` whitespace trimming."""
+    """("text" | "out" | "stmt", content) in order, with whitespace handled as Hugging Face
+    renders templates (Jinja with ``trim_blocks`` and ``lstrip_blocks``): ``-`` trims all
+    whitespace on its side; a block or comment tag drops the newline right after it and the
+    indentation before it on its own line (unless marked ``+``); comments give nothing."""
     pieces: list[tuple[str, str]] = []
-    pos, trim_next = 0, False
+    pos, after, line_start = 0, "", True  # after: how the previous tag ended
     for m in _TAG.finditer(source):
-        text = source[pos:m.start()]
-        if trim_next:
+        text, opening, closing = source[pos:m.start()], m.group(1), m.group(3)
+        if after == "-":
             text = text.lstrip()
-        if m.group(1).endswith("-"):
+        elif after == "block" and text.startswith("\n"):
+            text, line_start = text[1:], True
+        if opening.endswith("-"):
             text = text.rstrip()
+        elif not opening.startswith("{{") and not opening.endswith("+"):
+            line = text.rfind("\n") + 1
+            if (line > 0 or line_start) and _LINE_INDENT.fullmatch(text, line):
+                text = text[:line]
         if text:
             pieces.append(("text", text))
-        pieces.append(("out" if m.group(1).startswith("{{") else "stmt", m.group(2).strip()))
-        trim_next, pos = m.group(3).startswith("-"), m.end()
-    tail = source[pos:].lstrip() if trim_next else source[pos:]
+        if not opening.startswith("{#"):
+            pieces.append(("out" if opening.startswith("{{") else "stmt", m.group(2).strip()))
+        after = "-" if closing.startswith("-") else \
+            "block" if not closing.endswith("}}") and not closing.startswith("+") else ""
+        pos, line_start = m.end(), False
+    tail = source[pos:]
+    tail = tail.lstrip() if after == "-" else \
+        tail[1:] if after == "block" and tail.startswith("\n") else tail
     if tail:
         pieces.append(("text", tail))
     return pieces
@@ -97,7 +114,7 @@ def chat_template_from_jinja(source: str, eos_token: str | None = None) -> ChatT
     (loop, end_loop), (gen, end_gen) = [i for i, _ in statements[:2]], \
         [i for i, _ in statements[2:]]
     outside = pieces[:loop] + pieces[end_loop + 1:gen] + pieces[end_gen + 1:]
-    if any(kind == "out" or content.strip() for kind, content in outside):
+    if outside:  # Hugging Face would render it, whitespace too
         raise ValueError("chat template: text outside the message loop and the generation prompt "
                          "(a bos_token, a default system prompt) is not supported")
     message = _text(pieces[loop + 1:end_loop], "inside the message loop")

@@ -63,16 +63,40 @@ def test_chat_template_from_tokenizer_config_renders_as_jinja(tmp_path):
     template = BPETokenizer.from_pretrained(tmp_path).chat_template
     assert template.stop == ("<|im_end|>",)
     for generation_prompt in (True, False):
-        want = jinja2.Environment().from_string(CHATML).render(
+        want = hf_jinja(jinja2).from_string(CHATML).render(
             messages=MESSAGES, add_generation_prompt=generation_prompt)
         assert template.render(MESSAGES, generation_prompt) == want
-    # the same template written with whitespace control and attribute access
-    spaced = ("{%- for message in messages %}\n  {{- '<|im_start|>' + message.role + '\\n' + "
-              "message.content + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt "
-              "%}\n  {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n")
-    want = jinja2.Environment().from_string(spaced).render(messages=MESSAGES,
-                                                           add_generation_prompt=True)
-    assert chat_template_from_jinja(spaced).render(MESSAGES) == want
+
+
+# The same loop written over several lines: whitespace control, attribute access, comments,
+# newlines after block tags and indented tags, which Hugging Face's Jinja settings trim.
+MULTI_LINE = [
+    ("{%- for message in messages %}\n  {{- '<|im_start|>' + message.role + '\\n' + "
+     "message.content + '<|im_end|>\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt "
+     "%}\n  {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"),
+    ("{# ChatML #}\n{% for message in messages %}\n{{ '<|im_start|>' + message['role'] + '\\n' "
+     "+ message['content'] + '<|im_end|>\\n' }}\n{% endfor %}\n{% if add_generation_prompt %}\n"
+     "    {{ '<|im_start|>assistant\\n' }}\n{% endif %}\n"),
+    ("{% for message in messages %}\n    {{ message.role + ': ' + message.content }}\n"
+     "    {% endfor %}\n{% if add_generation_prompt %}\n  A:{% endif %}"),
+    ("{% for message in messages +%}\n{{ message['content'] }}\n{%+ endfor %}"
+     "{% if add_generation_prompt %}A{% endif %}"),
+]
+
+
+def hf_jinja(jinja2):
+    """Jinja as transformers renders chat templates."""
+    return jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+
+
+@pytest.mark.parametrize("source", MULTI_LINE)
+def test_multi_line_templates_render_as_hugging_face(source):
+    jinja2 = pytest.importorskip("jinja2")
+    template = chat_template_from_jinja(source)
+    for generation_prompt in (True, False):
+        want = hf_jinja(jinja2).from_string(source).render(
+            messages=MESSAGES, add_generation_prompt=generation_prompt)
+        assert template.render(MESSAGES, generation_prompt) == want
 
 
 @pytest.mark.parametrize("source, message", [
@@ -81,6 +105,8 @@ def test_chat_template_from_tokenizer_config_renders_as_jinja(tmp_path):
       "{{ message['content'] }}{% endfor %}{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"),
      "statements"),
     (("{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}"
+      "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"), "outside the message loop"),
+    (("{% for message in messages %}{{ message['content'] }}{% endfor %}  \n"
       "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"), "outside the message loop"),
     (("{% for message in messages %}{{ message['content'] | trim }}{% endfor %}"
       "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"),
