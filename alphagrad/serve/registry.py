@@ -46,7 +46,7 @@ class ServedModel:
         training, not the characters of their names."""
         template = self.chat_template
         specials = [s for s in getattr(self.tokenizer, "special_tokens", {})
-                    if s in template.message or s in template.generation_prompt]
+                    if s in template.literals()]
         if not specials:
             return self.encode(text)
         return encode_prompt(self.tokenizer, text, specials)

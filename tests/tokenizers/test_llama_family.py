@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alphagrad.tokenizers import BPETokenizer
+from alphagrad.tokenizers.chat import ChatTemplate
 from alphagrad.tokenizers.jinja_chat import chat_template_from_jinja
 
 hf = pytest.importorskip("tokenizers")
@@ -84,6 +85,36 @@ MULTI_LINE = [
 ]
 
 
+# TinyLlama-chat's form: a branch per role, eos_token after each message, the generation prompt
+# inside the loop after the last message
+ZEPHYR = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
+          "{{ '<|user|>\\n' + message['content'] + eos_token }}\n"
+          "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + "
+          "eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + "
+          "message['content'] + eos_token }}\n{% endif %}\n"
+          "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n"
+          "{% endfor %}")
+# a default branch and text common to every role
+WITH_ELSE = ("{% for message in messages %}<m>{% if message.role == \"system\" %}[sys] "
+             "{{ message.content }}{% elif message.role == 'user' %}Q: {{ message.content }}"
+             "{% else %}{{ message.role + ': ' + message.content }}{% endif %}</m>\n{% endfor %}"
+             "{% if add_generation_prompt %}A:{% endif %}")
+
+
+@pytest.mark.parametrize("source", [ZEPHYR, WITH_ELSE])
+def test_templates_that_branch_on_the_role_render_as_hugging_face(source):
+    jinja2 = pytest.importorskip("jinja2")
+    template = chat_template_from_jinja(source, eos_token="</s>")
+    messages = [*MESSAGES, {"role": "tool", "content": "42"}]
+    for generation_prompt in (True, False):
+        want = hf_jinja(jinja2).from_string(source).render(
+            messages=messages, add_generation_prompt=generation_prompt, eos_token="</s>")
+        assert template.render(messages, generation_prompt) == want
+    assert ChatTemplate.from_dict(template.to_dict()) == template
+    if source == ZEPHYR:
+        assert template.stop == ("</s>",) and template.generation_prompt == "<|assistant|>\n"
+
+
 def hf_jinja(jinja2):
     """Jinja as transformers renders chat templates."""
     return jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
@@ -103,9 +134,14 @@ def test_multi_line_templates_render_as_hugging_face(source):
     (("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
       "{{ '<|im_start|>system\\nYou are SmolLM<|im_end|>\\n' }}{% endif %}"
       "{{ message['content'] }}{% endfor %}{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"),
-     "statements"),
+     "inside the message loop is not supported"),
     (("{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}"
       "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"), "outside the message loop"),
+    (("{% for message in messages %}{% if message['role'] == 'user' %}{% if x %}"
+      "{{ message['content'] }}{% endif %}{% endif %}{% endfor %}"), "with no other statement"),
+    (("{% for message in messages %}{{ message['content'] }}"
+      "{% if loop.last and add_generation_prompt %}A{% endif %}B{% endfor %}"),
+     "text after the loop.last generation prompt"),
     (("{% for message in messages %}{{ message['content'] }}{% endfor %}  \n"
       "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}"), "outside the message loop"),
     (("{% for message in messages %}{{ message['content'] | trim }}{% endfor %}"
