@@ -375,7 +375,8 @@ def _timed(fn, count: int = 1) -> float:
 SETTLE = 0.3
 # Seconds a timed block lasts at least. The first step after the pause wakes sleeping thread
 # pools and refills caches, which a training run pays once, not every few steps (measured on tiny
-# at 2 threads: ours 74k tokens/s in blocks of 5 steps, 99k in blocks of 30).
+# at 2 threads, three runs each: ours 73-77k tokens/s in blocks of 5 steps, 82-87k in blocks
+# of at least 0.5 s; torch 62-64k and 69-77k).
 MIN_BLOCK = 0.5
 
 
