@@ -153,10 +153,27 @@ class SentencePieceBPE(Tokenizer):
                 not text.startswith(" ") and (self.prepend == "always"
                                               or (self.prepend == "first" and first)))):
             text = " " + text
-        ids = self._encoder.encode_ordinary(text)
+        return self._ids(text)
+
+    def _ids(self, spaced: str) -> list[int]:
+        # the byte-level encoder's ids of text whose ▁ are spaces, leftover leading bytes of a
+        # character back to their byte tokens
+        ids = self._encoder.encode_ordinary(spaced)
         if any(t >= self.vocab_size for t in ids):
             ids = [x for t in ids for x in self._fallback.get(t, (t,))]
         return ids
+
+    def stable_prefix(self, text: str) -> int:
+        """How many leading characters of ``text`` encode the same whatever text follows, the
+        rest then through ``encode_continuation`` (a long document is encoded a block at a
+        time). A ``▁`` put before the text joins its first piece, so the cuts after it are the
+        same with or without one."""
+        return self._encoder.stable_prefix(text.replace(SPACE, " "))
+
+    def encode_continuation(self, text: str) -> list[int]:
+        """Ids of ``text`` where it continues text already encoded (after a ``stable_prefix``
+        cut): nothing is put before it."""
+        return self._ids(text.replace(SPACE, " "))
 
     def encode(self, text: str, allowed_special: str | Iterable[str] = ()) -> list[int]:
         """Ids of ``text``, without a bos token. Special tokens map to their ids only when listed

@@ -299,16 +299,21 @@ def _read_chunks(piece: _Piece) -> Iterator[tuple[str, int]]:
 def _piece_ids(piece: _Piece, tokenizer: Any) -> Iterator[tuple[list[int], int]]:
     """(ids, bytes read) of a piece a chunk at a time, together ``tokenizer.encode`` of its whole
     text: each chunk is cut where the ids cannot depend on what follows (``stable_prefix``) and
-    the rest carried into the next. A tokenizer without ``stable_prefix`` gets the whole text."""
+    the rest carried into the next, encoded after the first through ``encode_continuation``
+    where the tokenizer has one (SentencePiece puts a ``▁`` before a text, not before each
+    block). A tokenizer without ``stable_prefix`` gets the whole text."""
     stable_prefix = getattr(tokenizer, "stable_prefix", lambda text: 0)
+    encode = tokenizer.encode
     carry = ""
     for text, nbytes in _read_chunks(piece):
         carry += text
         cut = stable_prefix(carry)
-        yield (tokenizer.encode(carry[:cut]) if cut else []), nbytes
+        yield (encode(carry[:cut]) if cut else []), nbytes
+        if cut:
+            encode = getattr(tokenizer, "encode_continuation", tokenizer.encode)
         carry = carry[cut:]
     if carry:
-        yield tokenizer.encode(carry), 0
+        yield encode(carry), 0
 
 
 def _separator_id(tokenizer: Any, separator: str | None) -> int | None:

@@ -343,13 +343,33 @@ def bpe_tokenizers():
     from alphagrad.tokenizers import BPETokenizer
 
     code = "def f(x):\n\n    return 'a's \r\n(x)):\n\t€1234\n  \n" * 40
-    return [BPETokenizer.train(code, 300, pattern=p, special_tokens=["<|endoftext|>"])
-            for p in ("gpt4", "gpt2")]
+    byte_level = [BPETokenizer.train(code, 300, pattern=p, special_tokens=["<|endoftext|>"])
+                  for p in ("gpt4", "gpt2")]
+    return byte_level + [sentencepiece(code, prepend, split)
+                         for prepend, split in (("segments", False), ("first", True))]
+
+
+def sentencepiece(text: str, prepend: str, split: bool):
+    """A SentencePiece-style tokenizer of ``text``'s characters and ▁-words (others fall back to
+    bytes)."""
+    from alphagrad.tokenizers import SentencePieceBPE
+
+    vocab = {"<unk>": 0, "</s>": 1, **{f"<0x{b:02X}>": 2 + b for b in range(256)}}
+    for c in sorted(set(text) - {" "}) + ["▁"]:
+        vocab[c] = len(vocab)
+    merges = []
+    for word in sorted(set(text.split())):
+        token = "▁"
+        for c in word:
+            merges.append((token, c))
+            vocab.setdefault(token + c, len(vocab))
+            token += c
+    return SentencePieceBPE(vocab, list(dict.fromkeys(merges)), {"</s>": 1}, prepend, split)
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.text(CUT_SENSITIVE, min_size=200, max_size=400), min_size=2, max_size=2),
-       st.integers(1, 40), st.sampled_from([8, 64]), st.integers(0, 1))
+       st.integers(1, 40), st.sampled_from([8, 64]), st.integers(0, 3))
 def test_prepare_gives_encode_of_each_document_whatever_the_chunks(
         bpe_tokenizers, tmp_path_factory, docs, chunk, margin, which):
     from alphagrad.tokenizers import base
