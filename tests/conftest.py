@@ -40,3 +40,25 @@ def bounded_call():
     """``with bounded_call(): load(crafted)``: a crafted file that makes a loader allocate more
     than its bytes justify (256 MB here, for files of a few kilobytes) or loop fails the test."""
     return _bounded
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_of():
+    """A builder of SentencePiece-style tokenizers (Llama 2's form) for a text: its characters
+    and its words after a ▁ as tokens, merged left to right, <unk> <s> </s> and byte fallback
+    for everything else."""
+    from alphagrad.tokenizers import SentencePieceBPE
+
+    def build(text: str, prepend: str = "segments", split: bool = False,
+              bos_token: str | None = None) -> SentencePieceBPE:
+        specials = {"<unk>": 0, "<s>": 1, "</s>": 2}
+        vocab = {**specials, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
+        for c in sorted(set(text) - {" "}) + ["▁"]:
+            vocab.setdefault(c, len(vocab))
+        merges = {}
+        for word in sorted(set(text.split())):
+            for k in range(1, len(word) + 1):
+                merges[("▁" + word[:k - 1], word[k - 1])] = None
+                vocab.setdefault("▁" + word[:k], len(vocab))
+        return SentencePieceBPE(vocab, list(merges), specials, prepend, split, bos_token=bos_token)
+    return build

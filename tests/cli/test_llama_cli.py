@@ -8,7 +8,7 @@ import pytest
 from cli_support import corpus_text, run_cli, sets
 
 from alphagrad.nn import Llama, LlamaConfig
-from alphagrad.tokenizers import SentencePieceBPE, load
+from alphagrad.tokenizers import load
 from alphagrad.train.sampling import load_model
 
 LLAMA = ("model=llama", "n_kv_head=1", "max_iters=4", "eval_interval=4")
@@ -60,25 +60,10 @@ def test_sample_and_train_from_a_hugging_face_folder(llama_run, data_dir, tmp_pa
     assert "block_size 64 is longer than the model's context 16" in result.stderr
 
 
-def sentencepiece_tokenizer(text: str) -> SentencePieceBPE:
-    """A Llama 2-style tokenizer for ``text``: its characters, ▁-words merged from them, bytes."""
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
-    for c in sorted(set(text) - {" ", "\n"}) + ["▁"]:
-        vocab[c] = len(vocab)
-    merges = []
-    for word in sorted(set(text.split())):
-        token = "▁"
-        for c in word:
-            merges.append((token, c))
-            vocab.setdefault(token + c, len(vocab))
-            token += c
-    merges = list(dict.fromkeys(merges))
-    return SentencePieceBPE(vocab, merges, {"<unk>": 0, "<s>": 1, "</s>": 2}, bos_token="<s>")
-
-
-def test_a_llama_2_style_folder_samples_prepares_fine_tunes_and_exports(tmp_path):
+def test_a_llama_2_style_folder_samples_prepares_fine_tunes_and_exports(
+        tmp_path, sentencepiece_of):
     text = corpus_text()
-    tok = sentencepiece_tokenizer(text)
+    tok = sentencepiece_of(text, bos_token="<s>")
     assert tok.encode("alpha beta") == [tok.vocab["▁alpha"], tok.vocab["▁beta"]]
     folder = tmp_path / "hf"
     Llama(LlamaConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2,

@@ -339,32 +339,14 @@ CUT_SENSITIVE = "):\n \t\r'sdéa1€x"  # runs of these make pieces that a cut a
 
 
 @pytest.fixture(scope="module")
-def bpe_tokenizers():
+def bpe_tokenizers(sentencepiece_of):
     from alphagrad.tokenizers import BPETokenizer
 
     code = "def f(x):\n\n    return 'a's \r\n(x)):\n\t€1234\n  \n" * 40
     byte_level = [BPETokenizer.train(code, 300, pattern=p, special_tokens=["<|endoftext|>"])
                   for p in ("gpt4", "gpt2")]
-    return byte_level + [sentencepiece(code, prepend, split)
+    return byte_level + [sentencepiece_of(code, prepend, split)
                          for prepend, split in (("segments", False), ("first", True))]
-
-
-def sentencepiece(text: str, prepend: str, split: bool):
-    """A SentencePiece-style tokenizer of ``text``'s characters and ▁-words (others fall back to
-    bytes)."""
-    from alphagrad.tokenizers import SentencePieceBPE
-
-    vocab = {"<unk>": 0, "</s>": 1, **{f"<0x{b:02X}>": 2 + b for b in range(256)}}
-    for c in sorted(set(text) - {" "}) + ["▁"]:
-        vocab[c] = len(vocab)
-    merges = []
-    for word in sorted(set(text.split())):
-        token = "▁"
-        for c in word:
-            merges.append((token, c))
-            vocab.setdefault(token + c, len(vocab))
-            token += c
-    return SentencePieceBPE(vocab, list(dict.fromkeys(merges)), {"</s>": 1}, prepend, split)
 
 
 @settings(max_examples=25, deadline=None)
