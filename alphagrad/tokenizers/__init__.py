@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alphagrad.tokenizers import interop
 from alphagrad.tokenizers.base import Tokenizer, check_header, read_json
-from alphagrad.tokenizers.bpe import BPETokenizer
+from alphagrad.tokenizers.bpe import BPETokenizer, with_chat_template
 from alphagrad.tokenizers.chat import PLAIN, ChatTemplate
 from alphagrad.tokenizers.sentencepiece import SentencePieceBPE
 from alphagrad.tokenizers.vocab import CharTokenizer, WordTokenizer
@@ -41,7 +41,7 @@ def load(path: str | os.PathLike) -> Tokenizer:
     or SentencePiece-style BPE with byte fallback)."""
     d = read_json(path)
     if isinstance(d, dict) and "model" in d and "format" not in d:
-        return _huggingface_class(d).from_huggingface(path)
+        return _huggingface_class(d).from_huggingface(path, d)
     try:
         return from_dict(d)
     except ValueError as err:
@@ -52,7 +52,8 @@ def from_pretrained(folder: str | os.PathLike) -> BPETokenizer | SentencePieceBP
     """The tokenizer of a Hugging Face model folder (``tokenizer.json``, with the chat template
     of ``tokenizer_config.json``), of whichever BPE form it is."""
     path = Path(folder) / "tokenizer.json"
-    return _huggingface_class(read_json(path)).from_pretrained(folder)
+    d = read_json(path)
+    return with_chat_template(_huggingface_class(d).from_huggingface(path, d), folder)
 
 
 __all__ = ["PLAIN", "BPETokenizer", "CharTokenizer", "ChatTemplate", "SentencePieceBPE",

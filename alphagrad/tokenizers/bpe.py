@@ -230,25 +230,25 @@ class BPETokenizer(Tokenizer):
         """The tokenizer of a Hugging Face model folder: ``tokenizer.json`` (byte-level BPE),
         with the chat template of ``tokenizer_config.json`` (or ``chat_template.jinja``) when
         it is the plain message-loop form; another template is left out with a warning."""
-        return from_folder(cls, folder)
+        return with_chat_template(cls.from_huggingface(Path(folder) / "tokenizer.json"), folder)
 
     @classmethod
-    def from_huggingface(cls, path: str | os.PathLike) -> BPETokenizer:
-        """Import a byte-level BPE ``tokenizer.json``; ids are kept."""
+    def from_huggingface(cls, path: str | os.PathLike, contents: object = None) -> BPETokenizer:
+        """Import a byte-level BPE ``tokenizer.json`` (``contents``: the file already parsed, if
+        the caller read it); ids are kept."""
         try:
-            pattern, specials, byte_ids, merges = interop.read_huggingface(read_json(path))
+            contents = read_json(path) if contents is None else contents
+            pattern, specials, byte_ids, merges = interop.read_huggingface(contents)
             return cls(merges, pattern, specials, byte_ids)
         except ValueError as err:
             raise _in_file(path, err) from None
 
 
-def from_folder(cls: type, folder: str | os.PathLike) -> Tokenizer:
-    """``cls.from_huggingface`` of a Hugging Face folder's ``tokenizer.json``, with the folder's
-    chat template when it is the plain message-loop form (another is left out, with a warning)."""
-    folder = Path(folder)
-    tokenizer = cls.from_huggingface(folder / "tokenizer.json")
+def with_chat_template(tokenizer: Tokenizer, folder: str | os.PathLike) -> Tokenizer:
+    """``tokenizer`` with the chat template of its Hugging Face ``folder`` when alphagrad reads
+    that form (another is left out, with a warning)."""
     try:
-        tokenizer.chat_template = _chat_template(folder)
+        tokenizer.chat_template = _chat_template(Path(folder))
     except ValueError as err:
         warnings.warn(f"{folder}: {err}; chat requests use the plain template", stacklevel=2)
     return tokenizer

@@ -10,9 +10,10 @@ file and so in every checkpoint), never code:
 
 Each message is ``message`` (or ``roles[role]``, a format of its own for that role) with
 ``{role}`` and ``{content}`` replaced (literally: nothing else in the string is interpreted), in
-order; ``generation_prompt`` follows, and a reply ends at the first ``stop`` string. A tokenizer without a template is served with ``PLAIN``: one
-``role: content`` line per message, then ``assistant: ``, the reply ending where the model
-starts a new ``user:``, ``system:`` or ``assistant:`` line.
+order; ``generation_prompt`` follows, and a reply ends at the first ``stop`` string. A tokenizer
+without a template is served with ``PLAIN``: one ``role: content`` line per message, then
+``assistant: ``, the reply ending where the model starts a new ``user:``, ``system:`` or
+``assistant:`` line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class ChatTemplate:
     message: str = "{role}: {content}\n"
     generation_prompt: str = "assistant: "
     stop: tuple[str, ...] = field(default=("\nuser:", "\nsystem:", "\nassistant:"))
-    roles: Mapping[str, str] = field(default_factory=dict)
+    roles: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         texts = (self.message, self.generation_prompt)

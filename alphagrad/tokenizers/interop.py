@@ -87,6 +87,13 @@ def _to_unicode(b: bytes) -> str:
     return "".join(table[x] for x in b)
 
 
+def _header(special_tokens: dict[str, int]) -> dict:
+    """The opening fields of a ``tokenizer.json``, its special tokens as added tokens."""
+    added = [{"id": t, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for s, t in special_tokens.items()]
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added}
+
+
 def huggingface_dict(vocab: dict[int, bytes], merges: list[tuple[int, int, int]], pattern: str,
                      is_gpt2: bool, special_tokens: dict[str, int]) -> dict:
     special = set(special_tokens.values())
@@ -99,10 +106,8 @@ def huggingface_dict(vocab: dict[int, bytes], merges: list[tuple[int, int, int]]
             {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated",
              "invert": False},
             {**byte_level, "use_regex": False}]}
-    added = [{"id": t, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for s, t in special_tokens.items()]
     return {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        **_header(special_tokens),
         "normalizer": None, "pre_tokenizer": pre_tokenizer, "post_processor": None,
         "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
                     "use_regex": False},
@@ -130,19 +135,13 @@ def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tu
 
     A foreign file is a bad value, not a programming error: ValueError, like other damage.
     """
-    model = d.get("model") if isinstance(d, dict) else None
-    is_bpe = isinstance(model, dict) and model.get("type") == "BPE"
-    if not is_bpe:
-        raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
+    model = _bpe_model(d)
     if model.get("byte_fallback") or d.get("normalizer") is not None:
         raise ValueError("this is a SentencePiece-style BPE (byte_fallback or a normalizer, as "
                          "Llama 2's and TinyLlama's), not byte-level: open it with "
                          "SentencePieceBPE or alphagrad.tokenizers.load")
     pattern = _hf_pattern(d.get("pre_tokenizer"))
-    vocab, merges = model.get("vocab"), model.get("merges")
-    well_formed = isinstance(vocab, dict) and isinstance(merges, list)
-    if not well_formed:
-        raise ValueError("model.vocab must be an object and model.merges a list")
+    vocab, merges = _vocab_and_merges(model)
     char_to_byte = {c: b for b, c in byte_to_unicode().items()}
     try:
         byte_ids = [vocab[byte_to_unicode()[b]] for b in range(256)]
@@ -162,6 +161,24 @@ def read_huggingface(d: object) -> tuple[str, dict[str, int], list[int], list[tu
     if any(c not in char_to_byte for token in vocab for c in token):
         raise ValueError("vocabulary has tokens outside the byte-level alphabet")
     return pattern, _added_tokens(d.get("added_tokens") or []), byte_ids, out
+
+
+def _bpe_model(d: object) -> dict:
+    """The ``model`` of a ``tokenizer.json``, which must be a BPE. A foreign file is a bad value,
+    not a programming error: ValueError, like other damage."""
+    model = d.get("model") if isinstance(d, dict) else None
+    is_bpe = isinstance(model, dict) and model.get("type") == "BPE"
+    if not is_bpe:
+        raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
+    return model
+
+
+def _vocab_and_merges(model: dict) -> tuple[dict, list]:
+    vocab, merges = model.get("vocab"), model.get("merges")
+    well_formed = isinstance(vocab, dict) and isinstance(merges, list)
+    if not well_formed:
+        raise ValueError("model.vocab must be an object and model.merges a list")
+    return vocab, merges
 
 
 def _added_tokens(added: object) -> dict[str, object]:
@@ -212,8 +229,6 @@ def _hf_pattern(pre: object) -> str:
     raise ValueError("pre_tokenizer does not split text (ByteLevel use_regex=false, no Split)")
 
 
-
-
 # ----------------------------------------------------------------------------- SentencePiece BPE
 _SP_SPACE = "▁"
 
@@ -245,19 +260,14 @@ def read_sentencepiece(d: object) -> dict:
     """The ``SentencePieceBPE`` arguments of a SentencePiece-style BPE ``tokenizer.json``: Llama
     2's form (a normalizer that prepends ``▁`` and turns spaces into ``▁``) or the Metaspace
     pre-tokenizer's; anything else is refused by name."""
-    model = d.get("model") if isinstance(d, dict) else None
-    if not (isinstance(model, dict) and model.get("type") == "BPE"):
-        raise ValueError("not a Hugging Face BPE tokenizer.json (model.type must be 'BPE')")
+    model = _bpe_model(d)
     if not model.get("byte_fallback"):
         raise ValueError("a SentencePiece-style BPE without byte_fallback (unknown characters "
                          "become <unk>) is not supported")
     for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
         if model.get(key):
             raise ValueError(f"model.{key} = {model[key]!r:.40} is not supported")
-    vocab, merges = model.get("vocab"), model.get("merges")
-    well_formed = isinstance(vocab, dict) and isinstance(merges, list)
-    if not well_formed:  # a foreign file: ValueError, like other damage
-        raise ValueError("model.vocab must be an object and model.merges a list")
+    vocab, merges = _vocab_and_merges(model)
     normalizers = _steps(d.get("normalizer"), "normalizers")
     pre = d.get("pre_tokenizer")
     if normalizers:
@@ -318,10 +328,8 @@ def sentencepiece_dict(vocab: dict[str, int], merges: list[tuple[str, str]],
                          {"Sequence": {"id": "B", "type_id": 1}}],
                 "special_tokens": {bos_token: {"id": bos_token, "ids": [special_tokens[bos_token]],
                                                "tokens": [bos_token]}}}
-    added = [{"id": t, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for s, t in special_tokens.items()]
     return {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        **_header(special_tokens),
         "normalizer": normalizer if prepend == "segments" else None,
         "pre_tokenizer": (metaspace if split else None) if prepend == "segments" else metaspace,
         "post_processor": post, "decoder": {"type": "Sequence", "decoders": decoders},

@@ -40,10 +40,8 @@ def _pieces(source: str) -> list[tuple[str, str]]:
     pos, after, line_start = 0, "", True  # after: how the previous tag ended
     for m in _TAG.finditer(source):
         text, opening, closing = source[pos:m.start()], m.group(1), m.group(3)
-        if after == "-":
-            text = text.lstrip()
-        elif after == "block" and text.startswith("\n"):
-            text, line_start = text[1:], True
+        text, newline_dropped = _after_tag(text, after)
+        line_start = line_start or newline_dropped
         if opening.endswith("-"):
             text = text.rstrip()
         elif not opening.startswith("{{") and not opening.endswith("+"):
@@ -57,12 +55,20 @@ def _pieces(source: str) -> list[tuple[str, str]]:
         after = "-" if closing.startswith("-") else \
             "block" if not closing.endswith("}}") and not closing.startswith("+") else ""
         pos, line_start = m.end(), False
-    tail = source[pos:]
-    tail = tail.lstrip() if after == "-" else \
-        tail[1:] if after == "block" and tail.startswith("\n") else tail
+    tail, _ = _after_tag(source[pos:], after)
     if tail:
         pieces.append(("text", tail))
     return pieces
+
+
+def _after_tag(text: str, after: str) -> tuple[str, bool]:
+    """``text`` as it follows a tag that ended as ``after`` (``"-"``: all whitespace trimmed;
+    ``"block"``: one newline dropped; ``""``: as it is), and whether a newline was dropped."""
+    if after == "-":
+        return text.lstrip(), False
+    if after == "block" and text.startswith("\n"):
+        return text[1:], True
+    return text, False
 
 
 def _expression(expr: str, eos_token: str | None) -> str:

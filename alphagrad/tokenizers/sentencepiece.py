@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from alphagrad._atomic import atomic_write_bytes
 from alphagrad.tokenizers import interop
@@ -35,8 +36,8 @@ from alphagrad.tokenizers.bpe import (
     BPETokenizer,
     _in_file,
     _special_tokens,
-    from_folder,
     to_folder,
+    with_chat_template,
 )
 
 SPACE = "▁"
@@ -83,8 +84,6 @@ class SentencePieceBPE(Tokenizer):
         if bos_token is not None and bos_token not in self.special_tokens:
             raise ValueError(f"bos_token {bos_token!r} is not a special token")
         self.vocab_size = max([*self.vocab.values(), *self.special_tokens.values()]) + 1
-        self._text = {i: t for t, i in self.vocab.items()}
-        self._text.update({i: s for s, i in self.special_tokens.items()})
         self._build_encoder()
 
     def _build_encoder(self) -> None:
@@ -138,9 +137,8 @@ class SentencePieceBPE(Tokenizer):
         self._fallback = {t: [byte_token[x] for x in self._encoder.token_bytes(t)]
                           for t in partial.values()}
         self._bytes = {i: bytes([int(t[3:5], 16)]) if i in bytes_tokens else _to_bytes(t)
-                       for i, t in self._text.items()}
-        for s, i in self.special_tokens.items():
-            self._bytes[i] = s.encode()
+                       for t, i in self.vocab.items()}
+        self._bytes.update({i: s.encode() for s, i in self.special_tokens.items()})
 
     # ------------------------------------------------------------------------- encoding
     def encode_ordinary(self, text: str) -> list[int]:
@@ -221,10 +219,13 @@ class SentencePieceBPE(Tokenizer):
         return tokenizer._with_extras(d)
 
     @classmethod
-    def from_huggingface(cls, path: str | os.PathLike) -> SentencePieceBPE:
-        """Import a SentencePiece-style BPE ``tokenizer.json``; ids are kept."""
+    def from_huggingface(cls, path: str | os.PathLike, contents: object = None
+                         ) -> SentencePieceBPE:
+        """Import a SentencePiece-style BPE ``tokenizer.json`` (``contents``: the file already
+        parsed, if the caller read it); ids are kept."""
         try:
-            return cls(**interop.read_sentencepiece(read_json(path)))
+            contents = read_json(path) if contents is None else contents
+            return cls(**interop.read_sentencepiece(contents))
         except ValueError as err:
             raise _in_file(path, err) from None
 
@@ -232,7 +233,7 @@ class SentencePieceBPE(Tokenizer):
     def from_pretrained(cls, folder: str | os.PathLike) -> SentencePieceBPE:
         """The tokenizer of a Hugging Face model folder, with its chat template as
         ``BPETokenizer.from_pretrained`` reads it."""
-        return from_folder(cls, folder)
+        return with_chat_template(cls.from_huggingface(Path(folder) / "tokenizer.json"), folder)
 
     def save_huggingface(self, path: str | os.PathLike) -> None:
         """A ``tokenizer.json`` that Hugging Face ``tokenizers`` loads and encodes identically."""

@@ -303,14 +303,15 @@ def _piece_ids(piece: _Piece, tokenizer: Any) -> Iterator[tuple[list[int], int]]
     where the tokenizer has one (SentencePiece puts a ``▁`` before a text, not before each
     block). A tokenizer without ``stable_prefix`` gets the whole text."""
     stable_prefix = getattr(tokenizer, "stable_prefix", lambda text: 0)
-    encode = tokenizer.encode
+    encode, continuation = tokenizer.encode, getattr(tokenizer, "encode_continuation",
+                                                     tokenizer.encode)
     carry = ""
     for text, nbytes in _read_chunks(piece):
         carry += text
         cut = stable_prefix(carry)
         yield (encode(carry[:cut]) if cut else []), nbytes
         if cut:
-            encode = getattr(tokenizer, "encode_continuation", tokenizer.encode)
+            encode = continuation
         carry = carry[cut:]
     if carry:
         yield encode(carry), 0

@@ -37,19 +37,18 @@ def test_special_tokens_of_the_template_are_encoded_as_their_ids(tmp_path):
     assert served.encode("<|im_end|>") == list(b"<|im_end|>")
 
 
-def test_logprob_token_texts_keep_their_leading_spaces():
+def test_logprob_token_texts_keep_their_leading_spaces(sentencepiece_of):
     """A reply's per-token texts (logprobs) join into the reply: a SentencePiece token keeps the
     space that decoding it alone drops, as Hugging Face does; byte-level tokens are unchanged."""
     from alphagrad.serve.registry import ServedModel
-    from alphagrad.tokenizers import BPETokenizer, SentencePieceBPE
+    from alphagrad.tokenizers import BPETokenizer
 
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)},
-             "▁": 259, "a": 260, "b": 261, "▁a": 262, "▁ab": 263}
-    sp = SentencePieceBPE(vocab, [("▁", "a"), ("▁a", "b")], {"<s>": 1, "</s>": 2})
+    sp = sentencepiece_of("ab")  # tokens ▁ab, ▁a, ▁, a, b and bytes
     served = ServedModel("m", "llama", None, sp, None, "", 0)
     ids = sp.encode("ab ab b")
+    assert ids == [sp.vocab[t] for t in ("▁ab", "▁ab", "▁", "b")]
     assert [served.token_text(t) for t in ids] == [" ab", " ab", " ", "b"]
-    assert sp.decode([263]) == "ab"  # alone, as Hugging Face decodes it
+    assert sp.decode([sp.vocab["▁ab"]]) == "ab"  # alone, as Hugging Face decodes it
     bpe = BPETokenizer.train("the cat sat on the mat " * 20, vocab_size=270, pattern="gpt2")
     served = ServedModel("m", "gpt", None, bpe, None, "", 0)
     assert all(served.token_text(t) == bpe.decode([t]) for t in range(bpe.vocab_size))

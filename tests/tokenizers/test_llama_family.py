@@ -23,6 +23,17 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
             {"role": "assistant", "content": "4"}, {"role": "user", "content": "Why {so}?"}]
 
 
+def assert_renders_as_hugging_face(template, source: str, messages: list, **variables) -> None:
+    """``template`` renders ``messages`` as jinja2 renders ``source`` with transformers' settings
+    (trim_blocks, lstrip_blocks), with and without the generation prompt."""
+    jinja2 = pytest.importorskip("jinja2")
+    reference = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+    for generation_prompt in (True, False):
+        want = reference.render(messages=messages, add_generation_prompt=generation_prompt,
+                                **variables)
+        assert template.render(messages, generation_prompt) == want
+
+
 def smollm_like(folder, individual_digits: bool = True):
     """A tokenizer built as SmolLM's: Digits, then ByteLevel with GPT-2's regex."""
     rng = np.random.default_rng(0)
@@ -57,16 +68,13 @@ def test_digits_then_byte_level_encodes_as_hugging_face(tmp_path, individual_dig
 
 
 def test_chat_template_from_tokenizer_config_renders_as_jinja(tmp_path):
-    jinja2 = pytest.importorskip("jinja2")
+    pytest.importorskip("jinja2")
     smollm_like(tmp_path)
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(
         {"chat_template": CHATML, "eos_token": "<|im_end|>"}))
     template = BPETokenizer.from_pretrained(tmp_path).chat_template
     assert template.stop == ("<|im_end|>",)
-    for generation_prompt in (True, False):
-        want = hf_jinja(jinja2).from_string(CHATML).render(
-            messages=MESSAGES, add_generation_prompt=generation_prompt)
-        assert template.render(MESSAGES, generation_prompt) == want
+    assert_renders_as_hugging_face(template, CHATML, MESSAGES)
 
 
 # The same loop written over several lines: whitespace control, attribute access, comments,
@@ -103,31 +111,17 @@ WITH_ELSE = ("{% for message in messages %}<m>{% if message.role == \"system\" %
 
 @pytest.mark.parametrize("source", [ZEPHYR, WITH_ELSE])
 def test_templates_that_branch_on_the_role_render_as_hugging_face(source):
-    jinja2 = pytest.importorskip("jinja2")
     template = chat_template_from_jinja(source, eos_token="</s>")
     messages = [*MESSAGES, {"role": "tool", "content": "42"}]
-    for generation_prompt in (True, False):
-        want = hf_jinja(jinja2).from_string(source).render(
-            messages=messages, add_generation_prompt=generation_prompt, eos_token="</s>")
-        assert template.render(messages, generation_prompt) == want
+    assert_renders_as_hugging_face(template, source, messages, eos_token="</s>")
     assert ChatTemplate.from_dict(template.to_dict()) == template
     if source == ZEPHYR:
         assert template.stop == ("</s>",) and template.generation_prompt == "<|assistant|>\n"
 
 
-def hf_jinja(jinja2):
-    """Jinja as transformers renders chat templates."""
-    return jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-
-
 @pytest.mark.parametrize("source", MULTI_LINE)
 def test_multi_line_templates_render_as_hugging_face(source):
-    jinja2 = pytest.importorskip("jinja2")
-    template = chat_template_from_jinja(source)
-    for generation_prompt in (True, False):
-        want = hf_jinja(jinja2).from_string(source).render(
-            messages=MESSAGES, add_generation_prompt=generation_prompt)
-        assert template.render(MESSAGES, generation_prompt) == want
+    assert_renders_as_hugging_face(chat_template_from_jinja(source), source, MESSAGES)
 
 
 @pytest.mark.parametrize("source, message", [
