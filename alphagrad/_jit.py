@@ -9,16 +9,9 @@ branch that stops LLVM from vectorising the loop around it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numba
-
-# OpenMP worker threads spin after each parallel kernel and starve the BLAS threads of the
-# matmul that follows (measured: a GPT step several times slower on 2 cores). The workqueue
-# layer's workers sleep instead. A user's NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 

@@ -1,87 +1,88 @@
-"""One thread count for both Numba kernels and the BLAS library behind NumPy's matmul.
+"""One thread count for both Numba kernels and the GEMMs of NumPy's BLAS, and the pool they run on.
 
-The two never nest: BLAS is called from Python between kernels, never inside a
-``prange`` loop, so each may use every thread it is given.
+Where it can, alphagrad runs every GEMM on the kernels' own thread pool (Numba's OpenMP layer):
+``kernels.matmul`` hands each thread a piece of the product for BLAS to compute on that thread,
+and BLAS's own pool stays asleep. A pool's workers spin for a while after each parallel loop, so
+that the next one starts at once; with two pools, the spinning workers of one took a core from
+the other (measured on 2 cores: a char-sized step no faster with its kernels on two threads than
+on one). Without the OpenMP runtime (libgomp) or a BLAS whose GEMM can be called directly, the
+kernels run on Numba's workqueue layer, whose idle workers sleep, and BLAS on its own threads.
 
-Both split a parallel loop into one fixed share per thread and wait for the last share. When
+A parallel loop splits into one fixed share per thread and waits for the last share. When
 another process keeps a core busy, the thread that shares a core with it runs only when the
 scheduler gives it a time slice (milliseconds), and every kernel and GEMM of a step waits for
 it: measured on 2 cores with one busy-looping process, a char-sized training step ran 13x
 slower at 2 threads than at 1. So unless ``set_num_threads`` fixes a count, ``step_done()``
 (called once per training step, at the end of ``backward``) looks at how many cores other
 processes kept busy over the last half second and uses only the cores left free (at least one).
+
+GNU OpenMP cannot run a parallel loop in a process forked from one that has used it (Numba
+stops such a child), so a forked child runs everything on one thread, as the serial kernels.
 """
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numba
-import numpy as np
 
-_SETTERS = (
-    "scipy_openblas_set_num_threads64_",
-    "scipy_openblas_set_num_threads",
-    "openblas_set_num_threads64_",
-    "openblas_set_num_threads",
-    "MKL_Set_Num_Threads",
-)
+from alphagrad.tensor.blas import BLAS
 
 
-def _blas_candidates() -> list[str]:
-    paths = []
+def _omp_available() -> bool:
     try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                name = os.path.basename(path).lower()
-                if ("blas" in name or "mkl_rt" in name) and path not in paths:
-                    paths.append(path)
-    except OSError:
-        pass
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    paths += [p for p in glob.glob(os.path.join(libs, "*blas*")) if p not in paths]
-    return paths
+        import numba.np.ufunc.omppool  # noqa: F401  (loads only with the GNU OpenMP runtime)
+    except ImportError:
+        return False
+    return True
 
 
-def _find_blas_setter():
-    for path in _blas_candidates():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _SETTERS:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes = [ctypes.c_int]
-                fn.restype = None
-                return fn
-    return None
-
-
-_blas_setter = None
-_blas_searched = False
+# A user's NUMBA_THREADING_LAYER wins; then GEMMs share the kernels' pool only if it is OpenMP.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "omp" if BLAS.sgemm and _omp_available() else "workqueue"
+_ONE_POOL = bool(BLAS.sgemm) and numba.config.THREADING_LAYER == "omp"
 _num_threads: int | None = None  # the count in force once anything set one
 _fixed = False  # True once set_num_threads chose a count: no adapting to the machine's load
 
 
+def one_pool() -> bool:
+    """Whether GEMMs run on the kernels' thread pool (through ``kernels.matmul``)."""
+    return _ONE_POOL
+
+
+_most = numba.config.NUMBA_NUM_THREADS  # the most threads any setting gives; 1 in a forked child
+
+
 def _use(n: int) -> None:
-    global _blas_setter, _blas_searched, _num_threads
+    global _num_threads
+    n = min(n, _most)
     numba.set_num_threads(n)
-    if not _blas_searched:
-        _blas_setter, _blas_searched = _find_blas_setter(), True
-    if _blas_setter is not None:
-        _blas_setter(n)
+    if BLAS.set_num_threads is not None:
+        BLAS.set_num_threads(1 if _ONE_POOL else n)
     _num_threads = n
 
 
+def _after_fork_in_child() -> None:
+    global _most
+    _most = 1
+    _use(1)
+
+
+if numba.config.THREADING_LAYER == "omp":
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+if _ONE_POOL and BLAS.set_num_threads is not None:
+    BLAS.set_num_threads(1)  # from the start: a GEMM piece must not wake BLAS's own pool
+
+
 def set_num_threads(n: int | None) -> None:
-    """Use ``n`` threads in Numba kernels and in BLAS (matmul).
+    """Use ``n`` threads in Numba kernels and in matrix products.
+
+    Where GEMMs run on the kernels' pool (see the module docstring), BLAS itself is kept to one
+    thread, so NumPy's own ``@`` outside alphagrad runs on one thread; ``kernels.matmul`` is the
+    threaded product.
 
     ``None`` restores the default: all cores, fewer while other processes keep some busy
     (re-measured every half second of training).
@@ -103,6 +104,19 @@ def get_num_threads() -> int:
     """The thread count in force (all cores unless ``set_num_threads`` said otherwise, or
     other processes keep cores busy)."""
     return _num_threads if _num_threads is not None else numba.get_num_threads()
+
+
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """BLAS's own pool set to ``n`` threads inside the block, so that NumPy's ``@`` runs as it
+    would without alphagrad (to measure NumPy's GEMM peak); as alphagrad sets it afterwards."""
+    if BLAS.set_num_threads is not None:
+        BLAS.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if BLAS.set_num_threads is not None:
+            BLAS.set_num_threads(1 if _ONE_POOL else get_num_threads())
 
 
 SERIAL_ROWS = 32  # a forward over fewer rows than this (a decoding step) runs on one thread

@@ -1,4 +1,4 @@
-"""Matrix products through BLAS (NumPy's ``@``)."""
+"""Matrix products through BLAS, on alphagrad's threads (``kernels.matmul``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(..., K) @ (K, N) as one GEMM. NumPy runs a stacked matmul as one GEMM per batch entry
     (and a weight gradient as a batch of GEMMs summed afterwards), 1.5-1.7x slower at GPT shapes
     like (12, 64, 128) @ (128, 384)."""
-    return (_rows(x) @ w).reshape(x.shape[:-1] + (w.shape[1],))
+    return kernels.matmul(_rows(x), w).reshape(x.shape[:-1] + (w.shape[1],))
 
 
 class MatMul(Function):
@@ -31,14 +31,14 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.a, ctx.b = a, b
-        return _rows_matmul(a, b) if a.ndim > 2 and b.ndim == 2 else np.matmul(a, b)
+        return _rows_matmul(a, b) if a.ndim > 2 and b.ndim == 2 else kernels.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.a, ctx.b
         if a.ndim > 2 and b.ndim == 2:
             da = _rows_matmul(grad, b.T) if ctx.needs_grad(0) else None
-            db = _rows(a).T @ _rows(grad) if ctx.needs_grad(1) else None
+            db = kernels.matmul(_rows(a).T, _rows(grad)) if ctx.needs_grad(1) else None
             return da, db
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
@@ -48,10 +48,10 @@ class MatMul(Function):
             grad = np.expand_dims(grad, -2)
         da = db = None
         if ctx.needs_grad(0):
-            da = grad @ _swap(b2)
+            da = kernels.matmul(grad, _swap(b2))
             da = da.reshape(da.shape[:-2] + (da.shape[-1],)) if a.ndim == 1 else da
         if ctx.needs_grad(1):
-            db = _swap(a2) @ grad
+            db = kernels.matmul(_swap(a2), grad)
             db = db[..., 0] if b.ndim == 1 else db
         return da, db
 
@@ -103,7 +103,7 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.nd
 def _linear_grads(ctx, grad: np.ndarray) -> tuple:
     """(dx, dweight) of ``x @ weight.T`` given the output's gradient (..., out)."""
     dx = _rows_matmul(grad, ctx.weight) if ctx.needs_grad(0) else None
-    dweight = _rows(grad).T @ _rows(ctx.x) if ctx.needs_grad(1) else None
+    dweight = kernels.matmul(_rows(grad).T, _rows(ctx.x)) if ctx.needs_grad(1) else None
     return dx, dweight
 
 

@@ -9,7 +9,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, rows, same_shape
-from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin, use_parallel
 from alphagrad.tensor.threads import get_num_threads
 
 
@@ -76,7 +76,7 @@ def rmsnorm_forward(x: np.ndarray, weight: np.ndarray | None,
     weight = _per_channel(op, weight, x)
     out = np.empty_like(x)
     rstd = np.empty(x.shape[:-1], x.dtype)
-    run = _rmsnorm_forward if x.size >= PARALLEL_MIN_SIZE else _rmsnorm_forward_serial
+    run = _rmsnorm_forward if use_parallel(x.size, PARALLEL_MIN_SIZE) else _rmsnorm_forward_serial
     run(x2, weight, x.dtype.type(eps), out.reshape(x2.shape), rstd.reshape(-1))
     return out, rstd
 
@@ -93,7 +93,7 @@ def rmsnorm_backward(dout: np.ndarray, x: np.ndarray, weight: np.ndarray | None,
     weight = _per_channel(op, weight, x)
     rstd = float_array(op, "rstd", rstd, x.dtype)
     same_shape(op, "rstd", rstd, x.shape[:-1])
-    parallel = x.size >= PARALLEL_MIN_SIZE
+    parallel = use_parallel(x.size, PARALLEL_MIN_SIZE)
     parts = max(1, min(x2.shape[0], get_num_threads())) if parallel else 1
     dweight_parts = np.zeros((parts, x2.shape[1]), x.dtype) if weight is not None else None
     dx = np.empty_like(x)

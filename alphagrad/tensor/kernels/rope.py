@@ -14,7 +14,7 @@ from numba import prange
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, same_shape
-from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin
+from alphagrad.tensor.kernels._serial import PARALLEL_MIN_SIZE, serial_twin, use_parallel
 
 
 @kernel(parallel=True)
@@ -63,7 +63,7 @@ def _run(op: str, x: np.ndarray, cos: np.ndarray, sin: np.ndarray, sign: int, he
     if not 0 <= heads <= x.shape[2]:
         raise ValueError(f"{op}: heads={heads} is not in 0..{x.shape[2]} (x has shape {x.shape})")
     out = output(op, out, x.shape, x.dtype)
-    run = _rotate if x.size >= PARALLEL_MIN_SIZE else _rotate_serial
+    run = _rotate if use_parallel(x.size, PARALLEL_MIN_SIZE) else _rotate_serial
     run(x, cos, sin, x.dtype.type(sign), heads, out)
     return out
 

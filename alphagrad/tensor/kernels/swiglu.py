@@ -14,7 +14,7 @@ from numba import prange
 from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array, output, rows, same_shape
 from alphagrad.tensor.kernels._exp import fast_exp
-from alphagrad.tensor.kernels._serial import serial_twin
+from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
 # about a dozen flops per element: like GELU, two threads pay off early
 PARALLEL_MIN_SIZE = 1 << 15
@@ -66,7 +66,7 @@ _SERIAL = {k: serial_twin(k) for k in (_silu_forward, _silu_backward, _swiglu_fo
 
 
 def _pick(parallel_kernel, size: int):
-    return parallel_kernel if size >= PARALLEL_MIN_SIZE else _SERIAL[parallel_kernel]
+    return parallel_kernel if use_parallel(size, PARALLEL_MIN_SIZE) else _SERIAL[parallel_kernel]
 
 
 def silu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""``kernels.matmul``: GEMMs cut into pieces for the kernels' threads, against NumPy in float64."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor.kernels import gemm, matmul
+
+
+@pytest.fixture(params=["serial", "parallel-allthreads"])
+def threads(request, monkeypatch):
+    """Every product is cut into pieces when parallel (the size threshold set to zero). Set once
+    for all of a hypothesis test's examples, which is what it is for."""
+    before = get_num_threads()
+    if request.param == "serial":
+        set_num_threads(1)
+    else:
+        monkeypatch.setattr(gemm, "PARALLEL_MIN_WORK", 0)
+        set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    yield
+    set_num_threads(before)
+
+
+LAYOUTS = ["contiguous", "transposed", "strided rows", "reversed rows"]
+
+
+def laid_out(x: np.ndarray, layout: str) -> np.ndarray:
+    """``x`` (same values) in a memory layout that BLAS takes directly, or (reversed) one that it
+    does not."""
+    if layout == "transposed":  # column-major last two axes
+        return np.swapaxes(np.swapaxes(x, -1, -2).copy(), -1, -2)
+    if layout == "strided rows":  # every other row of a twice-as-tall array
+        wide = np.zeros(x.shape[:-2] + (2 * x.shape[-2], x.shape[-1]), x.dtype)
+        wide[..., ::2, :] = x
+        return wide[..., ::2, :]
+    if layout == "reversed rows":
+        return np.flip(np.flip(x, -2).copy(), -2)
+    return x
+
+
+@st.composite
+def operands(draw):
+    m, k, n = (draw(st.integers(1, 40)) for _ in range(3))
+    batch = draw(st.sampled_from([((), ()), ((3,), ()), ((), (2,)), ((4,), (4,)), ((1,), (3,)),
+                                  ((2, 1), (3,)), ((2, 3), (2, 3))]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    layouts = (draw(st.sampled_from(LAYOUTS)), draw(st.sampled_from(LAYOUTS)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    a = rng.standard_normal(batch[0] + (m, k)).astype(dtype)
+    b = rng.standard_normal(batch[1] + (k, n)).astype(dtype)
+    return laid_out(a, layouts[0]), laid_out(b, layouts[1])
+
+
+@given(operands())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_matmul_matches_numpy_in_float64(threads, pair):
+    a, b = pair
+    out = matmul(a, b)
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert out.shape == expected.shape and out.dtype == a.dtype
+    tol = 1e-4 if a.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))
+
+
+def test_large_products_are_cut_at_the_default_threshold():
+    """A GPT-sized product and its weight gradient (a transposed operand), at the default size
+    threshold, on every thread."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1024, 192)).astype(np.float32)
+    w = rng.standard_normal((192, 768)).astype(np.float32)
+    g = rng.standard_normal((1024, 768)).astype(np.float32)
+    for a, b in ((x, w), (x.T, g), (g, w.T)):
+        np.testing.assert_allclose(matmul(a, b), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_other_operands_are_numpys_matmul():
+    a = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(matmul(a, np.arange(3.0)), a @ np.arange(3.0))  # 1-D
+    ints = np.arange(6).reshape(2, 3)
+    assert matmul(ints, ints.T).dtype == (ints @ ints.T).dtype  # not float: NumPy's rules
+    with pytest.raises(ValueError):
+        matmul(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32))
+
+
+def test_a_forked_child_trains_on_one_thread():
+    """GNU OpenMP cannot run a parallel loop in a child forked after the parent used it (the
+    child would be stopped); alphagrad's child runs its kernels and products on one thread and
+    gets the parent's answer."""
+    script = textwrap.dedent("""
+        import os
+        import numpy as np
+        import alphagrad as ag
+        from alphagrad import nn
+
+        def step():
+            ag.manual_seed(0)
+            config = nn.GPTConfig(block_size=32, vocab_size=50, n_layer=1, n_head=2, n_embd=64)
+            model = nn.GPT(config)
+            idx = np.random.default_rng(0).integers(0, 50, (16, 32))
+            _, loss = model(idx, idx)
+            loss.backward()
+            return loss.item(), model.lm_head.weight.grad.numpy().copy()
+
+        ag.set_num_threads(2)
+        parent = step()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            loss, grad = step()
+            same = loss == parent[0] and np.allclose(grad, parent[1], rtol=1e-5, atol=1e-6)
+            os.write(write, b"same" if same and ag.get_num_threads() == 1 else b"differs")
+            os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        print(os.read(read, 16).decode() or "nothing", status)
+    """)
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["same", "0"], result.stdout + result.stderr
