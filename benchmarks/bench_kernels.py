@@ -20,10 +20,10 @@ the kernels and lands on whichever side is unlucky. So, unless ``--malloc-defaul
 process keeps freed memory for reuse (``mallopt``: mmap and trim thresholds at 1 GiB), the same
 for every side, as the usual jemalloc/tcmalloc advice for PyTorch on CPU does.
 
-Idle threads sleep on both sides: our kernels run on Numba's workqueue pool, whose workers sleep
-between kernels, and PyTorch's OpenMP pool gets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable
-is already set. (With OpenMP's default, torch's idle workers spin after every op and take the
-cores from whatever runs next, the other side's kernels included.)
+Idle threads sleep on both sides: both OpenMP pools (ours, under Numba, and PyTorch's) get
+``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set, before either library loads its
+OpenMP runtime. (With OpenMP's default, idle workers spin after every op and take the cores from
+whatever runs next, the other side's kernels included.)
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import os
 import statistics
 import time
 from functools import partial
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when an OpenMP runtime loads
 
 import numpy as np
 
@@ -331,7 +333,6 @@ def main() -> None:
     args = parser.parse_args()
     kept = not args.malloc_default and keep_freed_memory()
     set_num_threads(args.threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch starts OpenMP
     try:
         import torch
         torch.set_num_threads(args.threads)

@@ -22,6 +22,7 @@ stops such a child), so a forked child runs everything on one thread, as the ser
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Iterator
@@ -44,6 +45,18 @@ def _omp_available() -> bool:
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "omp" if BLAS.sgemm and _omp_available() else "workqueue"
 _ONE_POOL = bool(BLAS.sgemm) and numba.config.THREADING_LAYER == "omp"
+# Numba's OpenMP layer allows nested parallel regions. Another library that runs on the same
+# runtime (PyTorch binds to it when imported after alphagrad) then opens a nested team inside each
+# of its parallel loops: measured, torch's causal attention forward+backward 200-300x slower.
+# alphagrad's kernels never nest, so one active level is kept, set again whenever threads are.
+def _gnu_openmp() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libgomp.so.1") if numba.config.THREADING_LAYER == "omp" else None
+    except OSError:
+        return None
+
+
+_GOMP = _gnu_openmp()
 _num_threads: int | None = None  # the count in force once anything set one
 _fixed = False  # True once set_num_threads chose a count: no adapting to the machine's load
 
@@ -59,7 +72,9 @@ _most = numba.config.NUMBA_NUM_THREADS  # the most threads any setting gives; 1 
 def _use(n: int) -> None:
     global _num_threads
     n = min(n, _most)
-    numba.set_num_threads(n)
+    numba.set_num_threads(n)  # the first call starts Numba's threads
+    if _GOMP is not None:
+        _GOMP.omp_set_max_active_levels(1)
     if BLAS.set_num_threads is not None:
         BLAS.set_num_threads(1 if _ONE_POOL else n)
     _num_threads = n
@@ -103,7 +118,9 @@ def set_num_threads(n: int | None) -> None:
 def get_num_threads() -> int:
     """The thread count in force (all cores unless ``set_num_threads`` said otherwise, or
     other processes keep cores busy)."""
-    return _num_threads if _num_threads is not None else numba.get_num_threads()
+    if _num_threads is None:  # first asked for by a kernel: start the threads as _use does
+        _use(_most)
+    return _num_threads
 
 
 @contextmanager

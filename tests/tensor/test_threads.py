@@ -1,5 +1,6 @@
 """The thread count: fixed by set_num_threads, or fitted to the cores other processes leave."""
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -74,3 +75,15 @@ def test_a_forward_over_few_rows_runs_on_one_thread_and_the_setting_comes_back(f
     with pytest.raises(KeyError), threads.serial_below(1):  # restored on an error too
         raise KeyError
     assert get_num_threads() == before[0]
+
+
+def test_threads_leave_one_active_openmp_level():
+    """Numba's OpenMP layer turns nested parallel regions on; a library sharing the runtime
+    (PyTorch imported after alphagrad binds to it) would then nest a team inside each of its
+    parallel loops. alphagrad keeps one active level once its threads start."""
+    if numba.config.THREADING_LAYER != "omp":
+        pytest.skip("Numba is not on its OpenMP layer here")
+    gomp = ctypes.CDLL("libgomp.so.1")
+    set_num_threads(1)
+    set_num_threads(None)
+    assert gomp.omp_get_max_active_levels() == 1

@@ -1,7 +1,10 @@
 """Serial twins of parallel kernels, for inputs too small to pay for waking the thread pool.
 
-Numba's workqueue threads (see ``alphagrad._jit``) take tens of microseconds to start a parallel
-loop, as long as a softmax over 4096 x 65 floats takes on one core. A twin compiles the same
+Starting a parallel loop costs microseconds on the OpenMP layer, whose workers spin a while
+between loops, and tens of microseconds on the workqueue layer, whose workers sleep (see
+``tensor.threads``): as long as a softmax over 4096 x 65 floats takes on one core. At one thread
+every kernel runs its twin, so a process that may not start parallel loops (a forked child) never
+does. A twin compiles the same
 source without ``parallel`` (``prange`` then runs as ``range``). It is a copy of the function
 under its own name, because Numba's disk cache keys on the name, not on the parallel flag.
 """

@@ -10,6 +10,8 @@ is a call to the BLAS library's own single-threaded GEMM, so GEMMs and kernels s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
@@ -132,24 +134,26 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             and a.dtype in (np.float32, np.float64) and a.shape[-1] == b.shape[-2]):
         return np.matmul(a, b)
     (m, k), n = a.shape[-2:], b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    entries = int(np.prod(batch, dtype=np.int64))
+    batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else \
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    entries = math.prod(batch)
     if 0 in (m, n, k, entries):
         return np.matmul(a, b)
     (a, layout_a), (b, layout_b) = _as_blas_takes(a), _as_blas_takes(b)
-    a_entries, b_entries = _entries(a, batch), _entries(b, batch)
-    if a_entries is None or b_entries is None:
-        return np.matmul(a, b)
-    (a, a_step), (b, b_step) = a_entries, b_entries
+    a_step, b_step = 0, 0
+    if batch:
+        a_entries, b_entries = _entries(a, batch), _entries(b, batch)
+        if a_entries is None or b_entries is None:
+            return np.matmul(a, b)
+        (a, a_step), (b, b_step) = a_entries, b_entries
     out = np.empty(batch + (m, n), a.dtype)
     threads = get_num_threads()
-    work = entries * m * n * k
-    parallel = threads > 1 and work >= PARALLEL_MIN_WORK
-    pieces = -(-threads // entries) if parallel else 1
+    parallel = threads > 1 and entries * m * n * k >= PARALLEL_MIN_WORK
+    pieces = threads // math.gcd(entries, threads) if parallel else 1  # tasks: a multiple of threads
     item = a.itemsize
     run = _gemm_pieces if parallel else _gemm_pieces_serial
     run(BLAS.sgemm if a.dtype == np.float32 else BLAS.dgemm, layout_a[0], layout_b[0], m, n, k,
-        a.dtype.type(1.0), a.ctypes.data, layout_a[1], np.array([a_step, a.strides[-2]]),
-        b.ctypes.data, layout_b[1], np.array([b_step, b.strides[-1]]), out.ctypes.data,
-        np.array([m * n * item, n * item, item]), entries, pieces, m >= n)
+        a.dtype.type(1.0), a.ctypes.data, layout_a[1], (a_step, a.strides[-2]),
+        b.ctypes.data, layout_b[1], (b_step, b.strides[-1]), out.ctypes.data,
+        (m * n * item, n * item, item), entries, pieces, m >= n)
     return out
