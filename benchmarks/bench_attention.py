@@ -36,6 +36,7 @@ import numpy as np
 
 from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor.kernels import attention, reference
+from alphagrad.tensor.threads import blas_threads
 
 SHAPES = [(16, 4, 64, 16), (32, 4, 128, 32), (8, 6, 256, 64), (2, 12, 256, 64)]  # B, NH, T, hs
 DECODE_SHAPES = [(1, 6, 256, 64), (1, 12, 1024, 64), (4, 12, 1024, 64)]  # B, NH, Tk, hs
@@ -54,9 +55,10 @@ def ours(q, k, v, dout, scale, backward):
 
 
 def numpy_reference(q, k, v, dout, scale, backward):
-    reference.attention_forward(q, k, v, scale)
-    if backward:
-        reference.attention_backward(dout, q, k, v, scale)
+    with blas_threads(get_num_threads()):  # NumPy's matmul on BLAS's own threads, as without us
+        reference.attention_forward(q, k, v, scale)
+        if backward:
+            reference.attention_backward(dout, q, k, v, scale)
 
 
 def torch_side(torch):
@@ -87,13 +89,15 @@ def cpu_model() -> str:
 
 
 def sgemm_gflops(a: np.ndarray, b: np.ndarray, repeats: int) -> float:
-    """NumPy's rate for a @ b (batched over leading axes), median of ``repeats`` calls."""
+    """NumPy's rate for a @ b (batched over leading axes) on BLAS's own threads, median of
+    ``repeats`` calls."""
     out = np.matmul(a, b)
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.matmul(a, b, out=out)
-        times.append(time.perf_counter() - start)
+    with blas_threads(get_num_threads()):
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.matmul(a, b, out=out)
+            times.append(time.perf_counter() - start)
     return 2 * a.size * b.shape[-1] / statistics.median(times) / 1e9
 
 

@@ -41,22 +41,20 @@ def _omp_available() -> bool:
     return True
 
 
-# A user's NUMBA_THREADING_LAYER wins; then GEMMs share the kernels' pool only if it is OpenMP.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "omp" if BLAS.sgemm and _omp_available() else "workqueue"
-_ONE_POOL = bool(BLAS.sgemm) and numba.config.THREADING_LAYER == "omp"
-# Numba's OpenMP layer allows nested parallel regions. Another library that runs on the same
-# runtime (PyTorch binds to it when imported after alphagrad) then opens a nested team inside each
-# of its parallel loops: measured, torch's causal attention forward+backward 200-300x slower.
-# alphagrad's kernels never nest, so one active level is kept, set again whenever threads are.
 def _gnu_openmp() -> ctypes.CDLL | None:
+    """The GNU OpenMP runtime Numba's OpenMP layer runs on (already loaded with it)."""
     try:
         return ctypes.CDLL("libgomp.so.1") if numba.config.THREADING_LAYER == "omp" else None
     except OSError:
         return None
 
 
+# A user's NUMBA_THREADING_LAYER wins; then GEMMs share the kernels' pool only if it is OpenMP.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "omp" if BLAS.sgemm and _omp_available() else "workqueue"
+_ONE_POOL = bool(BLAS.sgemm) and numba.config.THREADING_LAYER == "omp"
 _GOMP = _gnu_openmp()
+_most = numba.config.NUMBA_NUM_THREADS  # the most threads any setting gives; 1 in a forked child
 _num_threads: int | None = None  # the count in force once anything set one
 _fixed = False  # True once set_num_threads chose a count: no adapting to the machine's load
 
@@ -66,14 +64,15 @@ def one_pool() -> bool:
     return _ONE_POOL
 
 
-_most = numba.config.NUMBA_NUM_THREADS  # the most threads any setting gives; 1 in a forked child
-
-
 def _use(n: int) -> None:
     global _num_threads
     n = min(n, _most)
     numba.set_num_threads(n)  # the first call starts Numba's threads
     if _GOMP is not None:
+        # Numba's OpenMP layer allows nested parallel regions. Another library on the same
+        # runtime (PyTorch binds to it when imported after alphagrad) then opened a nested team
+        # inside each of its parallel loops: torch's causal attention ran 200-300x slower.
+        # alphagrad's kernels never nest, so one active level is all they need.
         _GOMP.omp_set_max_active_levels(1)
     if BLAS.set_num_threads is not None:
         BLAS.set_num_threads(1 if _ONE_POOL else n)

@@ -1,11 +1,8 @@
 """Matrix products on the kernels' own threads: each thread runs its share through one-thread BLAS.
 
-A training step alternates GEMMs with kernels. Left to itself, BLAS runs each GEMM on its own
-thread pool, whose workers spin for a while after every call; the kernel that follows then shares
-a core with a spinning thread. Measured on 2 cores, a char-sized step ran no faster with its
-kernels on two threads than on one. Here every GEMM is cut into one piece per thread (blocks of
-rows or columns of the output, or whole entries of a batch) inside a parallel loop, and each piece
-is a call to the BLAS library's own single-threaded GEMM, so GEMMs and kernels share one pool.
+Every GEMM is cut into one piece per thread (blocks of rows or columns of the output, or whole
+entries of a batch) inside a parallel loop, and each piece is a call to the BLAS library's own
+single-threaded GEMM, so GEMMs and kernels share one thread pool (``tensor.threads`` says why).
 """
 
 from __future__ import annotations
