@@ -64,7 +64,15 @@ def one_pool() -> bool:
     return _ONE_POOL
 
 
+def _keep_blas_for(n: int) -> None:
+    """BLAS's own thread count while alphagrad uses ``n`` threads: one where its GEMMs run on
+    the kernels' pool (a piece must not wake BLAS's own pool), else ``n``."""
+    if BLAS.set_num_threads is not None:
+        BLAS.set_num_threads(1 if _ONE_POOL else n)
+
+
 def _use(n: int) -> None:
+    """Run on ``n`` threads, at most ``_most``: every thread count is set here."""
     global _num_threads
     n = min(n, _most)
     numba.set_num_threads(n)  # the first call starts Numba's threads
@@ -74,8 +82,7 @@ def _use(n: int) -> None:
         # inside each of its parallel loops: torch's causal attention ran 200-300x slower.
         # alphagrad's kernels never nest, so one active level is all they need.
         _GOMP.omp_set_max_active_levels(1)
-    if BLAS.set_num_threads is not None:
-        BLAS.set_num_threads(1 if _ONE_POOL else n)
+    _keep_blas_for(n)
     _num_threads = n
 
 
@@ -87,8 +94,8 @@ def _after_fork_in_child() -> None:
 
 if numba.config.THREADING_LAYER == "omp":
     os.register_at_fork(after_in_child=_after_fork_in_child)
-if _ONE_POOL and BLAS.set_num_threads is not None:
-    BLAS.set_num_threads(1)  # from the start: a GEMM piece must not wake BLAS's own pool
+if _ONE_POOL:
+    _keep_blas_for(_most)  # from the start, before any kernel asks for the thread count
 
 
 def set_num_threads(n: int | None) -> None:
@@ -106,12 +113,12 @@ def set_num_threads(n: int | None) -> None:
     global _fixed
     if n is None:
         _fixed = False
-        _use(_fitted if _fitted is not None else numba.config.NUMBA_NUM_THREADS)
+        _use(_fitted if _fitted is not None else _most)
         return
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int or None, got {n!r}")
     _fixed = True
-    _use(min(n, numba.config.NUMBA_NUM_THREADS))
+    _use(n)
 
 
 def get_num_threads() -> int:
@@ -131,8 +138,7 @@ def blas_threads(n: int) -> Iterator[None]:
     try:
         yield
     finally:
-        if BLAS.set_num_threads is not None:
-            BLAS.set_num_threads(1 if _ONE_POOL else get_num_threads())
+        _keep_blas_for(get_num_threads())
 
 
 SERIAL_ROWS = 32  # a forward over fewer rows than this (a decoding step) runs on one thread
@@ -201,7 +207,7 @@ def step_done() -> None:
     mark = (wall, busy, time.process_time())
     if _watch is not None:
         free = free_cores(_watch, mark)
-        _fitted = max(1, min(numba.config.NUMBA_NUM_THREADS, int(free + _HEADROOM)))
+        _fitted = max(1, min(_most, int(free + _HEADROOM)))
         if _fitted != get_num_threads():
             _use(_fitted)
     _watch = mark

@@ -73,19 +73,30 @@ def test_matmul_matches_numpy_in_float64(threads, pair):
 def test_large_products_are_cut_at_the_default_threshold():
     """A GPT-sized product and its weight gradient (a transposed operand), at the default size
     threshold, on every thread."""
+    before = get_num_threads()
+    set_num_threads(numba.config.NUMBA_NUM_THREADS)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1024, 192)).astype(np.float32)
     w = rng.standard_normal((192, 768)).astype(np.float32)
     g = rng.standard_normal((1024, 768)).astype(np.float32)
-    for a, b in ((x, w), (x.T, g), (g, w.T)):
-        np.testing.assert_allclose(matmul(a, b), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    try:
+        for a, b in ((x, w), (x.T, g), (g, w.T)):
+            np.testing.assert_allclose(matmul(a, b), a.astype(np.float64) @ b, rtol=1e-4,
+                                       atol=1e-3)
+    finally:
+        set_num_threads(before)
 
 
-def test_other_operands_are_numpys_matmul():
-    a = np.arange(6.0).reshape(2, 3)
-    np.testing.assert_array_equal(matmul(a, np.arange(3.0)), a @ np.arange(3.0))  # 1-D
+def test_other_operands_follow_numpys_rules():
+    """1-D operands, integer and mixed dtypes: NumPy's matmul rules, checked on worked answers."""
+    a = np.arange(6.0).reshape(2, 3)  # [[0, 1, 2], [3, 4, 5]]
+    np.testing.assert_array_equal(matmul(a, np.arange(3.0)), [5.0, 14.0])  # 1-D: a vector back
     ints = np.arange(6).reshape(2, 3)
-    assert matmul(ints, ints.T).dtype == (ints @ ints.T).dtype  # not float: NumPy's rules
+    product = matmul(ints, ints.T)
+    assert product.dtype.kind == "i"
+    np.testing.assert_array_equal(product, [[5, 14], [14, 50]])
+    mixed = matmul(np.ones((2, 3), np.float32), np.ones((3, 1), np.float64))
+    assert mixed.dtype == np.float64 and np.array_equal(mixed, [[3.0], [3.0]])
     with pytest.raises(ValueError):
         matmul(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32))
 

@@ -16,7 +16,7 @@ from numba.extending import intrinsic
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.blas import BLAS
-from alphagrad.tensor.kernels._serial import serial_twin
+from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 from alphagrad.tensor.threads import get_num_threads, one_pool
 
 # Below this many multiply-adds a GEMM runs on the calling thread (about 10 µs of one core).
@@ -144,8 +144,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.matmul(a, b)
         (a, a_step), (b, b_step) = a_entries, b_entries
     out = np.empty(batch + (m, n), a.dtype)
+    parallel = use_parallel(entries * m * n * k, PARALLEL_MIN_WORK)
     threads = get_num_threads()
-    parallel = threads > 1 and entries * m * n * k >= PARALLEL_MIN_WORK
     pieces = threads // math.gcd(entries, threads) if parallel else 1  # tasks: a multiple of threads
     item = a.itemsize
     run = _gemm_pieces if parallel else _gemm_pieces_serial
