@@ -2,29 +2,39 @@
 
 Starting a parallel loop costs microseconds on the OpenMP layer, whose workers spin a while
 between loops, and tens of microseconds on the workqueue layer, whose workers sleep (see
-``tensor.threads``): as long as a softmax over 4096 x 65 floats takes on one core. At one thread
-every kernel runs its twin, so a process that may not start parallel loops (a forked child) never
-does. A twin compiles the same
-source without ``parallel`` (``prange`` then runs as ``range``). It is a copy of the function
-under its own name, because Numba's disk cache keys on the name, not on the parallel flag.
+``tensor.threads``): as long as a softmax over 4096 x 65 floats takes on one core. So each
+kernel's threshold is measured on the OpenMP layer, and ``use_parallel`` asks for
+``WORKQUEUE_FACTOR`` times as much work on any other. At one thread every kernel runs its twin,
+so a process that may not start parallel loops (a forked child) never does. A twin compiles the
+same source without ``parallel`` (``prange`` then runs as ``range``). It is a copy of the
+function under its own name, because Numba's disk cache keys on the name, not on the parallel
+flag.
 """
 
 from __future__ import annotations
 
 import types
 
+import numba
+
 from alphagrad._jit import kernel
 from alphagrad.tensor.threads import get_num_threads
 
-# Below this many elements one thread finishes before two would have started (measured on 2
-# cores: softmax, cross-entropy, embedding over 4096 x 65 run faster serial, 8192 x 384 parallel).
-PARALLEL_MIN_SIZE = 1 << 19
+# Below this many elements of a memory-bound kernel one thread finishes first (measured on 2
+# cores, OpenMP layer, forward + backward through the public functions: softmax, cross-entropy
+# and GELU 1.2x faster on two threads at 256 x 64, layer norm 0.9x there and 1.3x at 1024 x 64).
+PARALLEL_MIN_SIZE = 1 << 15
+# On the workqueue layer two threads paid off only from 32x the work (softmax, cross-entropy,
+# embedding: 4096 x 65 faster serial, 8192 x 384 parallel)
+WORKQUEUE_FACTOR = 32
+_FACTOR = 1 if numba.config.THREADING_LAYER == "omp" else WORKQUEUE_FACTOR
 
 
 def use_parallel(size: int, min_size: int = PARALLEL_MIN_SIZE) -> bool:
-    """Whether a kernel over ``size`` elements takes its parallel form: large enough, and more
-    than one thread in force (one thread would only add the pool's hand-offs)."""
-    return size >= min_size and get_num_threads() > 1
+    """Whether a kernel over ``size`` elements takes its parallel form: large enough for the
+    threading layer in use, and more than one thread in force (one thread would only add the
+    pool's hand-offs)."""
+    return size >= min_size * _FACTOR and get_num_threads() > 1
 
 
 def serial_twin(parallel_kernel):

@@ -11,9 +11,9 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.kernels._checks import float_array
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
-# A square root and a division per element: two threads pay off from ~32k elements (measured:
-# 4096 x 65 took 0.60 ms on one thread, 0.12 ms on two).
-PARALLEL_MIN_SIZE = 1 << 15
+# A square root and a division per element: two threads pay off from ~16k elements (measured:
+# 8192 took 6.5 µs on one thread and 7.1 on two, 16384 took 8.8 and 8.1).
+PARALLEL_MIN_SIZE = 1 << 14
 
 
 @kernel(parallel=True)

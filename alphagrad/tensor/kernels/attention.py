@@ -40,11 +40,10 @@ TILE_ROWS, TILE_W = 8, 16  # TILE_ROWS is also the eight named scalars a0..a7 of
 TILE_SIZE = TILE_ROWS * TILE_W  # a constant of its own: stack_empty needs a literal
 # a block of fewer query rows than this skips the tiles (see _attend_rows_directly)
 DIRECT_ROWS = 4
-# below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin. Starting the thread pool
-# costs 80-150 µs, more than a decoding step's attention takes on one core, and two threads only
-# broke even at 32M (forward + backward, 2 cores: 1.12 against 1.67 ms at tiny's 4M, 5.71 against
-# 5.66 at 32M, 11.5 against 9.9 at 64M)
-PARALLEL_MIN_WORK = 1 << 25
+# below this much work (B·NH·Tq·Tk·hs) a call runs the serial twin (measured on 2 cores, OpenMP
+# layer: forward + backward 1.26x faster on two threads at (2, 4, 64, 16), 0.5M; a decoding
+# step 0.93x at (1, 6, 256, 64), 0.1M, and 1.2x at (1, 12, 1024, 64), 0.8M)
+PARALLEL_MIN_WORK = 1 << 18
 NO_LIMIT = 1 << 62  # a limit of _matmul_add that masks nothing
 
 

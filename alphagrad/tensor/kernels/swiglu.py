@@ -17,7 +17,7 @@ from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
 # about a dozen flops per element: like GELU, two threads pay off early
-PARALLEL_MIN_SIZE = 1 << 15
+PARALLEL_MIN_SIZE = 1 << 13
 
 
 @kernel(parallel=True)
