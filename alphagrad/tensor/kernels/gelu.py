@@ -33,6 +33,9 @@ PARALLEL_MIN_SIZE = 1 << 13
 
 
 # ----------------------------------------------------------------------------- element functions
+# Each is inlined into the kernels where Numba compiles them (inline="always"): left to LLVM, the
+# exact form's gradient stayed a call per element inside the two-level loop of
+# _bias_gelu_erf_backward, which kept that loop scalar (768 x 512: 2.54 ms, inlined 0.22 ms).
 def gelu_tanh(v):
     """The tanh form at one element (jitted code only)."""
 
@@ -55,14 +58,14 @@ def _constants(v, *values):
     return tuple(cast(c) for c in values)
 
 
-@overload(gelu_tanh, jit_options={"fastmath": set(FASTMATH)})
+@overload(gelu_tanh, jit_options={"fastmath": set(FASTMATH)}, inline="always")
 def _gelu_tanh(v):
     if isinstance(v, types.Float):
         two_k, cubic, one = _constants(v, 2.0 * math.sqrt(2.0 / math.pi), 0.044715, 1.0)
         return lambda v: v / (one + fast_exp(-two_k * (v + cubic * v * v * v)))
 
 
-@overload(gelu_tanh_grad, jit_options={"fastmath": set(FASTMATH)})
+@overload(gelu_tanh_grad, jit_options={"fastmath": set(FASTMATH)}, inline="always")
 def _gelu_tanh_grad(v):
     if isinstance(v, types.Float):
         two_k, cubic, one, three_cubic = _constants(
@@ -75,13 +78,13 @@ def _gelu_tanh_grad(v):
         return grad
 
 
-@overload(gelu_exact, jit_options={"fastmath": set(FASTMATH)})
+@overload(gelu_exact, jit_options={"fastmath": set(FASTMATH)}, inline="always")
 def _gelu_exact(v):
     if isinstance(v, types.Float):
         return lambda v: v * normal_cdf(v)
 
 
-@overload(gelu_exact_grad, jit_options={"fastmath": set(FASTMATH)})
+@overload(gelu_exact_grad, jit_options={"fastmath": set(FASTMATH)}, inline="always")
 def _gelu_exact_grad(v):
     if isinstance(v, types.Float):
         inv_sqrt_2pi, half = _constants(v, 1.0 / math.sqrt(2.0 * math.pi), 0.5)
