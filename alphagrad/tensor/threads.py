@@ -44,7 +44,7 @@ def _omp_available() -> bool:
 def _gnu_openmp() -> ctypes.CDLL | None:
     """The GNU OpenMP runtime Numba's OpenMP layer runs on (already loaded with it)."""
     try:
-        return ctypes.CDLL("libgomp.so.1") if numba.config.THREADING_LAYER == "omp" else None
+        return ctypes.CDLL("libgomp.so.1") if _OPENMP else None
     except OSError:
         return None
 
@@ -52,11 +52,18 @@ def _gnu_openmp() -> ctypes.CDLL | None:
 # A user's NUMBA_THREADING_LAYER wins; then GEMMs share the kernels' pool only if it is OpenMP.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "omp" if BLAS.sgemm and _omp_available() else "workqueue"
-_ONE_POOL = bool(BLAS.sgemm) and numba.config.THREADING_LAYER == "omp"
+_OPENMP = numba.config.THREADING_LAYER == "omp"
+_ONE_POOL = bool(BLAS.sgemm) and _OPENMP
 _GOMP = _gnu_openmp()
 _most = numba.config.NUMBA_NUM_THREADS  # the most threads any setting gives; 1 in a forked child
 _num_threads: int | None = None  # the count in force once anything set one
 _fixed = False  # True once set_num_threads chose a count: no adapting to the machine's load
+
+
+def openmp_pool() -> bool:
+    """Whether the kernels run on Numba's OpenMP layer, whose workers spin a while between
+    parallel loops, so that a loop starts in microseconds."""
+    return _OPENMP
 
 
 def one_pool() -> bool:
@@ -92,7 +99,7 @@ def _after_fork_in_child() -> None:
     _use(1)
 
 
-if numba.config.THREADING_LAYER == "omp":
+if _OPENMP:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 if _ONE_POOL:
     _keep_blas_for(_most)  # from the start, before any kernel asks for the thread count

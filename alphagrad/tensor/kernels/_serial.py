@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import types
 
-import numba
-
 from alphagrad._jit import kernel
-from alphagrad.tensor.threads import get_num_threads
+from alphagrad.tensor.threads import get_num_threads, openmp_pool
 
 # Below this many elements of a memory-bound kernel one thread finishes first (measured on 2
-# cores, OpenMP layer, forward + backward through the public functions: softmax, cross-entropy
-# and GELU 1.2x faster on two threads at 256 x 64, layer norm 0.9x there and 1.3x at 1024 x 64).
+# cores, OpenMP layer, forward + backward through the public functions: softmax and
+# cross-entropy 1.2x faster on two threads at 256 x 64, layer norm 0.9x there and 1.3x at
+# 1024 x 64).
 PARALLEL_MIN_SIZE = 1 << 15
 # On the workqueue layer two threads paid off only from 32x the work (softmax, cross-entropy,
 # embedding: 4096 x 65 faster serial, 8192 x 384 parallel)
 WORKQUEUE_FACTOR = 32
-_FACTOR = 1 if numba.config.THREADING_LAYER == "omp" else WORKQUEUE_FACTOR
+_FACTOR = 1 if openmp_pool() else WORKQUEUE_FACTOR
 
 
 def use_parallel(size: int, min_size: int = PARALLEL_MIN_SIZE) -> bool:
