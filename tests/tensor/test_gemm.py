@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphagrad.tensor import get_num_threads, set_num_threads
-from alphagrad.tensor.kernels import gemm, matmul
+from alphagrad.tensor.kernels import gemm, matmul, matmuls
 
 
 @pytest.fixture(params=["serial", "parallel-allthreads"])
@@ -70,6 +70,32 @@ def test_matmul_matches_numpy_in_float64(threads, pair):
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))
 
 
+@st.composite
+def gradient_products(draw):
+    """A layer's two gradient products, dx = g @ w and dw = gᵀ @ x (equal work: they run side
+    by side), sometimes beside a third product of other sizes or dtype."""
+    m, k, n = (draw(st.integers(1, 40)) for _ in range(3))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x, w, g = (rng.standard_normal(shape).astype(dtype) for shape in ((m, k), (n, k), (m, n)))
+    products = [(g, laid_out(w, draw(st.sampled_from(LAYOUTS)))), (g.T, x)]
+    if draw(st.booleans()):
+        other = draw(st.sampled_from([np.float32, np.float64]))
+        products.insert(draw(st.integers(0, 2)), tuple(rng.standard_normal(s).astype(other)
+                                                       for s in ((3, m, 5), (5, 2))))
+    return products
+
+
+@given(gradient_products())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_matmuls_match_numpy_in_float64(threads, products):
+    for (a, b), out in zip(products, matmuls(*products), strict=True):
+        expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        assert out.shape == expected.shape and out.dtype == a.dtype
+        tol = 1e-4 if a.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))
+
+
 def test_large_products_are_cut_at_the_default_threshold():
     """A GPT-sized product and its weight gradient (a transposed operand), at the default size
     threshold, on every thread."""
@@ -83,6 +109,9 @@ def test_large_products_are_cut_at_the_default_threshold():
         for a, b in ((x, w), (x.T, g), (g, w.T)):
             np.testing.assert_allclose(matmul(a, b), a.astype(np.float64) @ b, rtol=1e-4,
                                        atol=1e-3)
+        dx, dw = matmuls((g, w.T), (x.T, g))  # side by side
+        np.testing.assert_allclose(dx, g.astype(np.float64) @ w.T, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(dw, x.T.astype(np.float64) @ g, rtol=1e-4, atol=1e-3)
     finally:
         set_num_threads(before)
 

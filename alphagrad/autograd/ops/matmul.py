@@ -37,22 +37,19 @@ class MatMul(Function):
     def backward(ctx, grad):
         a, b = ctx.a, ctx.b
         if a.ndim > 2 and b.ndim == 2:
-            da = _rows_matmul(grad, b.T) if ctx.needs_grad(0) else None
-            db = kernels.matmul(_rows(a).T, _rows(grad)) if ctx.needs_grad(1) else None
-            return da, db
+            da, db = _grads(ctx, (_rows(grad), b.T), (_rows(a).T, _rows(grad)))
+            return (da.reshape(a.shape) if da is not None else None), db
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         if b.ndim == 1:  # b first: a 1-D @ 1-D gives a 0-d grad, which becomes (1, 1)
             grad = np.expand_dims(grad, -1)
         if a.ndim == 1:
             grad = np.expand_dims(grad, -2)
-        da = db = None
-        if ctx.needs_grad(0):
-            da = kernels.matmul(grad, _swap(b2))
-            da = da.reshape(da.shape[:-2] + (da.shape[-1],)) if a.ndim == 1 else da
-        if ctx.needs_grad(1):
-            db = kernels.matmul(_swap(a2), grad)
-            db = db[..., 0] if b.ndim == 1 else db
+        da, db = _grads(ctx, (grad, _swap(b2)), (_swap(a2), grad))
+        if da is not None and a.ndim == 1:
+            da = da.reshape(da.shape[:-2] + (da.shape[-1],))
+        if db is not None and b.ndim == 1:
+            db = db[..., 0]
         return da, db
 
 
@@ -100,11 +97,20 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.nd
     return out
 
 
+def _grads(ctx, *products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray | None]:
+    """Each operand's gradient, ``a @ b`` for its (a, b) in ``products``, or None where none is
+    needed; the products run side by side (``kernels.matmuls``)."""
+    needed = [i for i in range(len(products)) if ctx.needs_grad(i)]
+    grads: list[np.ndarray | None] = [None] * len(products)
+    for i, g in zip(needed, kernels.matmuls(*(products[i] for i in needed))):
+        grads[i] = g
+    return grads
+
+
 def _linear_grads(ctx, grad: np.ndarray) -> tuple:
     """(dx, dweight) of ``x @ weight.T`` given the output's gradient (..., out)."""
-    dx = _rows_matmul(grad, ctx.weight) if ctx.needs_grad(0) else None
-    dweight = kernels.matmul(_rows(grad).T, _rows(ctx.x)) if ctx.needs_grad(1) else None
-    return dx, dweight
+    dx, dweight = _grads(ctx, (_rows(grad), ctx.weight), (_rows(grad).T, _rows(ctx.x)))
+    return (dx.reshape(ctx.x.shape) if dx is not None else None), dweight
 
 
 class Einsum(Function):
