@@ -59,12 +59,13 @@ def operands(draw):
     return laid_out(a, layouts[0]), laid_out(b, layouts[1])
 
 
-@given(operands())
+@given(operands(), st.booleans())
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_matmul_matches_numpy_in_float64(threads, pair):
+def test_matmul_matches_numpy_in_float64(threads, pair, with_bias):
     a, b = pair
-    out = matmul(a, b)
-    expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    bias = np.linspace(-1, 2, b.shape[-1]).astype(a.dtype) if with_bias else None
+    out = matmul(a, b, bias)
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64)) + (0 if bias is None else bias)
     assert out.shape == expected.shape and out.dtype == a.dtype
     tol = 1e-4 if a.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))

@@ -90,11 +90,10 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.nd
     rows = _rows(x)  # (M, in)
     if 0 < rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
             and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
-        return linear.linear_rows(rows, weight, bias).reshape(x.shape[:-1] + (-1,))
-    out = _rows_matmul(x, weight.T)  # (..., out)
-    if bias is not None:
-        out += bias
-    return out
+        out = linear.linear_rows(rows, weight, bias)
+    else:
+        out = kernels.matmul(rows, weight.T, bias)
+    return out.reshape(x.shape[:-1] + (-1,))
 
 
 def _grads(ctx, *products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray | None]:

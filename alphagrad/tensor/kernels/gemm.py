@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import carray, prange, types
 from numba.extending import intrinsic
 
 from alphagrad._jit import kernel
@@ -60,12 +60,26 @@ def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b,
     return types.void(address, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc), codegen
 
 
+@intrinsic
+def _pointer(typingctx, address, like):
+    """The byte address ``address`` as a pointer to elements of ``like``'s type (for carray)."""
+    if not (isinstance(address, types.Integer) and isinstance(like, types.Float)):
+        return None
+    pointer = types.CPointer(like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(address, like), codegen
+
+
 # Columns of _gemm_tasks's table, one row per product (addresses and steps in bytes): CBLAS's
 # transpose flags, the sizes, A, B and C with their leading dimensions (in elements) and byte
 # steps between batch entries and between rows of op(A) and columns of op(B), the item size,
-# the batch entries, how the product is cut and into how many pieces, and one past its last task.
+# the batch entries, a bias added to every row of C (its address, or 0 for none), how the product
+# is cut and into how many pieces, and one past its last task.
 (TRANS_A, TRANS_B, M, N, K, A, LDA, A_ENTRY, A_ROW, B, LDB, B_ENTRY, B_COLUMN, C, LDC, C_ENTRY,
- ITEM, ENTRIES, BY_ROWS, PIECES, END) = range(21)
+ ITEM, ENTRIES, BIAS, BY_ROWS, PIECES, END) = range(22)
 
 
 @kernel(parallel=True)
@@ -80,15 +94,21 @@ def _gemm_tasks(gemm, alpha, products):
         task = t - (products[g - 1, END] if g else 0)
         e, piece, pieces = task // p[PIECES], task % p[PIECES], p[PIECES]
         a, b, c = p[A] + e * p[A_ENTRY], p[B] + e * p[B_ENTRY], p[C] + e * p[C_ENTRY]
-        m, n = p[M], p[N]
+        m, n, c0, ldc = p[M], p[N], 0, p[LDC]
         if p[BY_ROWS]:
             r0, r1 = piece * m // pieces, (piece + 1) * m // pieces
-            a, c, m = a + r0 * p[A_ROW], c + r0 * p[LDC] * p[ITEM], r1 - r0
+            a, c, m = a + r0 * p[A_ROW], c + r0 * ldc * p[ITEM], r1 - r0
         else:
             c0, c1 = piece * n // pieces, (piece + 1) * n // pieces
             b, c, n = b + c0 * p[B_COLUMN], c + c0 * p[ITEM], c1 - c0
         _cblas_gemm(gemm, p[TRANS_A], p[TRANS_B], m, n, p[K], alpha, a, p[LDA], b, p[LDB], c,
-                    p[LDC])
+                    ldc)
+        if p[BIAS] and m:  # while the piece is still in cache
+            bias = carray(_pointer(p[BIAS] + c0 * p[ITEM], alpha), n)
+            rows = carray(_pointer(c, alpha), (m - 1) * ldc + n)
+            for i in range(m):
+                for j in range(n):
+                    rows[np.uint64(i * ldc + j)] += bias[j]
 
 
 _gemm_tasks_serial = serial_twin(_gemm_tasks)
@@ -139,28 +159,38 @@ class _Product(NamedTuple):
     operands: tuple[np.ndarray, ...] = ()  # what the row's addresses point into, kept alive
 
 
-def _plan(a: np.ndarray, b: np.ndarray) -> _Product:
+def _plan(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> _Product:
     if not (one_pool() and a.ndim >= 2 and b.ndim >= 2 and a.dtype == b.dtype
-            and a.dtype in (np.float32, np.float64) and a.shape[-1] == b.shape[-2]):
-        return _Product(np.matmul(a, b), None)
+            and a.dtype in (np.float32, np.float64) and a.shape[-1] == b.shape[-2]
+            and (bias is None or (bias.dtype == a.dtype and bias.shape == b.shape[-1:]))):
+        return _numpy(a, b, bias)
     (m, k), n = a.shape[-2:], b.shape[-1]
     batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else \
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     entries = math.prod(batch)
     if 0 in (m, n, k, entries):
-        return _Product(np.matmul(a, b), None)
+        return _numpy(a, b, bias)
     (a, layout_a), (b, layout_b) = _as_blas_takes(a), _as_blas_takes(b)
     a_step, b_step = 0, 0
     if batch:
         a_entries, b_entries = _entries(a, batch), _entries(b, batch)
         if a_entries is None or b_entries is None:
-            return _Product(np.matmul(a, b), None)
+            return _numpy(a, b, bias)
         (a, a_step), (b, b_step) = a_entries, b_entries
     out = np.empty(batch + (m, n), a.dtype)
+    bias = None if bias is None else np.ascontiguousarray(bias)
     row = [layout_a[0], layout_b[0], m, n, k, a.ctypes.data, layout_a[1], a_step, a.strides[-2],
            b.ctypes.data, layout_b[1], b_step, b.strides[-1], out.ctypes.data, n,
-           m * n * a.itemsize, a.itemsize, entries, m >= n, 1, 0]
-    return _Product(out, row, (a, b))
+           m * n * a.itemsize, a.itemsize, entries, 0 if bias is None else bias.ctypes.data,
+           m >= n, 1, 0]
+    return _Product(out, row, (a, b, bias))
+
+
+def _numpy(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> _Product:
+    out = np.matmul(a, b)
+    if bias is not None:
+        out += bias
+    return _Product(out, None)
 
 
 def _run(rows: list[list[int]], dtype: np.dtype) -> None:
@@ -197,14 +227,19 @@ def matmuls(*products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     return [p.out for p in plans]
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for float arrays of at least two axes each (batch axes broadcast, as NumPy's).
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for float arrays of at least two axes each (batch axes broadcast, as NumPy's),
+    plus ``bias`` (its last axis) if given.
 
     The product runs on alphagrad's threads when the GEMM is large enough and the operands are
-    float32 or float64 of one dtype in a layout BLAS takes; otherwise it is NumPy's ``@``.
+    float32 or float64 of one dtype in a layout BLAS takes, and each thread adds the bias to its
+    piece while the piece is in cache; otherwise it is NumPy's ``@`` (and ``+``).
 
     >>> matmul(np.ones((2, 3), np.float32), np.ones((3, 4), np.float32))
     array([[3., 3., 3., 3.],
            [3., 3., 3., 3.]], dtype=float32)
     """
-    return matmuls((a, b))[0]
+    plan = _plan(a, b, bias)
+    if plan.row is not None:
+        _run([plan.row], plan.out.dtype)
+    return plan.out
