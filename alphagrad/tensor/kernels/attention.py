@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
+from alphagrad.tensor.kernels._address import flat_at
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._registers import stack_empty
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
@@ -92,18 +93,20 @@ def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit, a_limit):
                     acc_x[np.uint64(y0 + y)] += a_xz * b_z[np.uint64(y0 + y)]
 
 
-def _flat(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each array as a 1-d buffer from its first element, and their strides in bytes as one
-    (n, 4) int64 array, for ``_view``.
+def _flat(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each array's 1-d buffer starts (byte address) and how many elements it spans, as
+    one (n, 2) int64 array, and their strides in bytes as one (n, 4) int64 array; the kernels
+    view them with ``flat_at`` and ``_view``, so each compiles once per dtype whatever the
+    arrays' layouts (see ``_address``)."""
+    return (np.array([(a.ctypes.data, 1 + sum((n - 1) * st for n, st in zip(a.shape, a.strides))
+                       // a.itemsize) for a in arrays], np.int64),
+            np.array([a.strides for a in arrays], np.int64))
 
-    Numba compiles a kernel once per argument type, and a qkv slice, a transposed buffer and a
-    plain array are three types; a 1-d buffer plus strides is one, so each kernel compiles once
-    per dtype (each compile takes seconds). Only arrays are passed: Numba types a tuple argument
-    in Python, which cost ~25 µs per (buffer, strides) pair and call.
-    """
-    buffers = [as_strided(a, (1 + sum((n - 1) * st for n, st in zip(a.shape, a.strides))
-                              // a.itemsize,), (a.itemsize,)) for a in arrays]
-    return buffers, np.array([a.strides for a in arrays], np.int64)
+
+@kernel()
+def _operand(places, i, like):
+    # the 1-d buffer of operand i that _flat placed, of like's dtype
+    return flat_at(places[i, 0], places[i, 1], like)
 
 
 @kernel()
@@ -252,17 +255,18 @@ def _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta):
 
 
 @kernel(parallel=True)
-def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k):
+def _attention_forward(dims, strides, places, lse, scale, block_q, block_k):
     # q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq); query
     # head h reads key/value head h // (NH // NKV) (grouped-query attention when NKV < NH).
     # One task = one block of query rows of one head, walked across its key tiles with an online
     # softmax. Blocks of fewer than DIRECT_ROWS rows (decoding) skip the tiles.
     B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     group = NH // NKV
-    steps = strides // q.itemsize  # q, k, v, out strides in elements
-    flat_q, flat_k, flat_v, flat_out = q, k, v, out
-    out = _view(out, strides[3], B, NH, Tq, hs)
-    k = _view(k, strides[1], B, NKV, Tk, hs)
+    steps = strides // lse.itemsize  # q, k, v, out strides in elements
+    flat_q, flat_k = _operand(places, 0, scale), _operand(places, 1, scale)
+    flat_v, flat_out = _operand(places, 2, scale), _operand(places, 3, scale)
+    out = _view(flat_out, strides[3], B, NH, Tq, hs)
+    k = _view(flat_k, strides[1], B, NKV, Tk, hs)
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
     for task in prange(B * NH * n_qblocks):
@@ -309,8 +313,7 @@ def _attention_forward(dims, strides, q, k, v, out, lse, scale, block_q, block_k
 
 
 @kernel(parallel=True)
-def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scale, block_q,
-                        block_k):
+def _attention_backward(dims, strides, places, lse, scale, block_q, block_k):
     # dout, out, q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs), lse (B, NH, Tq) -> dq (B, NH, Tq, hs),
     # dk, dv (B, NKV, Tk, hs). One task = one key/value head, which owns its dk, dv and sums
     # them over the NH // NKV query heads that read it.
@@ -318,7 +321,10 @@ def _attention_backward(dims, strides, dout, q, k, v, out, lse, dq, dk, dv, scal
     # Tiles of P and dS are (keys, reversed queries), as in the forward.
     B, NH, NKV, Tq, Tk, hs = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     group = NH // NKV
-    steps = strides // q.itemsize  # dout, q, k, v, out, dq, dk, dv strides in elements
+    steps = strides // lse.itemsize  # dout, q, k, v, out, dq, dk, dv strides in elements
+    dout, q, k = _operand(places, 0, scale), _operand(places, 1, scale), _operand(places, 2, scale)
+    v, out, dq = _operand(places, 3, scale), _operand(places, 4, scale), _operand(places, 5, scale)
+    dk, dv = _operand(places, 6, scale), _operand(places, 7, scale)
     v = _view(v, strides[3], B, NKV, Tk, hs)
     offset = Tk - Tq
     for task in prange(B * NKV):
@@ -467,10 +473,10 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     out = _check_output(op, "out", out, q.shape, dtype)
     lse = np.empty((B, NH, Tq), dtype)
     q, k, v = _readable(q), _readable(k), _readable(v)
-    buffers, strides = _flat(q, k, v, out)
+    places, strides = _flat(q, k, v, out)
     run = _attention_forward if use_parallel(_work(q, k), PARALLEL_MIN_WORK) else \
         _attention_forward_serial
-    run(_dims(q, k), strides, *buffers, lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
+    run(_dims(q, k), strides, places, lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
     return out, lse
 
 
@@ -496,10 +502,9 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dk = _check_output(op, "dk", dk, k.shape, dtype)
     dv = _check_output(op, "dv", dv, v.shape, dtype)
     dout, q, k, v, out = (_readable(a) for a in (dout, q, k, v, out))
-    (dout_b, q_b, k_b, v_b, out_b, dq_b, dk_b, dv_b), strides = _flat(dout, q, k, v, out, dq, dk,
-                                                                     dv)
+    places, strides = _flat(dout, q, k, v, out, dq, dk, dv)
     run = _attention_backward if use_parallel(_work(q, k), PARALLEL_MIN_WORK) else \
         _attention_backward_serial
-    run(_dims(q, k), strides, dout_b, q_b, k_b, v_b, out_b, np.ascontiguousarray(lse), dq_b, dk_b,
-        dv_b, dtype.type(scale), BLOCK_Q, BLOCK_K)
+    run(_dims(q, k), strides, places, np.ascontiguousarray(lse), dtype.type(scale), BLOCK_Q,
+        BLOCK_K)
     return dq, dk, dv

@@ -15,11 +15,12 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, prange, types
+from numba import prange, types
 from numba.extending import intrinsic
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.blas import BLAS
+from alphagrad.tensor.kernels._address import flat_at
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 from alphagrad.tensor.threads import get_num_threads, one_pool
 
@@ -60,19 +61,6 @@ def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b,
     return types.void(address, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc), codegen
 
 
-@intrinsic
-def _pointer(typingctx, address, like):
-    """The byte address ``address`` as a pointer to elements of ``like``'s type (for carray)."""
-    if not (isinstance(address, types.Integer) and isinstance(like, types.Float)):
-        return None
-    pointer = types.CPointer(like)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(pointer))
-
-    return pointer(address, like), codegen
-
-
 # Columns of _gemm_tasks's table, one row per product (addresses and steps in bytes): CBLAS's
 # transpose flags, the sizes, A, B and C with their leading dimensions (in elements) and byte
 # steps between batch entries and between rows of op(A) and columns of op(B), the item size,
@@ -104,8 +92,8 @@ def _gemm_tasks(gemm, alpha, products):
         _cblas_gemm(gemm, p[TRANS_A], p[TRANS_B], m, n, p[K], alpha, a, p[LDA], b, p[LDB], c,
                     ldc)
         if p[BIAS] and m:  # while the piece is still in cache
-            bias = carray(_pointer(p[BIAS] + c0 * p[ITEM], alpha), n)
-            rows = carray(_pointer(c, alpha), (m - 1) * ldc + n)
+            bias = flat_at(p[BIAS] + c0 * p[ITEM], n, alpha)
+            rows = flat_at(c, (m - 1) * ldc + n, alpha)
             for i in range(m):
                 for j in range(n):
                     rows[np.uint64(i * ldc + j)] += bias[j]

@@ -1,0 +1,34 @@
+"""Arrays at byte addresses, for kernels whose operands arrive as tables of integers.
+
+A kernel compiles once per argument type, and a slice of a qkv buffer, a transposed buffer and
+a plain array are three types (each compile takes seconds); a 1-d NumPy view of each costs
+microseconds per array and call in Python (``as_strided`` took 4 µs). An address and a length
+are plain integers: the kernel compiles once per dtype and the caller reads ``ctypes.data``.
+The caller keeps the arrays alive for the call.
+"""
+
+from __future__ import annotations
+
+from numba import carray, types
+from numba.extending import intrinsic
+
+from alphagrad._jit import kernel
+
+
+@intrinsic
+def pointer(typingctx, address, like):
+    """The byte address ``address`` as a pointer to elements of ``like``'s type."""
+    if not (isinstance(address, types.Integer) and isinstance(like, types.Float)):
+        return None
+    pointer_type = types.CPointer(like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer_type))
+
+    return pointer_type(address, like), codegen
+
+
+@kernel()
+def flat_at(address, size, like):
+    # the 1-d array of ``size`` elements of like's type that starts at byte ``address``
+    return carray(pointer(address, like), size)
