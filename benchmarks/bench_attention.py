@@ -17,6 +17,11 @@ A second table times one decoding step: a single query row against Tk cached key
 in runs of DECODE_STEPS calls as a decoding loop makes them (calls alternating one by one
 between the sides measured each beside the threads the other had left spinning).
 
+The process keeps freed memory for reuse (``keep_freed_memory``), as a training process does
+from its first ``backward()``: otherwise each call's fresh outputs (dq, dk, dv: 6 MB at
+(32, 4, 128, 32)) are new pages that the kernel faults in, 1.2 of 4.5 ms of our backward there,
+which no training step pays (torch's caching allocator spares its side the same way).
+
 GFLOP/s count model FLOPs causally: only the (query, key) pairs the mask keeps, 2·hs FLOPs per
 pair and product, two products forward (q kᵀ, P v) and four more backward (dv, dP, dq, dk); the
 scores a backward recomputes are not counted. `sgemm` is NumPy's own GEMM rate at each shape,
@@ -36,6 +41,7 @@ import numpy as np
 
 from alphagrad.tensor import get_num_threads, set_num_threads
 from alphagrad.tensor.kernels import attention, reference
+from alphagrad.tensor.memory import keep_freed_memory
 from alphagrad.tensor.threads import blas_threads
 
 SHAPES = [(16, 4, 64, 16), (32, 4, 128, 32), (8, 6, 256, 64), (2, 12, 256, 64)]  # B, NH, T, hs
@@ -127,6 +133,7 @@ def main() -> None:
                         help="seconds to pause before each timed call or run (0: back to back)")
     args = parser.parse_args()
     set_num_threads(args.threads)
+    keep_freed_memory()
     try:
         import torch
         torch.set_num_threads(args.threads)
