@@ -423,6 +423,26 @@ def test_adamw_matches_reference_over_steps(threads, dtype, n):
         assert_close(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adamw_steps_update_each_tensor_as_its_own_step(threads, dtype):
+    """Tensors of several sizes (one empty) at their own step counts, in one call: each as the
+    reference's single-tensor step, across the shares' boundaries."""
+    rng = np.random.default_rng(8)
+    sizes, first_steps = [5, 1, 0, 300, 17], [1, 4, 2, 1, 9]
+    ours = [[randn(rng, n, dtype), np.zeros(n, dtype), np.zeros(n, dtype)] for n in sizes]
+    ref = [[a.copy() for a in bufs] for bufs in ours]
+    for k in range(3):
+        grads = [randn(rng, n, dtype) for n in sizes]
+        steps = [s + k for s in first_steps]
+        K.adamw_steps([b[0] for b in ours], grads, [b[1] for b in ours], [b[2] for b in ours],
+                      steps, 3e-3, 0.9, 0.95, 1e-8, 0.1)
+        for bufs, grad, step in zip(ref, grads, steps):
+            R.adamw_step(bufs[0], grad, bufs[1], bufs[2], step, 3e-3, 0.9, 0.95, 1e-8, 0.1)
+    for bufs, expected in zip(ours, ref):
+        for a, b in zip(bufs, expected):
+            assert_close(a, b)
+
+
 def test_adamw_first_step_worked_example():
     # step 1: m̂ = g and v̂ = g², so p ← p·(1 - lr·wd) - lr·g/(|g| + eps)
     param, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
@@ -562,6 +582,11 @@ def test_adamw_rejects_bad_buffers_and_step():
                      1e-8, 0.0)
     with pytest.raises(TypeError, match="exp_avg_sq is float64 but the other inputs are float32"):
         K.adamw_step(*bufs[:3], np.zeros(4), 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(ValueError, match="one entry per tensor"):
+        K.adamw_steps([bufs[0]], [], [bufs[2]], [bufs[3]], [1], 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(ValueError, match=r"param has shape \(2, 2\), expected 1-D"):
+        square = np.zeros((2, 2), np.float32)
+        K.adamw_steps([square], [square], [square], [square], [1], 1e-3, 0.9, 0.999, 1e-8, 0.0)
 
 
 # Decoding: the few-rows linear and attention over many slots

@@ -1,4 +1,4 @@
-"""Adam and AdamW, both stepping through the fused ``adamw_step`` kernel."""
+"""Adam and AdamW, both stepping through the fused ``adamw_steps`` kernel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn.optim.optimizer import Optimizer
-from alphagrad.tensor.kernels import adamw_step
+from alphagrad.tensor.kernels import adamw_steps
 
 
 class Adam(Optimizer):
@@ -55,7 +55,8 @@ class Adam(Optimizer):
                 start = end
 
     def step(self) -> None:
-        """Update every parameter that has a gradient, in place (one kernel call per parameter)."""
+        """Update every parameter that has a gradient, in place (one kernel call per group and
+        dtype)."""
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = (
                 group["lr"],
@@ -65,26 +66,23 @@ class Adam(Optimizer):
             )
             live = [p for p in group["params"] if p.grad is not None]
             self._init_state([p for p in live if p not in self.state])
-            for p in live:
-                state = self.state[p]
-                state["step"] += 1
-                grad = p.grad.data.astype(p.dtype, copy=False)
-                if wd and not self.decoupled:
-                    grad = grad + wd * p.data
-                if not p.data.flags.c_contiguous:
-                    p.data = np.ascontiguousarray(p.data)
-                adamw_step(
-                    p.data.reshape(-1),
-                    np.ascontiguousarray(grad).reshape(-1),
-                    state["exp_avg"].reshape(-1),
-                    state["exp_avg_sq"].reshape(-1),
-                    state["step"],
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    wd if self.decoupled else 0.0,
-                )
+            for dtype in {p.dtype for p in live}:
+                tensors = []
+                for p in live:
+                    if p.dtype != dtype:
+                        continue
+                    state = self.state[p]
+                    state["step"] += 1
+                    grad = p.grad.data.astype(p.dtype, copy=False)
+                    if wd and not self.decoupled:
+                        grad = grad + wd * p.data
+                    if not p.data.flags.c_contiguous:
+                        p.data = np.ascontiguousarray(p.data)
+                    tensors.append((p.data.reshape(-1), np.ascontiguousarray(grad).reshape(-1),
+                                    state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
+                                    state["step"]))
+                adamw_steps(*zip(*tensors), lr, beta1, beta2, eps,
+                            wd if self.decoupled else 0.0)
 
 
 class AdamW(Adam):

@@ -4,7 +4,7 @@ Each public function checks dtypes and shapes, then runs a private jitted kernel
 ``reference`` module holds the same functions written from the math, for the tests.
 """
 
-from alphagrad.tensor.kernels.adamw import adamw_step
+from alphagrad.tensor.kernels.adamw import adamw_step, adamw_steps
 from alphagrad.tensor.kernels.attention import attention_backward, attention_forward
 from alphagrad.tensor.kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from alphagrad.tensor.kernels.decode_attention import slot_attention
@@ -29,7 +29,7 @@ from alphagrad.tensor.kernels.swiglu import (
 )
 
 __all__ = [
-    "adamw_step", "attention_backward", "attention_forward", "bias_gelu_backward",
+    "adamw_step", "adamw_steps", "attention_backward", "attention_forward", "bias_gelu_backward",
     "bias_gelu_forward", "cross_entropy_backward", "cross_entropy_forward", "embedding_backward",
     "embedding_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
     "layernorm_forward", "linear_rows", "matmul", "matmuls", "rmsnorm_backward", "rmsnorm_forward",
