@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
-from alphagrad.tensor.kernels._address import flat_at
+from alphagrad.tensor.kernels._address import address, flat_at
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._registers import stack_empty
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
@@ -98,7 +98,7 @@ def _flat(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     one (n, 2) int64 array, and their strides in bytes as one (n, 4) int64 array; the kernels
     view them with ``flat_at`` and ``_view``, so each compiles once per dtype whatever the
     arrays' layouts (see ``_address``)."""
-    return (np.array([(a.ctypes.data, 1 + sum((n - 1) * st for n, st in zip(a.shape, a.strides))
+    return (np.array([(address(a), 1 + sum((n - 1) * st for n, st in zip(a.shape, a.strides))
                        // a.itemsize) for a in arrays], np.int64),
             np.array([a.strides for a in arrays], np.int64))
 

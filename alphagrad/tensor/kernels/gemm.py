@@ -20,7 +20,7 @@ from numba.extending import intrinsic
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.blas import BLAS
-from alphagrad.tensor.kernels._address import flat_at
+from alphagrad.tensor.kernels._address import address, flat_at
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 from alphagrad.tensor.threads import get_num_threads, one_pool
 
@@ -105,10 +105,10 @@ _gemm_tasks_serial = serial_twin(_gemm_tasks)
 def _layout(x: np.ndarray) -> tuple[int, int] | None:
     """(CBLAS transpose flag, leading dimension) of the last two axes of ``x``, or None when
     neither axis has unit stride."""
-    rows, cols = x.shape[-2:]
-    if any(s % x.itemsize for s in x.strides[-2:]):
+    (rows, cols), (row_bytes, col_bytes), item = x.shape[-2:], x.strides[-2:], x.itemsize
+    if row_bytes % item or col_bytes % item:
         return None
-    row_stride, col_stride = (s // x.itemsize for s in x.strides[-2:])
+    row_stride, col_stride = row_bytes // item, col_bytes // item
     if cols == 1 or col_stride == 1:  # the stride of an axis of one element is never used
         ld = row_stride if rows > 1 else cols
         if ld >= cols:
@@ -167,9 +167,9 @@ def _plan(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> _Prod
         (a, a_step), (b, b_step) = a_entries, b_entries
     out = np.empty(batch + (m, n), a.dtype)
     bias = None if bias is None else np.ascontiguousarray(bias)
-    row = [layout_a[0], layout_b[0], m, n, k, a.ctypes.data, layout_a[1], a_step, a.strides[-2],
-           b.ctypes.data, layout_b[1], b_step, b.strides[-1], out.ctypes.data, n,
-           m * n * a.itemsize, a.itemsize, entries, 0 if bias is None else bias.ctypes.data,
+    row = [layout_a[0], layout_b[0], m, n, k, address(a), layout_a[1], a_step, a.strides[-2],
+           address(b), layout_b[1], b_step, b.strides[-1], address(out), n,
+           m * n * a.itemsize, a.itemsize, entries, 0 if bias is None else address(bias),
            m >= n, 1, 0]
     return _Product(out, row, (a, b, bias))
 
