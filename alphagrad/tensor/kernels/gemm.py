@@ -181,37 +181,43 @@ def _numpy(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> _Product:
     return _Product(out, None)
 
 
+def _work(row: list[int]) -> int:
+    return row[ENTRIES] * row[M] * row[N] * row[K]
+
+
 def _run(rows: list[list[int]], dtype: np.dtype) -> None:
-    """Products of one dtype in one loop, cut so that their tasks are a multiple of the threads.
-    Products of equal work run whole, one per thread, when there are enough of them (a layer's
-    input and weight gradients: the two GEMMs side by side took 0.86-0.95x the time of each cut
-    in two, measured on 2 cores at a GPT's shapes)."""
-    works = [r[ENTRIES] * r[M] * r[N] * r[K] for r in rows]
-    parallel = use_parallel(sum(works), PARALLEL_MIN_WORK)
+    """Products of one dtype and equal work in one loop, cut so that their tasks are a multiple
+    of the threads: as many products as threads run whole, one per thread (a layer's input and
+    weight gradients on 2 cores: side by side they took 0.86-0.95x the time of each cut in two,
+    measured at a GPT's shapes)."""
+    parallel = use_parallel(len(rows) * _work(rows[0]), PARALLEL_MIN_WORK)
     threads = get_num_threads()
-    together = sum(r[ENTRIES] for r in rows) if len(set(works)) == 1 else None
+    pieces = threads // math.gcd(sum(r[ENTRIES] for r in rows), threads) if parallel else 1
     end = 0
     for r in rows:
-        if parallel:
-            r[PIECES] = threads // math.gcd(together or r[ENTRIES], threads)
-        end = r[END] = end + r[ENTRIES] * r[PIECES]
+        r[PIECES] = pieces
+        end = r[END] = end + r[ENTRIES] * pieces
     run = _gemm_tasks if parallel else _gemm_tasks_serial
     run(BLAS.sgemm if dtype == np.float32 else BLAS.dgemm, dtype.type(1.0),
         np.array(rows, np.int64))
 
 
 def matmuls(*products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
-    """``[a @ b for a, b in products]``, each as ``matmul`` computes it, in one parallel loop:
-    products of equal work run side by side rather than one after another (a layer's input and
-    weight gradients).
+    """``[a @ b for a, b in products]``, each as ``matmul`` computes it; products of one dtype
+    and equal work (a layer's input and weight gradients) run side by side in one parallel
+    loop, others one after another.
 
     >>> x, g = np.ones((4, 2), np.float32), np.ones((4, 3), np.float32)
     >>> [p.shape for p in matmuls((g, np.ones((3, 2), np.float32)), (g.T, x))]
     [(4, 2), (3, 2)]
     """
     plans = [_plan(a, b) for a, b in products]
-    for dtype in {p.out.dtype for p in plans if p.row is not None}:
-        _run([p.row for p in plans if p.row is not None and p.out.dtype == dtype], dtype)
+    groups: dict[tuple, list[list[int]]] = {}
+    for p in plans:
+        if p.row is not None:
+            groups.setdefault((p.out.dtype, _work(p.row)), []).append(p.row)
+    for (dtype, _), rows in groups.items():
+        _run(rows, dtype)
     return [p.out for p in plans]
 
 
