@@ -667,7 +667,23 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with weight (out_features, in_features)."""
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input shape {x.shape} does not fit weight shape {weight.shape}")
-    return mm.Linear.apply(x, weight, bias)
+    return mm.Linear.apply(x, weight, bias, None)
+
+
+def residual_linear(residual: Tensor, x: Tensor, weight: Tensor,
+                    bias: Tensor | None = None) -> Tensor:
+    """``residual + linear(x, weight, bias)`` fused: the residual is added as each piece of the
+    product is written, not in a pass of its own (a transformer block's residual connection).
+
+    >>> x = F.residual_linear(x, y, proj.weight, proj.bias)  # x + proj(y)
+    """
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"residual_linear: input shape {x.shape} does not fit weight shape "
+                         f"{weight.shape}")
+    if residual.shape != x.shape[:-1] + (weight.shape[0],):
+        raise ValueError(f"residual_linear: residual shape {residual.shape} is not the output's, "
+                         f"{x.shape[:-1] + (weight.shape[0],)}")
+    return mm.Linear.apply(x, weight, bias, residual)
 
 
 def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None = None,

@@ -23,7 +23,7 @@ from alphagrad.autograd import functional as F
 from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn import hf, init
 from alphagrad.nn.kv_cache import LayerKV
-from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
+from alphagrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, project
 from alphagrad.nn.lm import LIMITS, LanguageModel
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.nn.parameter import Parameter
@@ -106,7 +106,9 @@ class CausalSelfAttention(Module):
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
         self.scale = attention_scale(config, layer)
 
-    def forward(self, x: Tensor, kv_cache: LayerKV | None = None) -> Tensor:
+    def forward(self, x: Tensor, kv_cache: LayerKV | None = None,
+                residual: Tensor | None = None) -> Tensor:
+        """The attention's output, plus ``residual`` if given (added inside the projection)."""
         _B, _T, _C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C)
         if kv_cache is not None:
@@ -115,7 +117,7 @@ class CausalSelfAttention(Module):
             y = self._with_dropout(qkv)
         else:
             y = F.fused_self_attention(qkv, self.n_head, self.scale)  # (B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        return project(self.c_proj, y, residual, self.resid_dropout)
 
     def _heads(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         B, T, _ = qkv.shape
@@ -143,9 +145,11 @@ class MLP(Module):
         self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """The MLP's output, plus ``residual`` if given (added inside the projection)."""
         h = F.linear_gelu(x, self.c_fc.weight, self.c_fc.bias, self.gelu.approximate)  # (B, T, 4C)
-        return self.dropout(self.c_proj(h))
+        return project(self.c_proj, h, residual, self.dropout)
+
 
 
 class Block(Module):
@@ -156,8 +160,8 @@ class Block(Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, kv_cache: LayerKV | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache)
-        return x + self.mlp(self.ln_2(x))
+        x = self.attn(self.ln_1(x), kv_cache, residual=x)
+        return self.mlp(self.ln_2(x), residual=x)
 
 
 class GPT(LanguageModel):

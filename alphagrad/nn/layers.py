@@ -39,6 +39,19 @@ class Linear(Module):
                f"bias={self.bias is not None}"
 
 
+def project(proj: Linear, y: Tensor, residual: Tensor | None = None,
+            dropout: Dropout | None = None) -> Tensor:
+    """``dropout(proj(y))``, plus ``residual`` if given, added as the product is written
+    (``F.residual_linear``) unless a dropout comes between: a transformer block's
+    ``x + proj(y)`` without a pass of its own over the sum."""
+    if dropout is not None and dropout.training and dropout.p > 0:
+        out = dropout(proj(y))
+        return out if residual is None else residual + out
+    if residual is None:
+        return proj(y)
+    return F.residual_linear(residual, y, proj.weight, proj.bias)
+
+
 class Embedding(Module):
     """A table of ``num_embeddings`` vectors of size ``embedding_dim``, looked up by integer id."""
 

@@ -26,7 +26,7 @@ from alphagrad.autograd.ops.nn import joined_rows
 from alphagrad.autograd.tensor import Tensor
 from alphagrad.nn import init
 from alphagrad.nn.kv_cache import LayerKV
-from alphagrad.nn.layers import Embedding, Linear, RMSNorm
+from alphagrad.nn.layers import Embedding, Linear, RMSNorm, project
 from alphagrad.nn.lm import LIMITS, LanguageModel
 from alphagrad.nn.module import Module, ModuleDict, ModuleList
 from alphagrad.tensor.kernels.rope import rope_tables
@@ -147,18 +147,20 @@ class Attention(Module):
         self.o_proj = Linear(config.n_head * hs, C, bias=False)
 
     def forward(self, x: Tensor, cos: np.ndarray, sin: np.ndarray,
-                kv_cache: LayerKV | None = None) -> Tensor:
+                kv_cache: LayerKV | None = None, residual: Tensor | None = None) -> Tensor:
+        """The attention's output, plus ``residual`` if given (added inside the projection)."""
         B, T, _ = x.shape
         NH, NKV, hs = self.n_head, self.n_kv_head, self.head_size
         qkv = fused_linear(x, self.q_proj, self.k_proj, self.v_proj)  # (B, T, (NH + 2·NKV)·hs)
         qkv = qkv.view(B, T, NH + 2 * NKV, hs)
         if kv_cache is None:
-            return self.o_proj(F.rotary_self_attention(qkv, cos, sin, NH, NKV))  # (B, T, C)
+            y = F.rotary_self_attention(qkv, cos, sin, NH, NKV)  # (B, T, C)
+            return project(self.o_proj, y, residual)
         q = F.rotary_embedding(qkv[:, :, :NH], cos, sin).transpose(1, 2)  # (B, NH, T, hs)
         k = F.rotary_embedding(qkv[:, :, NH:NH + NKV], cos, sin).transpose(1, 2)  # (B, NKV, T, hs)
         v = qkv[:, :, NH + NKV:].transpose(1, 2)
         y = kv_cache.attend(q, k, v)  # (B, NH, T, hs), over the cached keys too
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, NH * hs))
+        return project(self.o_proj, y.transpose(1, 2).reshape(B, T, NH * hs), residual)
 
 
 class MLP(Module):
@@ -169,8 +171,10 @@ class MLP(Module):
         self.up_proj = Linear(config.n_embd, config.intermediate_size, bias=False)
         self.down_proj = Linear(config.intermediate_size, config.n_embd, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.swiglu(fused_linear(x, self.gate_proj, self.up_proj)))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """The MLP's output, plus ``residual`` if given (added inside the projection)."""
+        return project(self.down_proj, F.swiglu(fused_linear(x, self.gate_proj, self.up_proj)),
+                       residual)
 
 
 class Block(Module):
@@ -182,8 +186,8 @@ class Block(Module):
 
     def forward(self, x: Tensor, cos: np.ndarray, sin: np.ndarray,
                 kv_cache: LayerKV | None = None) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv_cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = self.self_attn(self.input_layernorm(x), cos, sin, kv_cache, residual=x)
+        return self.mlp(self.post_attention_layernorm(x), residual=x)
 
 
 class Llama(LanguageModel):

@@ -52,6 +52,34 @@ def test_linear_gelu(lead, n_in, n_out, has_bias, approximate, seed):
                  lambda a, w: np_gelu(a @ w.T, approximate), [x, w])
 
 
+@FAST
+@given(lead=hnp.array_shapes(min_dims=1, max_dims=2, max_side=5), n_in=st.integers(1, 5),
+       n_out=st.integers(1, 5), has_bias=st.booleans(), seed=seeds)
+def test_residual_linear(lead, n_in, n_out, has_bias, seed):
+    """Both paths: a few rows (the row kernel, then the add) and more (the GEMM adds it)."""
+    rng = np.random.default_rng(seed)
+    r, x, w, b = rng.standard_normal(lead + (n_out,)), rng.standard_normal(lead + (n_in,)), \
+        rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)
+    if has_bias:
+        check_op(lambda r, t, w, b: F.residual_linear(r, t, w, b),
+                 lambda r, a, w, b: r + a @ w.T + b, [r, x, w, b])
+    else:
+        check_op(lambda r, t, w: F.residual_linear(r, t, w),
+                 lambda r, a, w: r + a @ w.T, [r, x, w])
+
+
+def test_linear_of_no_rows():
+    """A batch of zero rows (an empty prompt chunk) keeps its shape through both ops."""
+    x, w, b = ag.zeros(1, 0, 3), ag.randn(4, 3), ag.randn(4)
+    assert F.linear(x, w, b).shape == (1, 0, 4)
+    assert F.residual_linear(ag.zeros(1, 0, 4), x, w, b).shape == (1, 0, 4)
+
+
+def test_residual_linear_errors():
+    with pytest.raises(ValueError, match=r"residual shape \(2, 3\) is not the output's, \(2, 4\)"):
+        F.residual_linear(ag.randn(2, 3), ag.randn(2, 5), ag.randn(4, 5))
+
+
 def test_linear_gelu_errors():
     x, w = ag.randn(2, 3), ag.randn(4, 5)
     with pytest.raises(ValueError, match=r"linear_gelu: input shape \(2, 3\) does not fit"):

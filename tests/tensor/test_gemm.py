@@ -59,13 +59,16 @@ def operands(draw):
     return laid_out(a, layouts[0]), laid_out(b, layouts[1])
 
 
-@given(operands(), st.booleans())
+@given(operands(), st.booleans(), st.booleans())
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_matmul_matches_numpy_in_float64(threads, pair, with_bias):
+def test_matmul_matches_numpy_in_float64(threads, pair, with_bias, with_addend):
     a, b = pair
     bias = np.linspace(-1, 2, b.shape[-1]).astype(a.dtype) if with_bias else None
-    out = matmul(a, b, bias)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    addend = np.arange(np.prod(shape)).reshape(shape).astype(a.dtype) if with_addend else None
+    out = matmul(a, b, bias, addend)
     expected = np.matmul(a.astype(np.float64), b.astype(np.float64)) + (0 if bias is None else bias)
+    expected += 0 if addend is None else addend
     assert out.shape == expected.shape and out.dtype == a.dtype
     tol = 1e-4 if a.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))

@@ -54,17 +54,18 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """``x @ weight.T + bias`` with weight (out, in), fused so each product is one BLAS call."""
+    """``x @ weight.T + bias (+ residual)`` with weight (out, in), fused so each product is one
+    BLAS call and the bias and a residual of the output's shape are added as it is written."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, residual=None):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
-        return _linear(x, weight, bias)
+        return _linear(x, weight, bias, residual)
 
     @staticmethod
     def backward(ctx, grad):
         dbias = _rows(grad).sum(axis=0) if ctx.has_bias and ctx.needs_grad(2) else None
-        return _linear_grads(ctx, grad) + (dbias,)
+        return _linear_grads(ctx, grad) + (dbias, grad if ctx.needs_grad(3) else None)
 
 
 class LinearGelu(Function):
@@ -84,16 +85,18 @@ class LinearGelu(Function):
         return _linear_grads(ctx, dh) + (dbias,)
 
 
-def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """``x @ weight.T + bias`` (..., out): a few rows (a decoding step) by the row kernel, more
-    by one GEMM."""
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+            residual: np.ndarray | None = None) -> np.ndarray:
+    """``x @ weight.T + bias (+ residual)`` (..., out): a few rows (a decoding step) by the row
+    kernel, more by one GEMM."""
     rows = _rows(x)  # (M, in)
     if 0 < rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
             and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
         out = linear.linear_rows(rows, weight, bias)
+        out = out if residual is None else out + _rows(residual)
     else:
-        out = kernels.matmul(rows, weight.T, bias)
-    return out.reshape(x.shape[:-1] + (-1,))
+        out = kernels.matmul(rows, weight.T, bias, None if residual is None else _rows(residual))
+    return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
 def _grads(ctx, *products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray | None]:

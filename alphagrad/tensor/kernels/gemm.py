@@ -64,10 +64,11 @@ def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b,
 # Columns of _gemm_tasks's table, one row per product (addresses and steps in bytes): CBLAS's
 # transpose flags, the sizes, A, B and C with their leading dimensions (in elements) and byte
 # steps between batch entries and between rows of op(A) and columns of op(B), the item size,
-# the batch entries, a bias added to every row of C (its address, or 0 for none), how the product
-# is cut and into how many pieces, and one past its last task.
+# the batch entries, a bias added to every row of C and an array of C's shape and layout added
+# to C (their addresses, or 0 for none), how the product is cut and into how many pieces, and one
+# past its last task.
 (TRANS_A, TRANS_B, M, N, K, A, LDA, A_ENTRY, A_ROW, B, LDB, B_ENTRY, B_COLUMN, C, LDC, C_ENTRY,
- ITEM, ENTRIES, BIAS, BY_ROWS, PIECES, END) = range(22)
+ ITEM, ENTRIES, BIAS, ADDEND, BY_ROWS, PIECES, END) = range(23)
 
 
 @kernel(parallel=True)
@@ -91,12 +92,18 @@ def _gemm_tasks(gemm, alpha, products):
             b, c, n = b + c0 * p[B_COLUMN], c + c0 * p[ITEM], c1 - c0
         _cblas_gemm(gemm, p[TRANS_A], p[TRANS_B], m, n, p[K], alpha, a, p[LDA], b, p[LDB], c,
                     ldc)
-        if p[BIAS] and m:  # while the piece is still in cache
-            bias = flat_at(p[BIAS] + c0 * p[ITEM], n, alpha)
+        if m and (p[BIAS] or p[ADDEND]):  # while the piece is still in cache
             rows = flat_at(c, (m - 1) * ldc + n, alpha)
-            for i in range(m):
-                for j in range(n):
-                    rows[np.uint64(i * ldc + j)] += bias[j]
+            if p[BIAS]:
+                bias = flat_at(p[BIAS] + c0 * p[ITEM], n, alpha)
+                for i in range(m):
+                    for j in range(n):
+                        rows[np.uint64(i * ldc + j)] += bias[j]
+            if p[ADDEND]:
+                addend = flat_at(p[ADDEND] + (c - p[C]), (m - 1) * ldc + n, alpha)
+                for i in range(m):
+                    for j in range(n):
+                        rows[np.uint64(i * ldc + j)] += addend[np.uint64(i * ldc + j)]
 
 
 _gemm_tasks_serial = serial_twin(_gemm_tasks)
@@ -147,38 +154,42 @@ class _Product(NamedTuple):
     operands: tuple[np.ndarray, ...] = ()  # what the row's addresses point into, kept alive
 
 
-def _plan(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> _Product:
+def _plan(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
+          addend: np.ndarray | None = None) -> _Product:
     if not (one_pool() and a.ndim >= 2 and b.ndim >= 2 and a.dtype == b.dtype
             and a.dtype in (np.float32, np.float64) and a.shape[-1] == b.shape[-2]
             and (bias is None or (bias.dtype == a.dtype and bias.shape == b.shape[-1:]))):
-        return _numpy(a, b, bias)
+        return _numpy(a, b, bias, addend)
     (m, k), n = a.shape[-2:], b.shape[-1]
     batch = a.shape[:-2] if a.shape[:-2] == b.shape[:-2] else \
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     entries = math.prod(batch)
-    if 0 in (m, n, k, entries):
-        return _numpy(a, b, bias)
+    if 0 in (m, n, k, entries) or (addend is not None and (
+            addend.dtype != a.dtype or addend.shape != batch + (m, n))):
+        return _numpy(a, b, bias, addend)
     (a, layout_a), (b, layout_b) = _as_blas_takes(a), _as_blas_takes(b)
     a_step, b_step = 0, 0
     if batch:
         a_entries, b_entries = _entries(a, batch), _entries(b, batch)
         if a_entries is None or b_entries is None:
-            return _numpy(a, b, bias)
+            return _numpy(a, b, bias, addend)
         (a, a_step), (b, b_step) = a_entries, b_entries
     out = np.empty(batch + (m, n), a.dtype)
     bias = None if bias is None else np.ascontiguousarray(bias)
+    addend = None if addend is None else np.ascontiguousarray(addend)  # laid out as out
     row = [layout_a[0], layout_b[0], m, n, k, address(a), layout_a[1], a_step, a.strides[-2],
            address(b), layout_b[1], b_step, b.strides[-1], address(out), n,
            m * n * a.itemsize, a.itemsize, entries, 0 if bias is None else address(bias),
-           m >= n, 1, 0]
-    return _Product(out, row, (a, b, bias))
+           0 if addend is None else address(addend), m >= n, 1, 0]
+    return _Product(out, row, (a, b, bias, addend))
 
 
-def _numpy(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> _Product:
+def _numpy(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None,
+           addend: np.ndarray | None) -> _Product:
     out = np.matmul(a, b)
     if bias is not None:
         out += bias
-    return _Product(out, None)
+    return _Product(out if addend is None else out + addend, None)
 
 
 def _work(row: list[int]) -> int:
@@ -221,19 +232,21 @@ def matmuls(*products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     return [p.out for p in plans]
 
 
-def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
+           addend: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for float arrays of at least two axes each (batch axes broadcast, as NumPy's),
-    plus ``bias`` (its last axis) if given.
+    plus ``bias`` (its last axis) and ``addend`` (the product's shape) if given.
 
     The product runs on alphagrad's threads when the GEMM is large enough and the operands are
-    float32 or float64 of one dtype in a layout BLAS takes, and each thread adds the bias to its
-    piece while the piece is in cache; otherwise it is NumPy's ``@`` (and ``+``).
+    float32 or float64 of one dtype in a layout BLAS takes, and each thread adds the bias and
+    the addend to its piece while the piece is in cache (a residual connection's add, say);
+    otherwise it is NumPy's ``@`` and ``+``.
 
     >>> matmul(np.ones((2, 3), np.float32), np.ones((3, 4), np.float32))
     array([[3., 3., 3., 3.],
            [3., 3., 3., 3.]], dtype=float32)
     """
-    plan = _plan(a, b, bias)
+    plan = _plan(a, b, bias, addend)
     if plan.row is not None:
         _run([plan.row], plan.out.dtype)
     return plan.out
