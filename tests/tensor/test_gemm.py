@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphagrad.tensor import get_num_threads, set_num_threads
-from alphagrad.tensor.kernels import gemm, matmul, matmuls
+from alphagrad.tensor.kernels import gemm, matmul, matmul_gelu, matmuls, reference
 
 
 @pytest.fixture(params=["serial", "parallel-allthreads"])
@@ -98,6 +98,20 @@ def test_matmuls_match_numpy_in_float64(threads, products):
         assert out.shape == expected.shape and out.dtype == a.dtype
         tol = 1e-4 if a.dtype == np.float32 else 1e-12
         np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))
+
+
+@given(operands(), st.booleans(), st.sampled_from(["tanh", "none"]))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_matmul_gelu_matches_numpy_in_float64(threads, pair, with_bias, approximate):
+    a, b = pair
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])[:a.shape[-1]]  # 2-D, as a Linear's
+    bias = np.linspace(-2, 2, b.shape[-1]).astype(a.dtype) if with_bias else None
+    h, out = matmul_gelu(a, b, bias, approximate)
+    expected = a.astype(np.float64) @ b + (0 if bias is None else bias)
+    tol = 1e-4 if a.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(h, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))
+    np.testing.assert_allclose(out, reference.gelu_forward(expected, approximate), rtol=tol,
+                               atol=tol * np.sqrt(a.shape[-1]))
 
 
 def test_large_products_are_cut_at_the_default_threshold():

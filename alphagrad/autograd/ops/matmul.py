@@ -75,8 +75,14 @@ class LinearGelu(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, approximate):
         ctx.x, ctx.weight, ctx.has_bias, ctx.approximate = x, weight, bias is not None, approximate
-        ctx.h = _linear(x, weight, None)  # (..., out); the bias is added in place
-        return kernels.bias_gelu_forward(ctx.h, bias, approximate)
+        rows, shape = _rows(x), x.shape[:-1] + (weight.shape[0],)
+        if _by_rows(rows, weight, bias):
+            h = linear.linear_rows(rows, weight, None)
+            out = kernels.bias_gelu_forward(h, bias, approximate)  # adds the bias to h
+        else:
+            h, out = kernels.matmul_gelu(rows, weight.T, bias, approximate)
+        ctx.h = h.reshape(shape)  # the pre-activation, bias included
+        return out.reshape(shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -90,13 +96,18 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     """``x @ weight.T + bias (+ residual)`` (..., out): a few rows (a decoding step) by the row
     kernel, more by one GEMM."""
     rows = _rows(x)  # (M, in)
-    if 0 < rows.shape[0] <= linear.MAX_ROWS and x.dtype == weight.dtype \
-            and (bias is None or bias.dtype == x.dtype) and weight.flags.c_contiguous:
+    if _by_rows(rows, weight, bias):
         out = linear.linear_rows(rows, weight, bias)
         out = out if residual is None else out + _rows(residual)
     else:
         out = kernels.matmul(rows, weight.T, bias, None if residual is None else _rows(residual))
     return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+
+def _by_rows(rows: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> bool:
+    """Whether ``rows @ weight.T`` takes the row kernel: a few rows, as in a decoding step."""
+    return 0 < rows.shape[0] <= linear.MAX_ROWS and rows.dtype == weight.dtype \
+        and (bias is None or bias.dtype == rows.dtype) and weight.flags.c_contiguous
 
 
 def _grads(ctx, *products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray | None]:

@@ -15,7 +15,7 @@ from alphagrad.tensor.kernels.gelu import (
     gelu_backward,
     gelu_forward,
 )
-from alphagrad.tensor.kernels.gemm import matmul, matmuls
+from alphagrad.tensor.kernels.gemm import matmul, matmul_gelu, matmuls
 from alphagrad.tensor.kernels.layernorm import layernorm_backward, layernorm_forward
 from alphagrad.tensor.kernels.linear import linear_rows
 from alphagrad.tensor.kernels.rmsnorm import rmsnorm_backward, rmsnorm_forward
@@ -32,7 +32,7 @@ __all__ = [
     "adamw_step", "adamw_steps", "attention_backward", "attention_forward", "bias_gelu_backward",
     "bias_gelu_forward", "cross_entropy_backward", "cross_entropy_forward", "embedding_backward",
     "embedding_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
-    "layernorm_forward", "linear_rows", "matmul", "matmuls", "rmsnorm_backward", "rmsnorm_forward",
+    "layernorm_forward", "linear_rows", "matmul", "matmul_gelu", "matmuls", "rmsnorm_backward", "rmsnorm_forward",
     "rope_backward", "rope_forward", "rope_tables", "silu_backward", "silu_forward",
     "slot_attention", "softmax_backward", "softmax_forward", "swiglu_backward", "swiglu_forward",
 ]

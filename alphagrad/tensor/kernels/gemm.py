@@ -22,6 +22,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.blas import BLAS
 from alphagrad.tensor.kernels._address import address, flat_at
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
+from alphagrad.tensor.kernels.gelu import bias_gelu_forward, gelu_exact, gelu_tanh
 from alphagrad.tensor.threads import get_num_threads, one_pool
 
 # Below this many multiply-adds a GEMM runs on the calling thread (about 10 µs of one core).
@@ -65,10 +66,12 @@ def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b,
 # transpose flags, the sizes, A, B and C with their leading dimensions (in elements) and byte
 # steps between batch entries and between rows of op(A) and columns of op(B), the item size,
 # the batch entries, a bias added to every row of C and an array of C's shape and layout added
-# to C (their addresses, or 0 for none), how the product is cut and into how many pieces, and one
-# past its last task.
+# to C (their addresses, or 0 for none), where GELU of the result goes (laid out as C; 0 for
+# nowhere) and in which form (GELU_FORMS), how the product is cut and into how many pieces, and
+# one past its last task.
 (TRANS_A, TRANS_B, M, N, K, A, LDA, A_ENTRY, A_ROW, B, LDB, B_ENTRY, B_COLUMN, C, LDC, C_ENTRY,
- ITEM, ENTRIES, BIAS, ADDEND, BY_ROWS, PIECES, END) = range(23)
+ ITEM, ENTRIES, BIAS, ADDEND, ACTIVATED, FORM, BY_ROWS, PIECES, END) = range(25)
+GELU_FORMS = ("tanh", "none")  # the FORM column: an index into these
 
 
 @kernel(parallel=True)
@@ -92,7 +95,7 @@ def _gemm_tasks(gemm, alpha, products):
             b, c, n = b + c0 * p[B_COLUMN], c + c0 * p[ITEM], c1 - c0
         _cblas_gemm(gemm, p[TRANS_A], p[TRANS_B], m, n, p[K], alpha, a, p[LDA], b, p[LDB], c,
                     ldc)
-        if m and (p[BIAS] or p[ADDEND]):  # while the piece is still in cache
+        if m and (p[BIAS] or p[ADDEND] or p[ACTIVATED]):  # while the piece is still in cache
             rows = flat_at(c, (m - 1) * ldc + n, alpha)
             if p[BIAS]:
                 bias = flat_at(p[BIAS] + c0 * p[ITEM], n, alpha)
@@ -104,6 +107,17 @@ def _gemm_tasks(gemm, alpha, products):
                 for i in range(m):
                     for j in range(n):
                         rows[np.uint64(i * ldc + j)] += addend[np.uint64(i * ldc + j)]
+            if p[ACTIVATED]:
+                activated = flat_at(p[ACTIVATED] + (c - p[C]), (m - 1) * ldc + n, alpha)
+                for i in range(m):
+                    if p[FORM] == 0:
+                        for j in range(n):
+                            activated[np.uint64(i * ldc + j)] = gelu_tanh(
+                                rows[np.uint64(i * ldc + j)])
+                    else:
+                        for j in range(n):
+                            activated[np.uint64(i * ldc + j)] = gelu_exact(
+                                rows[np.uint64(i * ldc + j)])
 
 
 _gemm_tasks_serial = serial_twin(_gemm_tasks)
@@ -180,7 +194,7 @@ def _plan(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
     row = [layout_a[0], layout_b[0], m, n, k, address(a), layout_a[1], a_step, a.strides[-2],
            address(b), layout_b[1], b_step, b.strides[-1], address(out), n,
            m * n * a.itemsize, a.itemsize, entries, 0 if bias is None else address(bias),
-           0 if addend is None else address(addend), m >= n, 1, 0]
+           0 if addend is None else address(addend), 0, 0, m >= n, 1, 0]
     return _Product(out, row, (a, b, bias, addend))
 
 
@@ -250,3 +264,24 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
     if plan.row is not None:
         _run([plan.row], plan.out.dtype)
     return plan.out
+
+
+def matmul_gelu(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None,
+                approximate: str = "tanh") -> tuple[np.ndarray, np.ndarray]:
+    """``(h, gelu(h))`` with ``h = a @ b + bias``: a Linear's output and its GELU, each thread
+    computing the GELU of its piece while the piece is in cache (the MLP's first layer; the
+    backward needs ``h``). ``approximate`` is "tanh" or "none", as for ``gelu_forward``.
+
+    >>> h, out = matmul_gelu(np.ones((1, 2), np.float32), np.ones((2, 2), np.float32), None)
+    >>> h, out.round(4)
+    (array([[2., 2.]], dtype=float32), array([[1.9546, 1.9546]], dtype=float32))
+    """
+    if approximate not in GELU_FORMS:
+        raise ValueError(f"matmul_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    plan = _plan(a, b, bias)
+    if plan.row is None:
+        return plan.out, bias_gelu_forward(plan.out, None, approximate)
+    out = np.empty_like(plan.out)
+    plan.row[ACTIVATED], plan.row[FORM] = address(out), GELU_FORMS.index(approximate)
+    _run([plan.row], plan.out.dtype)
+    return plan.out, out
