@@ -127,6 +127,13 @@ def test_large_products_are_cut_at_the_default_threshold():
         for a, b in ((x, w), (x.T, g), (g, w.T)):
             np.testing.assert_allclose(matmul(a, b), a.astype(np.float64) @ b, rtol=1e-4,
                                        atol=1e-3)
+        bias = rng.standard_normal(768).astype(np.float32)  # blocks of rows, each finished in cache
+        h, out = matmul_gelu(x, w, bias)
+        np.testing.assert_allclose(h, x.astype(np.float64) @ w + bias, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(out, reference.gelu_forward(x.astype(np.float64) @ w + bias),
+                                   rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(matmul(x, w, addend=g), x.astype(np.float64) @ w + g,
+                                   rtol=1e-4, atol=1e-3)
         dx, dw = matmuls((g, w.T), (x.T, g))  # side by side
         np.testing.assert_allclose(dx, g.astype(np.float64) @ w.T, rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(dw, x.T.astype(np.float64) @ g, rtol=1e-4, atol=1e-3)
