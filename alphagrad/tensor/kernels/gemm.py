@@ -22,7 +22,7 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.blas import BLAS
 from alphagrad.tensor.kernels._address import address, flat_at
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
-from alphagrad.tensor.kernels.gelu import bias_gelu_forward, gelu_exact, gelu_tanh
+from alphagrad.tensor.kernels.gelu import FORMS, bias_gelu_forward, gelu_exact, gelu_tanh
 from alphagrad.tensor.threads import get_num_threads, one_pool
 
 # Below this many multiply-adds a GEMM runs on the calling thread (about 10 µs of one core).
@@ -67,11 +67,11 @@ def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b,
 # steps between batch entries and between rows of op(A) and columns of op(B), the item size,
 # the batch entries, a bias added to every row of C and an array of C's shape and layout added
 # to C (their addresses, or 0 for none), where GELU of the result goes (laid out as C; 0 for
-# nowhere) and in which form (GELU_FORMS), how the product is cut and into how many pieces, and
-# one past its last task.
+# nowhere) and in which form (an index into gelu.FORMS), how the product is cut and into how
+# many pieces, and one past its last task.
 (TRANS_A, TRANS_B, M, N, K, A, LDA, A_ENTRY, A_ROW, B, LDB, B_ENTRY, B_COLUMN, C, LDC, C_ENTRY,
  ITEM, ENTRIES, BIAS, ADDEND, ACTIVATED, FORM, BY_ROWS, PIECES, END) = range(25)
-GELU_FORMS = ("tanh", "none")  # the FORM column: an index into these
+_TANH = FORMS.index("tanh")
 
 
 @kernel(parallel=True)
@@ -110,7 +110,7 @@ def _gemm_tasks(gemm, alpha, products):
             if p[ACTIVATED]:
                 activated = flat_at(p[ACTIVATED] + (c - p[C]), (m - 1) * ldc + n, alpha)
                 for i in range(m):
-                    if p[FORM] == 0:
+                    if p[FORM] == _TANH:
                         for j in range(n):
                             activated[np.uint64(i * ldc + j)] = gelu_tanh(
                                 rows[np.uint64(i * ldc + j)])
@@ -276,12 +276,12 @@ def matmul_gelu(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None,
     >>> h, out.round(4)
     (array([[2., 2.]], dtype=float32), array([[1.9546, 1.9546]], dtype=float32))
     """
-    if approximate not in GELU_FORMS:
+    if approximate not in FORMS:
         raise ValueError(f"matmul_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     plan = _plan(a, b, bias)
     if plan.row is None:
         return plan.out, bias_gelu_forward(plan.out, None, approximate)
     out = np.empty_like(plan.out)
-    plan.row[ACTIVATED], plan.row[FORM] = address(out), GELU_FORMS.index(approximate)
+    plan.row[ACTIVATED], plan.row[FORM] = address(out), FORMS.index(approximate)
     _run([plan.row], plan.out.dtype)
     return plan.out, out
