@@ -663,10 +663,14 @@ def rotary_self_attention(qkv: Tensor, cos: np.ndarray, sin: np.ndarray, n_head:
                                            n_kv_head=n_kv_head, scale=scale)
 
 
+def _check_fits(op: str, x: Tensor, weight: Tensor) -> None:
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"{op}: input shape {x.shape} does not fit weight shape {weight.shape}")
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with weight (out_features, in_features)."""
-    if x.shape[-1] != weight.shape[-1]:
-        raise ValueError(f"linear: input shape {x.shape} does not fit weight shape {weight.shape}")
+    _check_fits("linear", x, weight)
     return mm.Linear.apply(x, weight, bias, None)
 
 
@@ -677,9 +681,7 @@ def residual_linear(residual: Tensor, x: Tensor, weight: Tensor,
 
     >>> x = F.residual_linear(x, y, proj.weight, proj.bias)  # x + proj(y)
     """
-    if x.shape[-1] != weight.shape[-1]:
-        raise ValueError(f"residual_linear: input shape {x.shape} does not fit weight shape "
-                         f"{weight.shape}")
+    _check_fits("residual_linear", x, weight)
     if residual.shape != x.shape[:-1] + (weight.shape[0],):
         raise ValueError(f"residual_linear: residual shape {residual.shape} is not the output's, "
                          f"{x.shape[:-1] + (weight.shape[0],)}")
@@ -688,13 +690,12 @@ def residual_linear(residual: Tensor, x: Tensor, weight: Tensor,
 
 def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None = None,
                 approximate: str = "none") -> Tensor:
-    """``gelu(linear(x, weight, bias), approximate)`` fused: the bias and the GELU take one pass
-    over the product (and one backward), as in a transformer's MLP.
+    """``gelu(linear(x, weight, bias), approximate)`` fused: the bias and the GELU are applied as
+    each piece of the product is written (and take one pass backward), as in a transformer's MLP.
 
     >>> h = F.linear_gelu(x, fc.weight, fc.bias, approximate="tanh")  # GPT-2's MLP
     """
-    if x.shape[-1] != weight.shape[-1]:
-        raise ValueError(f"linear_gelu: input shape {x.shape} does not fit weight shape {weight.shape}")
+    _check_fits("linear_gelu", x, weight)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"linear_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return mm.LinearGelu.apply(x, weight, bias, approximate=approximate)

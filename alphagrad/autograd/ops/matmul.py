@@ -58,7 +58,7 @@ class Linear(Function):
     BLAS call and the bias and a residual of the output's shape are added as it is written."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, residual=None):
+    def forward(ctx, x, weight, bias, residual):
         ctx.x, ctx.weight, ctx.has_bias = x, weight, bias is not None
         return _linear(x, weight, bias, residual)
 
@@ -92,7 +92,7 @@ class LinearGelu(Function):
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
-            residual: np.ndarray | None = None) -> np.ndarray:
+            residual: np.ndarray | None) -> np.ndarray:
     """``x @ weight.T + bias (+ residual)`` (..., out): a few rows (a decoding step) by the row
     kernel, more by one GEMM."""
     rows = _rows(x)  # (M, in)
