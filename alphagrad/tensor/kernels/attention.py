@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
-from alphagrad.tensor.kernels._address import address, flat_at
+from alphagrad.tensor.kernels._address import flat_at, table
 from alphagrad.tensor.kernels._exp import fast_exp
 from alphagrad.tensor.kernels._registers import stack_empty
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
@@ -96,25 +96,16 @@ def _matmul_add(acc, a, b, nx, ny, nz, x_limit, z_limit, a_limit):
                     acc_x[np.uint64(y0 + y)] += a_xz * b_z[np.uint64(y0 + y)]
 
 
-def _flat(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each array's 1-d buffer starts (byte address) and how many elements it spans, as
-    one (n, 2) int64 array, and their strides in bytes as one (n, 4) int64 array; the kernels
-    view them with ``flat_at`` and ``_view``, so each compiles once per dtype whatever the
-    arrays' layouts (see ``_address``)."""
-    return (np.array([(address(a), 1 + sum((n - 1) * st for n, st in zip(a.shape, a.strides))
-                       // a.itemsize) for a in arrays], np.int64),
-            np.array([a.strides for a in arrays], np.int64))
-
-
 @kernel()
 def _operand(places, i, like):
-    # the 1-d buffer of operand i that _flat placed, of like's dtype
+    # the 1-d buffer of operand i of a table (see _address.table), of like's dtype: the kernels
+    # view their operands so, and compile once per dtype whatever the arrays' layouts
     return flat_at(places[i, 0], places[i, 1], like)
 
 
 @kernel()
 def _view(buffer, strides, B, NH, T, hs):
-    # the (B, NH, T, hs) array that _flat took apart
+    # the (B, NH, T, hs) array that a table row describes
     return as_strided(buffer, (B, NH, T, hs), (strides[0], strides[1], strides[2], strides[3]))
 
 
@@ -456,7 +447,7 @@ def _check_output(op: str, key: str, a, shape: tuple[int, ...], dtype: np.dtype)
 
 
 def _readable(a: np.ndarray) -> np.ndarray:
-    """``a``, or a contiguous copy when a negative stride keeps ``_flat`` from viewing it or
+    """``a``, or a contiguous copy when a negative stride keeps ``table`` from describing it or
     its last axis is not contiguous (``_attend_rows_directly`` reads rows as they lie)."""
     if min(a.strides) >= 0 and (a.shape[-1] == 1 or a.strides[-1] == a.itemsize):
         return a
@@ -489,7 +480,7 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     out = _check_output(op, "out", out, q.shape, dtype)
     lse = np.empty((B, NH, Tq), dtype)
     q, k, v = _readable(q), _readable(k), _readable(v)
-    places, strides = _flat(q, k, v, out)
+    places, strides = table(q, k, v, out)
     run = _attention_forward if use_parallel(_work(q, k), PARALLEL_MIN_WORK) else \
         _attention_forward_serial
     run(_dims(q, k), strides, places, lse, dtype.type(scale), BLOCK_Q, BLOCK_K)
@@ -518,7 +509,7 @@ def attention_backward(dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.nda
     dk = _check_output(op, "dk", dk, k.shape, dtype)
     dv = _check_output(op, "dv", dv, v.shape, dtype)
     dout, q, k, v, out = (_readable(a) for a in (dout, q, k, v, out))
-    places, strides = _flat(dout, q, k, v, out, dq, dk, dv)
+    places, strides = table(dout, q, k, v, out, dq, dk, dv)
     run = _attention_backward if use_parallel(_work(q, k), PARALLEL_MIN_WORK) else \
         _attention_backward_serial
     run(_dims(q, k), strides, places, np.ascontiguousarray(lse), dtype.type(scale), BLOCK_Q,
