@@ -17,12 +17,6 @@ for the 4 x 4 blocks with sums in memory it replaced; 4 x 32 tiles ran as fast a
 the causal triangle more coarsely (6-21% slower inside the kernels), and 12 or 16 rows spill.
 BLAS on the tiles was slower: sgemm through np.dot inside the kernel ran at 40-60 GFLOP/s at
 these shapes, and its larger calls start OpenBLAS's own threads inside ours.
-
-A head's rows lie apart in a (B, T, 3, NH, hs) qkv buffer, a page every few rows, and loading
-them waited on memory: each task hints the rows the next task reads first (up to a block of each
-operand, so that the hints fit in L2) into the caches while it computes. Forward+backward at
-(32, 4, 128, 32) took 0.83x the time on one thread, 0.91-0.98x on two; (8, 6, 256, 64) 0.98x on
-one, 1.00-1.03x on two; (2, 12, 1024, 64) 1.00x on two.
 """
 
 from __future__ import annotations
@@ -35,7 +29,6 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.dtypes import FLOAT_DTYPES
 from alphagrad.tensor.kernels._address import flat_at, table
 from alphagrad.tensor.kernels._exp import fast_exp
-from alphagrad.tensor.kernels._prefetch import prefetch_range
 from alphagrad.tensor.kernels._registers import stack_empty
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
 
@@ -208,15 +201,6 @@ def _load_block(flat, steps, b, h, last, nq, hs, scale, dst):
 
 
 @kernel()
-def _prefetch_rows(flat, steps, b, h, first, n, hs):
-    # hint rows first .. first + n - 1 of head (b, h) of a flat (B, NH, T, hs) array into the
-    # caches
-    for c in range(first, first + n):
-        start = b * steps[0] + h * steps[1] + c * steps[2]
-        prefetch_range(flat, start, start + hs)
-
-
-@kernel()
 def _load_rows(flat, steps, b, h, first, step, n, hs, scale, dst):
     # dst[c, :hs] = scale * row first + c·step (c < n) of head (b, h) of a flat (B, NH, T, hs)
     # array whose rows are contiguous (see _readable), with element strides steps
@@ -277,13 +261,6 @@ def _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta):
             p[y, c] = ds[y, c] = 0
 
 
-@kernel()
-def _query_block(task, NH, n_qblocks, block_q, Tq):
-    # the batch, head, first row and number of rows of the forward's task
-    i0 = task % n_qblocks * block_q
-    return task // (NH * n_qblocks), task // n_qblocks % NH, i0, min(block_q, Tq - i0)
-
-
 @kernel(parallel=True)
 def _attention_forward(dims, strides, places, lse, scale, block_q, block_k):
     # q (B, NH, Tq, hs), k, v (B, NKV, Tk, hs) -> out (B, NH, Tq, hs), lse (B, NH, Tq); query
@@ -300,18 +277,15 @@ def _attention_forward(dims, strides, places, lse, scale, block_q, block_k):
     offset = Tk - Tq
     n_qblocks = (Tq + block_q - 1) // block_q
     for task in prange(B * NH * n_qblocks):
-        b, h, i0, nq = _query_block(task, NH, n_qblocks, block_q, Tq)
+        b = task // (NH * n_qblocks)
+        h = task // n_qblocks % NH
         kh = h // group
+        i0 = task % n_qblocks * block_q
+        nq = min(block_q, Tq - i0)
         if nq < DIRECT_ROWS:
             _attend_rows_directly(flat_q, flat_k, flat_v, steps, out, lse, b, h, kh, i0, nq,
                                   offset, scale)
             continue
-        if task + 1 < B * NH * n_qblocks:  # the next task's first rows, while this one computes
-            b_next, h_next, i0_next, nq_next = _query_block(task + 1, NH, n_qblocks, block_q, Tq)
-            _prefetch_rows(flat_q, steps[0], b_next, h_next, i0_next, nq_next, hs)
-            for flat, rows in ((flat_k, steps[1]), (flat_v, steps[2])):
-                _prefetch_rows(flat, rows, b_next, h_next // group, 0,
-                               min(block_q, i0_next + nq_next + offset), hs)
         last = i0 + nq - 1  # column c holds query row last - c
         width = _padded(nq)
         n_keys = last + offset + 1  # keys seen by the block's last row
@@ -358,17 +332,11 @@ def _attention_backward(dims, strides, places, lse, scale, block_q, block_k):
     dout, q, k = _operand(places, 0, scale), _operand(places, 1, scale), _operand(places, 2, scale)
     v, out, dq = _operand(places, 3, scale), _operand(places, 4, scale), _operand(places, 5, scale)
     dk, dv = _operand(places, 6, scale), _operand(places, 7, scale)
-    v_heads = _view(v, strides[3], B, NKV, Tk, hs)
+    v = _view(v, strides[3], B, NKV, Tk, hs)
     offset = Tk - Tq
     for task in prange(B * NKV):
         b = task // NKV
         kh = task % NKV
-        if task + 1 < B * NKV:  # the next task's first rows, while this one computes
-            b_next, kh_next = (task + 1) // NKV, (task + 1) % NKV
-            _prefetch_rows(k, steps[2], b_next, kh_next, 0, min(Tk, block_q), hs)
-            _prefetch_rows(v, steps[3], b_next, kh_next, 0, min(Tk, block_q), hs)
-            for flat, rows in ((q, steps[1]), (dout, steps[0]), (out, steps[4])):
-                _prefetch_rows(flat, rows, b_next, kh_next * group, 0, min(Tq, block_q), hs)
         hs_width = _padded(hs)
         dk_acc = np.zeros((Tk, hs_width), q.dtype)
         dv_acc = np.zeros((Tk, hs_width), q.dtype)
@@ -413,8 +381,7 @@ def _attention_backward(dims, strides, places, lse, scale, block_q, block_k):
                     p[:nk, :width] = 0
                     ds[:nk, :width] = 0
                     _matmul_add(p, k_rows[j0:], qt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
-                    _matmul_add(ds, v_heads[b, kh, j0:], gt, nk, width, hs, limit, NO_LIMIT,
-                                NO_LIMIT)
+                    _matmul_add(ds, v[b, kh, j0:], gt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
                     _softmax_backward_tile(p, ds, nk, nq, limit, row_lse, delta)
                     _matmul_add(dv_acc[j0:], p, g_rows, nk, hs_width, nq, NO_LIMIT, NO_LIMIT,
                                 limit)
