@@ -24,6 +24,7 @@ from alphagrad.autograd.ops import nn as nnops
 from alphagrad.autograd.ops import reduce as rd
 from alphagrad.autograd.tensor import Tensor, _size
 from alphagrad.tensor.dtypes import get_default_dtype, is_float
+from alphagrad.tensor.kernels.gelu import check_form
 
 Number = (int, float, bool, np.number)
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -161,8 +162,7 @@ def relu(x: Tensor) -> Tensor:
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU; ``approximate="tanh"`` is GPT-2's form, ``"none"`` the exact erf form (PyTorch's default)."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    check_form("gelu", approximate)
     return ew.Gelu.apply(x, approximate=approximate)
 
 
@@ -696,8 +696,7 @@ def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     >>> h = F.linear_gelu(x, fc.weight, fc.bias, approximate="tanh")  # GPT-2's MLP
     """
     _check_fits("linear_gelu", x, weight)
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"linear_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    check_form("linear_gelu", approximate)
     return mm.LinearGelu.apply(x, weight, bias, approximate=approximate)
 
 

@@ -151,7 +151,6 @@ class MLP(Module):
         return project(self.c_proj, h, residual, self.dropout)
 
 
-
 class Block(Module):
     def __init__(self, config: GPTConfig, layer: int = 0):
         self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)

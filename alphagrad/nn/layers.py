@@ -15,6 +15,7 @@ from alphagrad.nn import init
 from alphagrad.nn.module import Module
 from alphagrad.nn.parameter import Parameter
 from alphagrad.tensor.dtypes import get_default_dtype
+from alphagrad.tensor.kernels.gelu import check_form
 
 
 def _empty(*shape: int, dtype=None) -> Parameter:
@@ -114,8 +115,7 @@ class GELU(Module):
     """GELU; ``approximate="tanh"`` is GPT-2's form."""
 
     def __init__(self, approximate: str = "none"):
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        check_form("GELU", approximate)
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:

@@ -32,7 +32,8 @@ __all__ = [
     "adamw_step", "adamw_steps", "attention_backward", "attention_forward", "bias_gelu_backward",
     "bias_gelu_forward", "cross_entropy_backward", "cross_entropy_forward", "embedding_backward",
     "embedding_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
-    "layernorm_forward", "linear_rows", "matmul", "matmul_gelu", "matmuls", "rmsnorm_backward", "rmsnorm_forward",
-    "rope_backward", "rope_forward", "rope_tables", "silu_backward", "silu_forward",
-    "slot_attention", "softmax_backward", "softmax_forward", "swiglu_backward", "swiglu_forward",
+    "layernorm_forward", "linear_rows", "matmul", "matmul_gelu", "matmuls", "rmsnorm_backward",
+    "rmsnorm_forward", "rope_backward", "rope_forward", "rope_tables", "silu_backward",
+    "silu_forward", "slot_attention", "softmax_backward", "softmax_forward", "swiglu_backward",
+    "swiglu_forward",
 ]

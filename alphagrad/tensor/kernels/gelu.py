@@ -183,9 +183,14 @@ FORMS = tuple(_KERNELS)  # the values ``approximate`` takes
 _SERIAL = {form: tuple(serial_twin(k) for k in ks) for form, ks in _KERNELS.items()}
 
 
-def _kernels(op: str, approximate: str, size: int) -> tuple:
+def check_form(op: str, approximate: str) -> None:
+    """ValueError naming ``op`` unless ``approximate`` is one of the GELU forms ("none", "tanh")."""
     if approximate not in _KERNELS:
         raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def _kernels(op: str, approximate: str, size: int) -> tuple:
+    check_form(op, approximate)
     return (_KERNELS if use_parallel(size, PARALLEL_MIN_SIZE) else _SERIAL)[approximate]
 
 

@@ -22,7 +22,13 @@ from alphagrad._jit import kernel
 from alphagrad.tensor.blas import BLAS
 from alphagrad.tensor.kernels._address import address, flat_at
 from alphagrad.tensor.kernels._serial import serial_twin, use_parallel
-from alphagrad.tensor.kernels.gelu import FORMS, bias_gelu_forward, gelu_exact, gelu_tanh
+from alphagrad.tensor.kernels.gelu import (
+    FORMS,
+    bias_gelu_forward,
+    check_form,
+    gelu_exact,
+    gelu_tanh,
+)
 from alphagrad.tensor.threads import get_num_threads, one_pool
 
 # Below this many multiply-adds a GEMM runs on the calling thread (about 10 µs of one core).
@@ -276,8 +282,7 @@ def matmul_gelu(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None,
     >>> h, out.round(4)
     (array([[2., 2.]], dtype=float32), array([[1.9546, 1.9546]], dtype=float32))
     """
-    if approximate not in FORMS:
-        raise ValueError(f"matmul_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    check_form("matmul_gelu", approximate)
     plan = _plan(a, b, bias)
     if plan.row is None:
         return plan.out, bias_gelu_forward(plan.out, None, approximate)
