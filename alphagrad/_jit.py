@@ -14,9 +14,10 @@ from collections.abc import Callable
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+# the code generation options of every kernel, beside caching and parallel loops
+OPTIONS = {"fastmath": set(FASTMATH), "nogil": True, "error_model": "numpy"}
 
 
 def kernel(parallel: bool = False) -> Callable:
     """Decorator for a private Numba kernel; ``parallel=True`` enables ``prange``."""
-    return numba.njit(cache=True, fastmath=set(FASTMATH), parallel=parallel, nogil=True,
-                      error_model="numpy")
+    return numba.njit(cache=True, parallel=parallel, **OPTIONS)

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import pytest
 
-from alphagrad._jit import FASTMATH
+from alphagrad._jit import OPTIONS
 from alphagrad.tensor.kernels import adamw, attention, cross_entropy, gelu, layernorm, softmax
 
 pytestmark = pytest.mark.skipif(not llvm.get_host_cpu_features().get("avx2"),
@@ -29,7 +29,7 @@ PACKED_ARITHMETIC = re.compile(
 
 def packed_arithmetic(kernel, signature) -> int:
     """How many packed float32 arithmetic instructions ``kernel`` compiles to, serially."""
-    fresh = numba.njit(fastmath=set(FASTMATH), error_model="numpy")(kernel.py_func)
+    fresh = numba.njit(**OPTIONS)(kernel.py_func)
     fresh.compile(signature)
     return len(PACKED_ARITHMETIC.findall(fresh.inspect_asm(signature)))
 
