@@ -1,8 +1,8 @@
 """Serial twins of parallel kernels, for inputs too small to pay for waking the thread pool.
 
 Starting a parallel loop costs microseconds on the OpenMP layer, whose workers spin a while
-between loops, and tens of microseconds on the workqueue layer, whose workers sleep (see
-``tensor.threads``): as long as a softmax over 4096 x 65 floats takes on one core. So each
+between loops, and about a hundred microseconds on the workqueue layer, whose workers sleep (see
+``tensor.threads``): as long as a softmax over 1024 x 256 floats takes on one core. So each
 kernel's threshold is measured on the OpenMP layer, and ``use_parallel`` asks for
 ``WORKQUEUE_FACTOR`` times as much work on any other. At one thread every kernel runs its twin,
 so a process that may not start parallel loops (a forked child) never does. A twin compiles the
@@ -23,9 +23,11 @@ from alphagrad.tensor.threads import get_num_threads, openmp_pool
 # cross-entropy 1.2x faster on two threads at 256 x 64, layer norm 0.9x there and 1.3x at
 # 1024 x 64).
 PARALLEL_MIN_SIZE = 1 << 15
-# On the workqueue layer two threads paid off only from 32x the work (softmax, cross-entropy,
-# embedding: 4096 x 65 faster serial, 8192 x 384 parallel)
-WORKQUEUE_FACTOR = 32
+# On the workqueue layer two threads paid off only from about 128x the work (measured on 2 cores,
+# forward + backward: softmax, layer norm, GELU, cross-entropy 1.1-1.3x slower on two threads
+# from 1M to 4M elements, GELU 0.66x at 8M; causal attention 1.2x slower at 16M work units, 1.0x
+# at 33M, 0.9x at 50M)
+WORKQUEUE_FACTOR = 128
 _FACTOR = 1 if openmp_pool() else WORKQUEUE_FACTOR
 
 
