@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphagrad.tensor import get_num_threads, set_num_threads
+from alphagrad.tensor import blas, get_num_threads, set_num_threads
 from alphagrad.tensor.kernels import gemm, matmul, matmul_gelu, matmuls, reference
 
 
@@ -112,6 +113,51 @@ def test_matmul_gelu_matches_numpy_in_float64(threads, pair, with_bias, approxim
     np.testing.assert_allclose(h, expected, rtol=tol, atol=tol * np.sqrt(a.shape[-1]))
     np.testing.assert_allclose(out, reference.gelu_forward(expected, approximate), rtol=tol,
                                atol=tol * np.sqrt(a.shape[-1]))
+
+
+@pytest.fixture
+def scipy_blas(monkeypatch):
+    """SciPy's own OpenBLAS, whose CBLAS takes 32-bit integers, as the BLAS GEMMs are cut for."""
+    scipy = pytest.importorskip("scipy")
+    for path in sorted((Path(scipy.__file__).parent.parent / "scipy.libs").glob("*openblas*")):
+        found = blas.load(str(path))
+        if found is not None and found.sgemm and not found.ilp64:
+            found.set_num_threads(1)  # one thread per piece, as alphagrad keeps NumPy's BLAS
+            monkeypatch.setattr(gemm, "BLAS", found)
+            return found
+    pytest.skip("SciPy carries no 32-bit-integer OpenBLAS")
+
+
+@given(operands(), st.booleans())
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_32_bit_integer_blas_gives_the_same_products(threads, scipy_blas, pair, with_bias):
+    """The plain CBLAS names of conda's and distributions' NumPy take 32-bit integers."""
+    a, b = pair
+    bias = np.linspace(-1, 2, b.shape[-1]).astype(a.dtype) if with_bias else None
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64)) + (0 if bias is None else bias)
+    tol = 1e-4 if a.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(matmul(a, b, bias), expected, rtol=tol,
+                               atol=tol * np.sqrt(a.shape[-1]))
+
+
+def test_numpys_own_blas_is_found_with_scipy_imported_first():
+    """SciPy's wheels carry an OpenBLAS of their own. Loaded before alphagrad, it must not be
+    taken for NumPy's: its pool would be set instead of NumPy's and the GEMMs left to NumPy."""
+    pytest.importorskip("scipy")
+    own = sorted((Path(np.__file__).parent.parent / "numpy.libs").glob("*openblas*"))
+    if not own:
+        pytest.skip("this NumPy carries no OpenBLAS of its own")
+    script = textwrap.dedent(f"""
+        import ctypes
+        import scipy.linalg
+        from alphagrad.tensor import blas, threads
+        numpys = ctypes.CDLL({str(own[0])!r}).scipy_cblas_sgemm64_
+        print(blas.BLAS.sgemm == ctypes.cast(numpys, ctypes.c_void_p).value, threads.one_pool())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"], result.stdout
 
 
 def test_large_products_are_cut_at_the_default_threshold():

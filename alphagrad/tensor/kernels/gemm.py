@@ -34,38 +34,52 @@ from alphagrad.tensor.threads import get_num_threads, one_pool
 # Below this many multiply-adds a GEMM runs on the calling thread (about 10 µs of one core).
 PARALLEL_MIN_WORK = 1 << 20
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS's enums
+_INT32_MAX = (1 << 31) - 1  # the largest size or leading dimension a 32-bit-integer BLAS takes
 
 
 @intrinsic
-def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc):
-    """C = alpha·op(A)·op(B) through the ILP64 ``cblas_?gemm`` at ``address`` (row-major,
-    beta 0); the matrices are byte addresses and every integer is passed as int64."""
-    if not isinstance(alpha, types.Float):
+def _cblas_gemm(typingctx, address, ilp64, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c,
+                ldc):
+    """C = alpha·op(A)·op(B) through the ``cblas_?gemm`` at ``address`` (row-major, beta 0),
+    whose sizes and leading dimensions are 64-bit integers if ``ilp64``, else 32-bit; the
+    matrices are byte addresses and every integer is passed in as int64."""
+    if not isinstance(alpha, types.Float) or not isinstance(ilp64, types.Boolean):
         return None
     ints = (m, n, k, lda, ldb, ldc, address, trans_a, trans_b, a, b, c)
     if not all(isinstance(t, types.Integer) for t in ints):
         return None
 
     def codegen(context, builder, signature, args):
-        i32, i64, real = ir.IntType(32), ir.IntType(64), context.get_value_type(alpha)
+        i32, real = ir.IntType(32), context.get_value_type(alpha)
         pointer = ir.IntType(8).as_pointer()
-        function = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer,
-                                                   i64, pointer, i64, real, pointer, i64])
 
-        def value(i, kind):
+        def value(i, kind=None):  # argument i as an int64, a pointer or an integer of kind
             v = context.cast(builder, args[i], signature.args[i], types.int64)
-            return builder.trunc(v, i32) if kind == "enum" else \
-                builder.inttoptr(v, pointer) if kind == "pointer" else v
+            if kind == "pointer":
+                return builder.inttoptr(v, pointer)
+            return v if kind is None or kind.width == 64 else builder.trunc(v, kind)
 
-        call = builder.inttoptr(value(0, "int"), function.as_pointer())
-        builder.call(call, [ir.Constant(i32, _ROW_MAJOR), value(1, "enum"), value(2, "enum"),
-                            value(3, "int"), value(4, "int"), value(5, "int"), args[6],
-                            value(7, "pointer"), value(8, "int"), value(9, "pointer"),
-                            value(10, "int"), ir.Constant(real, 0.0), value(11, "pointer"),
-                            value(12, "int")])
+        def call(size):
+            function = ir.FunctionType(ir.VoidType(), [
+                i32, i32, i32, size, size, size, real, pointer, size, pointer, size, real,
+                pointer, size])
+            gemm = builder.inttoptr(value(0), function.as_pointer())
+            builder.call(gemm, [ir.Constant(i32, _ROW_MAJOR), value(2, i32), value(3, i32),
+                                value(4, size), value(5, size), value(6, size), args[7],
+                                value(8, "pointer"), value(9, size), value(10, "pointer"),
+                                value(11, size), ir.Constant(real, 0.0), value(12, "pointer"),
+                                value(13, size)])
+
+        wide = context.cast(builder, args[1], signature.args[1], types.boolean)
+        with builder.if_else(wide) as (then, otherwise):
+            with then:
+                call(ir.IntType(64))
+            with otherwise:
+                call(i32)
         return context.get_dummy_value()
 
-    return types.void(address, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc), codegen
+    return types.void(address, ilp64, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, c,
+                      ldc), codegen
 
 
 # Columns of _gemm_tasks's table, one row per product (addresses and steps in bytes): CBLAS's
@@ -81,7 +95,7 @@ _TANH = FORMS.index("tanh")
 
 
 @kernel(parallel=True)
-def _gemm_tasks(gemm, alpha, products):
+def _gemm_tasks(gemm, ilp64, alpha, products):
     # The tasks of a product are piece t % PIECES of batch entry t // PIECES, numbered on from
     # the last task of the row before; a piece is a block of rows of C (BY_ROWS) or of columns.
     for t in prange(products[-1, END]):
@@ -99,8 +113,8 @@ def _gemm_tasks(gemm, alpha, products):
         else:
             c0, c1 = piece * n // pieces, (piece + 1) * n // pieces
             b, c, n = b + c0 * p[B_COLUMN], c + c0 * p[ITEM], c1 - c0
-        _cblas_gemm(gemm, p[TRANS_A], p[TRANS_B], m, n, p[K], alpha, a, p[LDA], b, p[LDB], c,
-                    ldc)
+        _cblas_gemm(gemm, ilp64, p[TRANS_A], p[TRANS_B], m, n, p[K], alpha, a, p[LDA], b,
+                    p[LDB], c, ldc)
         if m and (p[BIAS] or p[ADDEND] or p[ACTIVATED]):  # while the piece is still in cache
             rows = flat_at(c, (m - 1) * ldc + n, alpha)
             if p[BIAS]:
@@ -188,6 +202,8 @@ def _plan(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
             addend.dtype != a.dtype or addend.shape != batch + (m, n))):
         return _numpy(a, b, bias, addend)
     (a, layout_a), (b, layout_b) = _as_blas_takes(a), _as_blas_takes(b)
+    if not BLAS.ilp64 and max(m, n, k, layout_a[1], layout_b[1]) > _INT32_MAX:
+        return _numpy(a, b, bias, addend)
     a_step, b_step = 0, 0
     if batch:
         a_entries, b_entries = _entries(a, batch), _entries(b, batch)
@@ -229,7 +245,7 @@ def _run(rows: list[list[int]], dtype: np.dtype) -> None:
         r[PIECES] = pieces
         end = r[END] = end + r[ENTRIES] * pieces
     run = _gemm_tasks if parallel else _gemm_tasks_serial
-    run(BLAS.sgemm if dtype == np.float32 else BLAS.dgemm, dtype.type(1.0),
+    run(BLAS.sgemm if dtype == np.float32 else BLAS.dgemm, BLAS.ilp64, dtype.type(1.0),
         np.array(rows, np.int64))
 
 
