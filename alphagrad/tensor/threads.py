@@ -15,6 +15,8 @@ it: measured on 2 cores with one busy-looping process, a char-sized training ste
 slower at 2 threads than at 1. So unless ``set_num_threads`` fixes a count, ``step_done()``
 (called once per training step, at the end of ``backward``) looks at how many cores other
 processes kept busy over the last half second and uses only the cores left free (at least one).
+Nor does the default start more threads than the cores of a CPU quota the process runs under
+(a container's ``--cpus``; see ``tensor.quota``).
 
 GNU OpenMP cannot run a parallel loop in a process forked from one that has used it (Numba
 stops such a child), so a forked child runs everything on one thread, as the serial kernels.
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 import numba
 
 from alphagrad.tensor.blas import BLAS
+from alphagrad.tensor.quota import cpu_quota
 
 
 def _omp_available() -> bool:
@@ -56,6 +59,7 @@ _OPENMP = numba.config.THREADING_LAYER == "omp"
 _ONE_POOL = bool(BLAS.sgemm) and _OPENMP
 _GOMP = _gnu_openmp()
 _most = numba.config.NUMBA_NUM_THREADS  # the most threads any setting gives; 1 in a forked child
+_QUOTA = cpu_quota()  # cores' worth of CPU time the process's cgroup allows, None: no limit
 _num_threads: int | None = None  # the count in force once anything set one
 _fixed = False  # True once set_num_threads chose a count: no adapting to the machine's load
 
@@ -76,6 +80,12 @@ def _keep_blas_for(n: int) -> None:
     the kernels' pool (a piece must not wake BLAS's own pool), else ``n``."""
     if BLAS.set_num_threads is not None:
         BLAS.set_num_threads(1 if _ONE_POOL else n)
+
+
+def _default() -> int:
+    """The thread count of the default setting on an idle machine: a thread per core the
+    process may run on, and no more than a CPU quota's cores, rounded (at least one)."""
+    return _most if _QUOTA is None else max(1, min(_most, int(_QUOTA + 0.5)))
 
 
 def _use(n: int) -> None:
@@ -112,15 +122,15 @@ def set_num_threads(n: int | None) -> None:
     thread, so NumPy's own ``@`` outside alphagrad runs on one thread; ``kernels.matmul`` is the
     threaded product.
 
-    ``None`` restores the default: all cores, fewer while other processes keep some busy
-    (re-measured every half second of training).
+    ``None`` restores the default: all cores (no more than a CPU quota allows), fewer while
+    other processes keep some busy (re-measured every half second of training).
 
     >>> set_num_threads(1)  # one core, whatever else the machine runs
     """
     global _fixed
     if n is None:
         _fixed = False
-        _use(_fitted if _fitted is not None else _most)
+        _use(_fitted if _fitted is not None else _default())
         return
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int or None, got {n!r}")
@@ -129,10 +139,10 @@ def set_num_threads(n: int | None) -> None:
 
 
 def get_num_threads() -> int:
-    """The thread count in force (all cores unless ``set_num_threads`` said otherwise, or
-    other processes keep cores busy)."""
+    """The thread count in force (all cores unless ``set_num_threads`` said otherwise, a CPU
+    quota allows fewer, or other processes keep cores busy)."""
     if _num_threads is None:  # first asked for by a kernel: start the threads as _use does
-        _use(_most)
+        _use(_default())
     return _num_threads
 
 
@@ -214,7 +224,7 @@ def step_done() -> None:
     mark = (wall, busy, time.process_time())
     if _watch is not None:
         free = free_cores(_watch, mark)
-        _fitted = max(1, min(_most, int(free + _HEADROOM)))
+        _fitted = max(1, min(_default(), int(free + _HEADROOM)))
         if _fitted != get_num_threads():
             _use(_fitted)
     _watch = mark
