@@ -41,6 +41,12 @@ def cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = CGROUP_ROOT) -
     return min(limits, default=None)
 
 
+def whole_cores(quota: float) -> int:
+    """How many threads a quota of ``quota`` cores' time keeps busy: the nearest whole number,
+    at least one."""
+    return max(1, int(quota + 0.5))
+
+
 def _limits(mount: str, path: str, limit: Callable[[str], float | None]) -> list[float]:
     """The limits set on the group at ``path`` under ``mount`` and on its ancestors. The mount's
     own directory is always looked at: a container may see its group there, under its host path."""

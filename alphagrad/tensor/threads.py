@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import numba
 
 from alphagrad.tensor.blas import BLAS
-from alphagrad.tensor.quota import cpu_quota
+from alphagrad.tensor.quota import cpu_quota, whole_cores
 
 
 def _omp_available() -> bool:
@@ -85,7 +85,7 @@ def _keep_blas_for(n: int) -> None:
 def _default() -> int:
     """The thread count of the default setting on an idle machine: a thread per core the
     process may run on, and no more than a CPU quota's cores, rounded (at least one)."""
-    return _most if _QUOTA is None else max(1, min(_most, int(_QUOTA + 0.5)))
+    return _most if _QUOTA is None else min(_most, whole_cores(_QUOTA))
 
 
 def _use(n: int) -> None:

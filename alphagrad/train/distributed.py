@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from alphagrad.autograd.tensor import Tensor
+from alphagrad.tensor.quota import cpu_quota, whole_cores
 
 # Set by the MPI launchers in every process they start: Open MPI, MPICH/Hydra and Slurm's PMI,
 # MVAPICH.
@@ -84,11 +85,14 @@ class World:
         return self.rank == 0
 
     def default_threads(self) -> int:
-        """Threads per rank: this machine's cores shared out among its ranks, and no more than
-        the cores the launcher bound this rank to."""
+        """Threads per rank: this machine's cores (or its CPU quota's) shared out among its
+        ranks, and no more than the cores the launcher bound this rank to."""
         share = (os.cpu_count() or 1) // self.local_size
         if hasattr(os, "sched_getaffinity"):
             share = min(share, len(os.sched_getaffinity(0)))
+        quota = cpu_quota()
+        if quota is not None:
+            share = min(share, whole_cores(quota / self.local_size))
         return max(1, share)
 
     # ---- collectives (the identity on a single process) ------------------------------------

@@ -23,6 +23,7 @@ import pytest
 
 from alphagrad.nn.parameter import Parameter
 from alphagrad.tokenizers import CharTokenizer
+from alphagrad.train import distributed
 from alphagrad.train.checkpoint import load_checkpoint
 from alphagrad.train.config import TrainConfig
 from alphagrad.train.data import BatchSampler, TokenDataset, prepare
@@ -112,6 +113,18 @@ def test_drifted_weights_stop_training_with_the_ranks_checksums():
     with pytest.raises(RanksOutOfSync, match=f"step 7: .*rank 0: {crc:08x}, rank 1: "
                                              f"{crc ^ 1:08x}"):
         check_in_sync(params, _TwoRanksApart(size=2), step=7)
+
+
+def test_ranks_share_out_a_cpu_quota(monkeypatch):
+    """Ranks on one machine in a container split its CPU quota, not the host's cores."""
+    monkeypatch.setattr(distributed.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(distributed, "cpu_quota", lambda: None)
+    assert World(size=2, local_size=2).default_threads() == 8
+    monkeypatch.setattr(distributed, "cpu_quota", lambda: 4.0)  # --cpus=4
+    assert World(size=2, local_size=2).default_threads() == 2
+    monkeypatch.setattr(distributed, "cpu_quota", lambda: 1.0)
+    assert World(size=4, local_size=4).default_threads() == 1  # never none
 
 
 def test_nproc_without_mpi4py_says_what_to_install(monkeypatch):
