@@ -1,11 +1,12 @@
 """The package's import graph follows the layer order of the design notes.
 
-    _jit, _atomic < tensor < autograd < nn (optim.py is a shim over nn) < the alphagrad root
+    _jit, _atomic, _cpus < tensor < autograd < nn (optim.py is a shim over nn) < the alphagrad root
     < train < cli and serve (side by side; serve may also use its extra: fastapi, uvicorn,
     pydantic)
-    tokenizers: a leaf beside train that uses only _jit and _atomic (and numpy, numba, regex,
+    tokenizers: a leaf beside train that uses only _jit, _atomic and _cpus (and numpy, numba, regex,
     the standard library); train and cli may import it, and cli may import anything.
-    _jit and _atomic import nothing of the package; _atomic only the standard library.
+    _jit, _atomic and _cpus import nothing of the package; _atomic and _cpus only the standard
+    library.
 
 Every import is checked, including those inside functions.
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "alphagrad"
-RANK = {"_jit": 0, "_atomic": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5,
+RANK = {"_jit": 0, "_atomic": 0, "_cpus": 0, "tensor": 1, "autograd": 2, "nn": 3, "optim": 3, "": 3.5,
         "train": 4, "cli": 5, "serve": 5}
+BOTTOM = ("_jit", "_atomic", "_cpus")  # modules that import nothing of the package
 # llvmlite is numba's own code generator, installed with it
 RUNTIME_DEPENDENCIES = {"numpy", "numba", "llvmlite", "regex", "msgpack", "click", "tomli"}
 TOKENIZER_DEPENDENCIES = {"numpy", "numba", "regex"}
@@ -74,10 +76,10 @@ def allowed(source: str, target: str) -> bool:
     src, dst = layer(source), layer(target)
     if src == dst:
         return True
-    if src in ("_jit", "_atomic"):
+    if src in BOTTOM:
         return False
     if src == "tokenizers":
-        return dst in ("_jit", "_atomic")
+        return dst in BOTTOM
     if dst == "tokenizers":
         return RANK[src] >= RANK["train"]
     return RANK[dst] <= RANK[src]
@@ -103,7 +105,7 @@ def test_imports_follow_the_layers(path):
             deps = TOKENIZER_DEPENDENCIES if layer(source) == "tokenizers" else RUNTIME_DEPENDENCIES
             if layer(source) == "_jit":
                 deps = {"numba"}
-            if layer(source) == "_atomic":
+            if layer(source) in ("_atomic", "_cpus"):
                 deps = set()
             if layer(source) == "serve":
                 deps = SERVE_DEPENDENCIES

@@ -16,7 +16,7 @@ slower at 2 threads than at 1. So unless ``set_num_threads`` fixes a count, ``st
 (called once per training step, at the end of ``backward``) looks at how many cores other
 processes kept busy over the last half second and uses only the cores left free (at least one).
 Nor does the default start more threads than the cores of a CPU quota the process runs under
-(a container's ``--cpus``; see ``tensor.quota``).
+(a container's ``--cpus``; see ``alphagrad._cpus``).
 
 GNU OpenMP cannot run a parallel loop in a process forked from one that has used it (Numba
 stops such a child), so a forked child runs everything on one thread, as the serial kernels.
@@ -32,8 +32,8 @@ from contextlib import contextmanager
 
 import numba
 
+from alphagrad._cpus import cpu_quota, whole_cores
 from alphagrad.tensor.blas import BLAS
-from alphagrad.tensor.quota import cpu_quota, whole_cores
 
 
 def _omp_available() -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import regex
 
 from alphagrad._atomic import atomic_write_bytes
+from alphagrad._cpus import usable_cores
 from alphagrad.tokenizers import interop
 from alphagrad.tokenizers.base import (
     Tokenizer,
@@ -74,7 +75,7 @@ class BPETokenizer(Tokenizer):
         if not isinstance(min_frequency, int) or min_frequency < 1:
             raise ValueError(f"train: min_frequency must be a positive int, got {min_frequency!r}")
         pattern = resolve_pattern(pattern)
-        counts = count_chunks(source, pattern, num_threads or os.cpu_count() or 1)
+        counts = count_chunks(source, pattern, num_threads or usable_cores())
         data, offsets, word_counts = counts.words()
         if not len(word_counts):
             raise ValueError("train: the corpus is empty: there is no text to learn merges from")
@@ -129,13 +130,14 @@ class BPETokenizer(Tokenizer):
 
     def encode_batch(self, texts: Iterable[str], num_threads: int | None = None,
                      allowed_special: str | Iterable[str] = ()) -> list[list[int]]:
-        """``encode`` of each text, spread over ``num_threads`` threads (default: all cores)."""
+        """``encode`` of each text, spread over ``num_threads`` threads (default: the cores this
+        process may use)."""
         texts = list(texts)
         encode_group = self._encode_docs
         if allowed_special:
             def encode_group(group: list[str]) -> list[list[int]]:
                 return [self.encode(t, allowed_special) for t in group]
-        workers = max(1, min(num_threads or os.cpu_count() or 1, len(texts)))
+        workers = max(1, min(num_threads or usable_cores(), len(texts)))
         # Contiguous groups of about equal size, a few per thread to even out the load.
         sizes = np.cumsum([len(t) for t in texts])
         cuts = np.searchsorted(sizes, np.linspace(0, sizes[-1] if len(texts) else 0,

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from alphagrad._cpus import cpu_quota, whole_cores
 from alphagrad.autograd.tensor import Tensor
-from alphagrad.tensor.quota import cpu_quota, whole_cores
 
 # Set by the MPI launchers in every process they start: Open MPI, MPICH/Hydra and Slurm's PMI,
 # MVAPICH.

@@ -1,4 +1,5 @@
-"""CPU quotas read from cgroup files, and the default thread count under a real one."""
+"""CPU quotas read from cgroup files, the cores they leave, and the default thread count
+under a real one."""
 
 import os
 import subprocess
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alphagrad.tensor.quota import CGROUP_ROOT, cpu_quota
+from alphagrad import _cpus
+from alphagrad._cpus import CGROUP_ROOT, cpu_quota, usable_cores
 
 
 def group(root: Path, path: str, **files: str) -> None:
@@ -56,6 +58,18 @@ def test_nothing_readable_or_nonsense_is_no_limit(tmp_path):
     assert cpu_quota(str(tmp_path / "missing"), str(tmp_path)) is None
     group(tmp_path / "fs", "/app", cpu__max="lots")
     assert quota(tmp_path, "garbage\n0::/app\n") is None
+
+
+def test_usable_cores_keep_to_the_affinity_and_the_quota(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda: None)
+    assert usable_cores() == cores
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda: cores + 8.0)  # more than it may run on
+    assert usable_cores() == cores
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda: 1.4)
+    assert usable_cores() == 1
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda: 0.2)  # a sliver of a core: still one
+    assert usable_cores() == 1
 
 
 def _one_core_group() -> Path:

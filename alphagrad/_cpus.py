@@ -1,13 +1,13 @@
-"""The CPU time a process's control group allows it: a container's ``--cpus``, a pod's CPU limit.
+"""How many cores a process may use: its CPU affinity, and its control group's CPU quota.
 
-A quota lets a group's threads run for ``quota`` microseconds of every ``period``, summed over
-all cores, then stops them until the next period. Numba starts one thread per core the process
-may run on (its affinity) and knows nothing of quotas. Measured on 2 cores under a quota of one:
-two threads used up each period's time in half of it and every parallel loop then waited at its
-join for the next, so tiny's training step ran at 0.60x the speed of one thread (char-small
-0.90x). Under a quota of one and a half, two threads ran level with one on tiny and 1.33x as fast
-on char-small. So by default ``tensor.threads`` starts no more threads than the quota's cores,
-rounded to the nearest whole number.
+A quota (a container's ``--cpus``, a pod's CPU limit) lets a group's threads run for ``quota``
+microseconds of every ``period``, summed over all cores, then stops them until the next period.
+Numba starts one thread per core the process may run on (its affinity) and knows nothing of
+quotas. Measured on 2 cores under a quota of one: two threads used up each period's time in half
+of it and every parallel loop then waited at its join for the next, so tiny's training step ran
+at 0.60x the speed of one thread (char-small 0.90x). Under a quota of one and a half, two threads
+ran level with one on tiny and 1.33x as fast on char-small. So by default alphagrad starts no
+more threads than the quota's cores, rounded to the nearest whole number.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = CGROUP_ROOT) -
             for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
                 limits += _limits(os.path.join(root, mount), path, _v1_limit)
     return min(limits, default=None)
+
+
+def usable_cores() -> int:
+    """The cores this process may keep busy: those it may run on, no more than its CPU quota's."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+    quota = cpu_quota()
+    return cores if quota is None else min(cores, whole_cores(quota))
 
 
 def whole_cores(quota: float) -> int:
