@@ -61,14 +61,26 @@ class TrainingStatus:
         self.file.write(text)
         self.file.flush()
 
+    def _rewrite(self, text: str) -> None:
+        """Show ``text`` as the status line, in place of the last one."""
+        text = text[:shutil.get_terminal_size().columns - 1]  # a wrapped line cannot be rewritten
+        self._write("\r" + text.ljust(self._shown))
+        self._shown = len(text)
+
+    def starting(self, step: int) -> None:
+        """Say what the first step of a session waits for where the status line rewrites in
+        place: a process's first run compiles the kernels (about 30 s for a small GPT on two
+        cores), later runs load them from Numba's cache. The first status line replaces it."""
+        if self.tty:
+            self._rewrite(f"step {step}/{self.max_iters} | compiling the kernels, or loading "
+                          "them from the cache")
+
     def __call__(self, record: dict[str, Any]) -> None:
         kind = record.get("kind")
         if kind == "step":
             text = self.status(record)
-            if self.tty:  # cut to the terminal's width: a wrapped line cannot be rewritten
-                text = text[:shutil.get_terminal_size().columns - 1]
-                self._write("\r" + text.ljust(self._shown))
-                self._shown = len(text)
+            if self.tty:
+                self._rewrite(text)
             elif record["step"] % self.log_interval == 0 or record["step"] == 1:
                 self._write(text + "\n")
         elif kind == "eval":

@@ -472,6 +472,8 @@ class Trainer:
             if progress and not shown and self.world.is_main else None
         if display is not None:
             self.callbacks.append(display)
+        for status in shown or ([display] if display is not None else []):
+            status.starting(self.step)  # the first step may wait on compiling the kernels
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         if self.world.is_main:
             self.run.lock.acquire()  # held from construction; taken again if fit() runs twice

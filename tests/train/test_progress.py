@@ -54,6 +54,20 @@ def test_status_on_a_terminal_rewrites_one_line(capsys, monkeypatch):
                    + "  saved run/ckpt (best so far)\n")
 
 
+def test_a_terminal_hears_what_the_first_step_waits_for(capsys, monkeypatch):
+    """Compiling the kernels makes a process's first step long; a terminal says so until the
+    first status line replaces it, a log says nothing."""
+    monkeypatch.setenv("COLUMNS", "200")
+    status = TrainingStatus(max_iters=3, log_interval=1, tty=True)
+    status.starting(0)
+    status(_step(1))
+    waiting = "step 0/3 | compiling the kernels, or loading them from the cache"
+    assert capsys.readouterr().out == "\r" + waiting + "\r" + status.status(_step(1)).ljust(
+        len(waiting))
+    TrainingStatus(max_iters=3, log_interval=1, tty=False).starting(0)
+    assert capsys.readouterr().out == ""
+
+
 def test_status_on_a_narrow_terminal_is_cut_to_fit(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "30")
     status = TrainingStatus(max_iters=3, log_interval=100, tty=True)
