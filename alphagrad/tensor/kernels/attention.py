@@ -109,8 +109,9 @@ def _view(buffer, strides, B, NH, T, hs):
 @kernel()
 def _zero(block):
     # block[:, :] = 0 for a 2-d view. A slice assignment compiles NumPy's broadcasting setitem
-    # again at every place it is written (the parallel forward compiled in 12.6 s with them,
-    # 9.1 s without); the tiles zeroed once per key tile keep theirs, which ran faster there.
+    # again at every place it is written (the parallel forward compiled in 11.7-14.2 s with
+    # them, 8.7-9.8 s without); the tiles zeroed once per key tile keep theirs, which ran 1-2%
+    # faster there.
     for r in range(block.shape[0]):
         for c in range(block.shape[1]):
             block[r, c] = 0
@@ -299,7 +300,7 @@ def _attention_forward(dims, strides, places, lse, scale, block_q, block_k):
         for j0 in range(0, n_keys, block_k):
             nk = min(block_k, n_keys - j0)
             limit = n_keys - j0  # key y of the tile is seen by the columns c < limit - y
-            _zero(s[:nk])
+            s[:nk] = 0
             _matmul_add(s, k[b, kh, j0:], qt, nk, width, hs, limit, NO_LIMIT, NO_LIMIT)
             _softmax_tile(s, nk, nq, limit, row_max, row_sum, alpha)
             for c in range(min(nq, limit) if j0 else 0):  # the first tile finds o_rows zero
