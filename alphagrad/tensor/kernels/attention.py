@@ -111,7 +111,7 @@ def _zero(block):
     # block[:, :] = 0 for a 2-d view. A slice assignment compiles NumPy's broadcasting setitem
     # again at every place it is written (the parallel forward compiled in 11.7-14.2 s with
     # them, 8.7-9.8 s without); the tiles zeroed once per key tile keep theirs (the backward's
-    # ran 1.06-1.09x slower through this loop, the forward's up to 1.02x).
+    # ran 1.06-1.11x slower through this loop, the forward's up to 1.02x).
     for r in range(block.shape[0]):
         for c in range(block.shape[1]):
             block[r, c] = 0
