@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from alphagrad._cpus import usable_cores
 from alphagrad.cli.errors import Failure
 
 SUITES = {"kernels": ("bench_kernels.py", "bench_attention.py"), "gpt": ("bench_gpt.py",),
@@ -43,7 +44,7 @@ def run_script(script: Path, args: list[str]) -> None:
 @click.option("--suite", type=click.Choice([*SUITES, "all"]), default="all", show_default=True,
               help="kernels: the Numba kernels and attention; gpt: training and inference "
                    "speed; tokenizers: BPE training and encoding.")
-@click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+@click.option("--threads", type=click.IntRange(min=1), default=usable_cores(),
               show_default=True, help="Threads for every side of every comparison.")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- SCRIPT_ARGS]")
 def bench(suite: str, threads: int, script_args: tuple[str, ...]) -> None:

@@ -50,7 +50,8 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
 
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), callback=_set_threads, expose_value=False,
-    help="Threads for the kernels and BLAS (default: the cores other processes leave free).")
+    help="Threads for the kernels and BLAS (default: the cores other processes leave free, "
+         "no more than a CPU quota allows).")
 
 
 @contextmanager
