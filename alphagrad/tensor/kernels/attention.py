@@ -473,9 +473,8 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
     dtype = _check_inputs(op, q=q, k=k, v=v)
     _check_qkv(op, q, k, v)
     B, NH, Tq, hs = q.shape
-    if out is None:
-        out = np.empty((B, Tq, NH, hs), dtype).transpose(0, 2, 1, 3)
-    out = _check_output(op, "out", out, q.shape, dtype)
+    out = np.empty((B, Tq, NH, hs), dtype).transpose(0, 2, 1, 3) if out is None else \
+        _check_output(op, "out", out, q.shape, dtype)
     lse = np.empty((B, NH, Tq), dtype)
     q, k, v = _readable(q), _readable(k), _readable(v)
     places, strides = table(q, k, v, out)
