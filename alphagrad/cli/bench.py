@@ -44,8 +44,9 @@ def run_script(script: Path, args: list[str]) -> None:
 @click.option("--suite", type=click.Choice([*SUITES, "all"]), default="all", show_default=True,
               help="kernels: the Numba kernels and attention; gpt: training and inference "
                    "speed; tokenizers: BPE training and encoding.")
-@click.option("--threads", type=click.IntRange(min=1), default=usable_cores(),
-              show_default=True, help="Threads for every side of every comparison.")
+@click.option("--threads", type=click.IntRange(min=1), default=usable_cores,
+              help="Threads for every side of every comparison (default: the cores this "
+                   "process may use).")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- SCRIPT_ARGS]")
 def bench(suite: str, threads: int, script_args: tuple[str, ...]) -> None:
     """Run the benchmark suites against PyTorch, Hugging Face tokenizers and tiktoken (where
